@@ -1,0 +1,63 @@
+# One target per user action. `make` alone lists them.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+CHECKOV_VENV := .venv-checkov
+REQUIREMENTS := requirements/dev.txt $(wildcard seedcode/*/requirements-dev.txt)
+STAMP := $(VENV)/.installed
+NODE_STAMP := node_modules/.installed
+TEMPLATES := $(wildcard templates/*.yml) $(wildcard seedcode/model-deploy/*-template.yml)
+SEEDS := $(wildcard seedcode/*)
+
+.DEFAULT_GOAL := help
+.PHONY: help venv lint checkov test test-bundle test-seeds package bench demo clean
+
+help: ## List the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(STAMP): $(REQUIREMENTS)
+	@command -v python3 >/dev/null || { echo "python3 (3.11+) is required: apt-get install python3 python3-venv" >&2; exit 1; }
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet $(foreach r,$(REQUIREMENTS),-r $(r))
+	@touch $@
+
+$(NODE_STAMP): package.json
+	@command -v npm >/dev/null || { echo "npm (Node 20) is required: apt-get install nodejs npm" >&2; exit 1; }
+	npm install --no-audit --no-fund --silent
+	@touch $@
+
+venv: $(STAMP) $(NODE_STAMP) ## Install the Python and Node tools into .venv and node_modules
+
+lint: venv ## ruff, cfn-lint on every template, GitLab CI schema on the seeds
+	$(VENV)/bin/ruff check lambdas scripts tests seedcode
+	$(VENV)/bin/cfn-lint $(TEMPLATES)
+	$(VENV)/bin/check-jsonschema --builtin-schema vendor.gitlab-ci --data-transform gitlab-ci $(wildcard seedcode/*/.gitlab-ci.yml)
+
+$(CHECKOV_VENV)/.installed: requirements/checkov.txt
+	python3 -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet --upgrade pip
+	$(CHECKOV_VENV)/bin/pip install --quiet -r requirements/checkov.txt
+	@touch $@
+
+checkov: $(CHECKOV_VENV)/.installed ## Security scan of the templates (skips are documented in .checkov.yaml)
+	$(CHECKOV_VENV)/bin/checkov --skip-download --quiet --compact --config-file .checkov.yaml
+
+test-bundle: venv
+	$(PY) -m pytest tests
+
+test-seeds: venv
+	@for seed in $(SEEDS); do \
+	  echo "== $$seed"; (cd $$seed && ../../$(PY) -m pytest) || exit 1; \
+	done
+
+test: lint checkov test-bundle test-seeds ## Run every test: lint, security scan, bundle and seed tests
+
+package: venv ## Build the Lambda zips and seed zips into build/ (reproducible)
+	$(PY) scripts/package.py --out build
+
+bench: venv ## Model quality benchmark on ABALONE_DATA (default ../shared/data/abalone.csv)
+	$(PY) scripts/bench_model.py --data $${ABALONE_DATA:-../shared/data/abalone.csv}
+
+clean: ## Remove build output and virtualenvs
+	rm -rf build $(VENV) $(CHECKOV_VENV) node_modules .sandbox
