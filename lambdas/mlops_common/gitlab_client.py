@@ -1,0 +1,408 @@
+"""The one place that talks to python-gitlab: bounded time and retries, and error translation.
+
+Library errors become domain errors here, by HTTP status code (never by reading message text), so the
+rest of the code only sees `mlops_common.errors` and small frozen dataclasses.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import gitlab
+import requests
+from gitlab.exceptions import GitlabError
+
+from mlops_common.errors import (
+    GitLabAuthError,
+    GitLabError,
+    GitLabForbidden,
+    GitLabNotFound,
+    GitLabRejected,
+    GitLabUnavailable,
+)
+
+logger = logging.getLogger(__name__)
+
+_REJECTED = frozenset({400, 409, 422})
+_MESSAGE_LIMIT = 120
+
+
+@dataclass(frozen=True)
+class GitLabSettings:
+    """How to reach GitLab and how long to keep trying."""
+
+    url: str
+    token_source: str  # named in "token rejected" messages, e.g. the secret's name
+    ssl_verify: bool | str = True
+    timeout: float = 10.0  # seconds per HTTP request
+    max_retries: int = 2  # retries after a connection error, 429 or 5xx
+    max_retry_wait: float = 5.0  # cap on any wait, including a server's Retry-After
+    deadline: float | None = None  # time.monotonic() after which no new request starts
+
+    @property
+    def attempts(self) -> int:
+        return self.max_retries + 1
+
+
+@dataclass(frozen=True)
+class Namespace:
+    """A group or user namespace; `id` is None for the token owner's own namespace."""
+
+    id: int | None
+    full_path: str
+
+
+@dataclass(frozen=True)
+class ProjectInfo:
+    id: int
+    path_with_namespace: str
+    http_url_to_repo: str
+    web_url: str
+    description: str
+    default_branch: str | None
+    archived: bool
+    topics: tuple[str, ...]
+
+    @classmethod
+    def from_api(cls, attrs: Mapping[str, Any]) -> ProjectInfo:
+        return cls(
+            id=int(attrs["id"]),
+            path_with_namespace=str(attrs["path_with_namespace"]),
+            http_url_to_repo=str(attrs.get("http_url_to_repo") or ""),
+            web_url=str(attrs.get("web_url") or ""),
+            description=str(attrs.get("description") or ""),
+            default_branch=attrs.get("default_branch") or None,
+            archived=bool(attrs.get("archived", False)),
+            topics=tuple(str(t) for t in (attrs.get("topics") or attrs.get("tag_list") or ())),
+        )
+
+
+@dataclass(frozen=True)
+class Variable:
+    """A project CI/CD variable as we want it (or as GitLab has it)."""
+
+    key: str
+    value: str = field(repr=False)
+    masked: bool = False
+    protected: bool = False
+    raw: bool = True
+
+    def payload(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "value": self.value,
+            "masked": self.masked,
+            "protected": self.protected,
+            "raw": self.raw,
+            "variable_type": "env_var",
+        }
+
+
+@dataclass(frozen=True)
+class TreeEntry:
+    path: str
+    blob_id: str
+    mode: str
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    id: int
+    web_url: str
+
+
+class _BoundedGitlab(gitlab.Gitlab):
+    """python-gitlab client whose every request has a timeout, few retries and ends before a deadline."""
+
+    def __init__(self, settings: GitLabSettings, token: str) -> None:
+        session = requests.Session()
+        session.hooks["response"].append(_cap_retry_after(settings.max_retry_wait))
+        super().__init__(
+            url=settings.url,
+            private_token=token,
+            ssl_verify=settings.ssl_verify,
+            timeout=settings.timeout,
+            retry_transient_errors=True,
+            session=session,
+        )
+        self._bounds = settings
+
+    def http_request(self, *args: Any, **kwargs: Any) -> requests.Response:
+        kwargs.setdefault("max_retries", self._bounds.max_retries)
+        deadline = self._bounds.deadline
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 1:
+                raise GitLabUnavailable(
+                    f"GitLab at {self._bounds.url} too slow: out of time before the Lambda timeout; "
+                    "retry, or raise the function timeout"
+                )
+            kwargs["timeout"] = min(kwargs.get("timeout") or self._bounds.timeout, left)
+        return super().http_request(*args, **kwargs)
+
+
+def _cap_retry_after(cap: float) -> Any:
+    """A requests response hook: keep Retry-After honoured by python-gitlab, but never above `cap`."""
+
+    def hook(response: requests.Response, *args: Any, **kwargs: Any) -> requests.Response:
+        value = response.headers.get("Retry-After")
+        if value is not None:
+            seconds = int(value) if value.strip().isdigit() else int(cap)
+            response.headers["Retry-After"] = str(min(seconds, int(cap)))
+        response.headers.pop("RateLimit-Reset", None)
+        return response
+
+    return hook
+
+
+def _short(message: object) -> str:
+    """GitLab's error message (str, list or field dict) in one short line."""
+    if isinstance(message, bytes):
+        message = message.decode("utf-8", "replace")
+    if isinstance(message, dict):
+        message = "; ".join(
+            f"{k} {', '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in message.items()
+        )
+    elif isinstance(message, list):
+        message = ", ".join(map(str, message))
+    text = " ".join(str(message).split())
+    return text if len(text) <= _MESSAGE_LIMIT else text[: _MESSAGE_LIMIT - 1] + "…"
+
+
+def _network_cause(exc: BaseException) -> str:
+    """The innermost OS-level reason of a requests error, e.g. 'Connection refused'."""
+    if isinstance(exc, requests.exceptions.SSLError):
+        return "TLS certificate not trusted (for a private CA set the GitLab CA bundle S3 URI)"
+    if isinstance(exc, requests.exceptions.Timeout):
+        return "timed out"
+    seen: set[int] = set()
+    todo: list[BaseException] = [exc]
+    while todo:
+        current = todo.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.strerror:
+            return str(current.strerror)
+        nested = [a for a in current.args if isinstance(a, BaseException)]
+        nested += [
+            x
+            for x in (getattr(current, "reason", None), current.__cause__, current.__context__)
+            if isinstance(x, BaseException)
+        ]
+        todo.extend(nested)
+    return "connection failed"
+
+
+class GitLab:
+    """Domain-level GitLab operations used by both Lambdas. Every call may raise `errors.GitLabError`."""
+
+    def __init__(self, settings: GitLabSettings, token: str, client: gitlab.Gitlab | None = None) -> None:
+        self.settings = settings
+        self._gl = client or _BoundedGitlab(settings, token)
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.settings.url).netloc
+
+    # --- translation: the only place library errors are interpreted -----------------------------
+    @contextmanager
+    def _translated(self, action: str, subject: str, not_found_hint: str) -> Iterator[None]:
+        try:
+            yield
+        except GitlabError as exc:
+            raise self._translate(
+                exc.response_code, exc.error_message, action, subject, not_found_hint
+            ) from None
+        except requests.exceptions.RequestException as exc:
+            raise GitLabUnavailable(
+                f"GitLab at {self.settings.url} unreachable after {self.settings.attempts} attempts "
+                f"while {action}: {_network_cause(exc)}"
+            ) from None
+
+    def _translate(
+        self, code: int | None, message: object, action: str, subject: str, hint: str
+    ) -> GitLabError:
+        url, attempts = self.settings.url, self.settings.attempts
+        if code == 401:
+            return GitLabAuthError(
+                f"GitLab token rejected (401) while {action}: check secret {self.settings.token_source}"
+            )
+        if code == 403:
+            return GitLabForbidden(
+                f"GitLab token not allowed (403) when {action}: give the token in secret "
+                f"{self.settings.token_source} the api scope and Maintainer role on {subject}"
+            )
+        if code == 404:
+            return GitLabNotFound(f"GitLab {subject} not found (404): {hint}")
+        if code in _REJECTED:
+            return GitLabRejected(f"GitLab refused {action} ({code}: {_short(message)})")
+        if code == 429:
+            return GitLabUnavailable(
+                f"GitLab at {url} still rate-limiting (429) after {attempts} attempts "
+                f"while {action}: try again later"
+            )
+        if code is not None and code >= 500:
+            return GitLabUnavailable(
+                f"GitLab at {url} failing (HTTP {code}) after {attempts} attempts "
+                f"while {action}: try again later"
+            )
+        return GitLabError(f"GitLab answered {code} while {action}: {_short(message)}")
+
+    # --- namespaces -------------------------------------------------------------------------------
+    def token_owner_namespace(self) -> Namespace:
+        with self._translated("reading the token's user", "user", "check the token"):
+            self._gl.auth()
+        user = self._gl.user
+        if user is None:  # pragma: no cover - auth() always sets it or raises
+            raise GitLabError("GitLab did not return the token's user")
+        return Namespace(None, str(user.username))
+
+    def group(self, ref: str) -> Namespace:
+        """A group by full path or numeric id."""
+        with self._translated(f"reading group '{ref}'", f"group '{ref}'", "check the GitLabGroup parameter"):
+            group = self._gl.groups.get(int(ref) if ref.isdigit() else ref)
+        return Namespace(int(group.id), str(group.full_path))
+
+    # --- projects -----------------------------------------------------------------------------------
+    def find_project(self, path_or_id: str | int) -> ProjectInfo | None:
+        """The project, or None when it does not exist (404)."""
+        try:
+            with self._translated(f"reading project '{path_or_id}'", f"project '{path_or_id}'", ""):
+                project = self._gl.projects.get(path_or_id)
+        except GitLabNotFound:
+            return None
+        return ProjectInfo.from_api(project.attributes)
+
+    def create_project(
+        self, namespace: Namespace, name: str, description: str, topics: Sequence[str]
+    ) -> ProjectInfo:
+        data: dict[str, Any] = {
+            "name": name,
+            "path": name,
+            "description": description,
+            "topics": list(topics),
+            "visibility": "private",
+            "initialize_with_readme": False,
+        }
+        if namespace.id is not None:
+            data["namespace_id"] = namespace.id
+        path = f"{namespace.full_path}/{name}"
+        with self._translated(
+            f"creating project '{path}'",
+            f"namespace '{namespace.full_path}'",
+            "check the GitLabGroup parameter",
+        ):
+            project = self._gl.projects.create(data)
+        return ProjectInfo.from_api(project.attributes)
+
+    def update_project(self, project_id: int, changes: Mapping[str, Any]) -> None:
+        with self._translated(
+            f"updating project {project_id}", f"project {project_id}", "it was deleted meanwhile"
+        ):
+            self._gl.projects.update(project_id, dict(changes))
+
+    def archive_project(self, project_id: int) -> None:
+        with self._translated(f"archiving project {project_id}", f"project {project_id}", "already deleted"):
+            self._gl.projects.get(project_id, lazy=True).archive()
+
+    def unarchive_project(self, project_id: int) -> None:
+        with self._translated(
+            f"unarchiving project {project_id}", f"project {project_id}", "already deleted"
+        ):
+            self._gl.projects.get(project_id, lazy=True).unarchive()
+
+    def delete_project(self, project_id: int) -> None:
+        with self._translated(f"deleting project {project_id}", f"project {project_id}", "already deleted"):
+            self._gl.projects.delete(project_id)
+
+    # --- CI/CD variables ------------------------------------------------------------------------------
+    def variables(self, project_id: int) -> dict[str, Variable]:
+        with self._translated(
+            f"listing CI/CD variables of project {project_id}", f"project {project_id}", ""
+        ):
+            items = self._gl.projects.get(project_id, lazy=True).variables.list(get_all=True)
+        result: dict[str, Variable] = {}
+        for item in items:
+            attrs = item.attributes
+            if attrs.get("environment_scope", "*") != "*":
+                continue
+            result[str(attrs["key"])] = Variable(
+                key=str(attrs["key"]),
+                value=str(attrs.get("value") or ""),
+                masked=bool(attrs.get("masked", False)),
+                protected=bool(attrs.get("protected", False)),
+                raw=bool(attrs.get("raw", False)),
+            )
+        return result
+
+    def create_variable(self, project_id: int, variable: Variable) -> None:
+        with self._translated(
+            f"creating CI/CD variable {variable.key} on project {project_id}", f"project {project_id}", ""
+        ):
+            self._gl.projects.get(project_id, lazy=True).variables.create(variable.payload())
+
+    def update_variable(self, project_id: int, variable: Variable) -> None:
+        with self._translated(
+            f"updating CI/CD variable {variable.key} on project {project_id}",
+            f"variable {variable.key} of project {project_id}",
+            "",
+        ):
+            self._gl.projects.get(project_id, lazy=True).variables.update(variable.key, variable.payload())
+
+    def delete_variable(self, project_id: int, key: str) -> None:
+        with self._translated(
+            f"deleting CI/CD variable {key} on project {project_id}",
+            f"variable {key} of project {project_id}",
+            "",
+        ):
+            self._gl.projects.get(project_id, lazy=True).variables.delete(key)
+
+    # --- repository --------------------------------------------------------------------------------------
+    def branch_exists(self, project_id: int, branch: str) -> bool:
+        try:
+            with self._translated(f"reading branch {branch} of project {project_id}", f"branch {branch}", ""):
+                self._gl.projects.get(project_id, lazy=True).branches.get(branch)
+        except GitLabNotFound:
+            return False
+        return True
+
+    def tree(self, project_id: int, ref: str) -> list[TreeEntry]:
+        """Every file (blob) on `ref`, with its git blob id and mode."""
+        with self._translated(
+            f"listing files of project {project_id}", f"branch {ref} of project {project_id}", ""
+        ):
+            items = self._gl.projects.get(project_id, lazy=True).repository_tree(
+                ref=ref, recursive=True, get_all=True
+            )
+        return [
+            TreeEntry(str(i["path"]), str(i["id"]), str(i.get("mode", "100644")))
+            for i in items
+            if isinstance(i, dict) and i.get("type") == "blob"
+        ]
+
+    def commit(self, project_id: int, branch: str, message: str, actions: Sequence[Mapping[str, Any]]) -> str:
+        """Create one commit on `branch` (created if missing); returns the commit id."""
+        with self._translated(f"committing to project {project_id}", f"project {project_id}", ""):
+            commit = self._gl.projects.get(project_id, lazy=True).commits.create(
+                {"branch": branch, "commit_message": message, "actions": [dict(a) for a in actions]}
+            )
+        return str(commit.id)
+
+    # --- pipelines -----------------------------------------------------------------------------------------
+    def create_pipeline(self, project_id: int, ref: str, variables: Mapping[str, str]) -> Pipeline:
+        """POST /projects/:id/pipeline with the given variables (one call, no lookup)."""
+        payload = {"ref": ref, "variables": [{"key": k, "value": v} for k, v in variables.items()]}
+        with self._translated(
+            f"starting a pipeline on {ref} of project {project_id}",
+            f"project {project_id} or its branch {ref}",
+            "check DEPLOY_PROJECT_ID and DEPLOY_REF",
+        ):
+            pipeline = self._gl.projects.get(project_id, lazy=True).pipelines.create(payload)
+        return Pipeline(int(pipeline.id), str(pipeline.attributes.get("web_url") or ""))
