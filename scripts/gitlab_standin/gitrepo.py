@@ -1,0 +1,265 @@
+"""A project's repository: a real bare git repository on disk, written with git's plumbing commands.
+
+Every API commit becomes one real git commit, so `git clone` sees exactly what the API wrote (binary
+files byte for byte: blobs are hashed without filters).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .exceptions import BadRequest, NotFound
+
+_IDENTITY = {
+    "GIT_AUTHOR_NAME": "Standin User",
+    "GIT_AUTHOR_EMAIL": "standin@example.invalid",
+    "GIT_COMMITTER_NAME": "Standin User",
+    "GIT_COMMITTER_EMAIL": "standin@example.invalid",
+}
+
+
+@dataclass(frozen=True)
+class FileAction:
+    """One entry of the commits API's `actions` array, already validated."""
+
+    action: str
+    file_path: str
+    content: bytes = b""
+    previous_path: str | None = None
+    execute_filemode: bool | None = None
+
+
+@dataclass(frozen=True)
+class TreeEntry:
+    mode: str
+    type: str
+    id: str
+    path: str
+
+
+@dataclass(frozen=True)
+class CommitInfo:
+    id: str
+    parent_ids: tuple[str, ...]
+    title: str
+    message: str
+    author_name: str
+    author_email: str
+    authored_date: str
+    committed_date: str
+
+
+def decode_content(content: str, encoding: str, file_path: str) -> bytes:
+    """The bytes of a commit action's `content` in `encoding` (text or base64)."""
+    if encoding == "base64":
+        try:
+            return base64.b64decode(content, validate=True)
+        except (binascii.Error, ValueError) as e:
+            raise BadRequest(f"Invalid base64 content for {file_path}") from e
+    if encoding in ("", "text"):
+        return content.encode("utf-8")
+    raise BadRequest(f"encoding does not have a valid value: {encoding}")
+
+
+def validate_file_path(path: str) -> str:
+    clean = path.strip("/")
+    parts = clean.split("/")
+    if not clean or any(p in ("", ".", "..", ".git") for p in parts) or "\0" in clean:
+        raise BadRequest(f"Your changes could not be committed, because the file path {path!r} is invalid")
+    return clean
+
+
+class GitRepo:
+    """A bare repository at `path` whose HEAD names the project's default branch."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    # --- plumbing -----------------------------------------------------------------------------
+    def _git(self, *args: str, input: bytes | None = None, env: dict[str, str] | None = None) -> bytes:
+        full_env = {**os.environ, **_IDENTITY, "GIT_DIR": str(self.path), **(env or {})}
+        for key in ("GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY"):
+            if env is None or key not in env:
+                full_env.pop(key, None)
+        result = subprocess.run(
+            ["git", *args], input=input, env=full_env, capture_output=True, check=False
+        )
+        if result.returncode != 0:
+            raise GitFailed(args[0], result.stderr.decode("utf-8", "replace").strip())
+        return result.stdout
+
+    def init(self, default_branch: str) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            ["git", "init", "--quiet", "--bare", f"--initial-branch={default_branch}", str(self.path)],
+            check=True,
+            capture_output=True,
+        )
+        # git http-backend serves only repositories that allow it; keep protocol v2 uploads cheap.
+        self._git("config", "http.uploadpack", "true")
+        self._git("config", "http.receivepack", "false")
+
+    def remove(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+    def set_head(self, branch: str) -> None:
+        self._git("symbolic-ref", "HEAD", f"refs/heads/{branch}")
+
+    # --- reading ------------------------------------------------------------------------------
+    def resolve(self, ref: str) -> str | None:
+        """The commit sha `ref` (branch, tag or sha) names, or None."""
+        if not ref or ref.startswith("-"):
+            return None
+        for candidate in (f"refs/heads/{ref}", f"refs/tags/{ref}", ref):
+            try:
+                out = self._git("rev-parse", "--verify", "--quiet", f"{candidate}^{{commit}}")
+                return out.decode().strip()
+            except GitFailed:
+                continue
+        return None
+
+    def branches(self) -> dict[str, str]:
+        out = self._git("for-each-ref", "--format=%(refname:short) %(objectname)", "refs/heads/")
+        pairs = (line.split(" ", 1) for line in out.decode().splitlines() if line)
+        return {name: sha for name, sha in pairs}
+
+    def is_empty(self) -> bool:
+        return not self.branches()
+
+    def commit_info(self, sha: str) -> CommitInfo:
+        fmt = "%H%x00%P%x00%an%x00%ae%x00%aI%x00%cI%x00%B"
+        out = self._git("show", "-s", f"--format={fmt}", sha).decode("utf-8", "replace")
+        h, parents, an, ae, ad, cd, body = out.split("\0", 6)
+        message = body.rstrip("\n")
+        return CommitInfo(h, tuple(parents.split()), message.split("\n", 1)[0], message, an, ae, ad, cd)
+
+    def log(self, ref: str, path: str | None = None) -> list[str]:
+        args = ["rev-list", ref]
+        if path:
+            args += ["--", path]
+        return self._git(*args).decode().split()
+
+    def tree(self, sha: str, path: str, recursive: bool) -> list[TreeEntry]:
+        clean = path.strip("/")
+        treeish = f"{sha}:{clean}" if clean else f"{sha}^{{tree}}"
+        try:
+            kind = self._git("cat-file", "-t", treeish).decode().strip()
+        except GitFailed:
+            raise NotFound("Tree") from None
+        if kind != "tree":
+            raise NotFound("Tree")
+        args = ["ls-tree", "-z", "--full-tree"]
+        if recursive:
+            args += ["-r", "-t"]
+        out = self._git(*args, treeish)
+        entries = []
+        for record in out.decode("utf-8", "surrogateescape").split("\0"):
+            if not record:
+                continue
+            meta, name = record.split("\t", 1)
+            mode, kind, oid = meta.split()
+            entries.append(TreeEntry(mode, kind, oid, f"{clean}/{name}" if clean else name))
+        return entries
+
+    def blob(self, sha: str, file_path: str) -> tuple[str, bytes]:
+        """(blob id, bytes) of `file_path` at commit `sha`; NotFound if it is not a file there."""
+        spec = f"{sha}:{file_path.strip('/')}"
+        try:
+            kind = self._git("cat-file", "-t", spec).decode().strip()
+        except GitFailed:
+            raise NotFound("File") from None
+        if kind != "blob":
+            raise NotFound("File")
+        oid = self._git("rev-parse", spec).decode().strip()
+        return oid, self._git("cat-file", "blob", oid)
+
+    # --- writing ------------------------------------------------------------------------------
+    def commit(
+        self,
+        branch: str,
+        message: str,
+        actions: list[FileAction],
+        parent: str | None,
+        author: tuple[str, str] | None = None,
+    ) -> str:
+        """Apply `actions` on top of `parent` (None: an orphan commit), move `branch`, return the sha."""
+        with tempfile.TemporaryDirectory(prefix="standin-index-") as tmp:
+            env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
+            if parent:
+                self._git("read-tree", parent, env=env)
+            existing = self._index_paths(env)
+            for act in actions:
+                self._apply(act, existing, env)
+            tree = self._git("write-tree", env=env).decode().strip()
+        commit_env = dict(_IDENTITY)
+        if author:
+            commit_env["GIT_AUTHOR_NAME"], commit_env["GIT_AUTHOR_EMAIL"] = author
+        args = ["commit-tree", tree, "-F", "-"]
+        if parent:
+            args[2:2] = ["-p", parent]
+        sha = self._git(*args, input=message.encode("utf-8"), env=commit_env).decode().strip()
+        old = self.branches().get(branch, "0" * 40)
+        self._git("update-ref", f"refs/heads/{branch}", sha, old)
+        return sha
+
+    def _index_paths(self, env: dict[str, str]) -> dict[str, str]:
+        out = self._git("ls-files", "-z", "--stage", env=env)
+        paths = {}
+        for record in out.decode("utf-8", "surrogateescape").split("\0"):
+            if record:
+                meta, name = record.split("\t", 1)
+                paths[name] = meta.split()[0]
+        return paths
+
+    def _apply(self, act: FileAction, existing: dict[str, str], env: dict[str, str]) -> None:
+        path = act.file_path
+        if act.action == "create":
+            if path in existing:
+                raise BadRequest("A file with this name already exists")
+            self._add(path, act.content, "100644", env)
+            existing[path] = "100644"
+        elif act.action == "update":
+            if path not in existing:
+                raise BadRequest("A file with this name doesn't exist")
+            self._add(path, act.content, existing[path], env)
+        elif act.action == "delete":
+            if path not in existing:
+                raise BadRequest("A file with this name doesn't exist")
+            self._git("update-index", "--force-remove", "--", path, env=env)
+            existing.pop(path)
+        elif act.action == "move":
+            source = act.previous_path or ""
+            if source not in existing:
+                raise BadRequest("A file with this name doesn't exist")
+            if path in existing:
+                raise BadRequest("A file with this name already exists")
+            mode = existing.pop(source)
+            content = act.content if act.content else self._git("cat-file", "blob", f":{source}", env=env)
+            self._git("update-index", "--force-remove", "--", source, env=env)
+            self._add(path, content, mode, env)
+            existing[path] = mode
+        elif act.action == "chmod":
+            if path not in existing:
+                raise BadRequest("A file with this name doesn't exist")
+            mode = "100755" if act.execute_filemode else "100644"
+            oid = self._git("rev-parse", f":{path}", env=env).decode().strip()
+            self._git("update-index", "--cacheinfo", f"{mode},{oid},{path}", env=env)
+            existing[path] = mode
+        else:
+            raise BadRequest(f"Unknown action '{act.action}'")
+
+    def _add(self, path: str, content: bytes, mode: str, env: dict[str, str]) -> None:
+        oid = self._git("hash-object", "-w", "--no-filters", "--stdin", input=content).decode().strip()
+        self._git("update-index", "--add", "--cacheinfo", f"{mode},{oid},{path}", env=env)
+
+
+class GitFailed(RuntimeError):
+    def __init__(self, command: str, stderr: str) -> None:
+        super().__init__(f"git {command} failed: {stderr}")

@@ -1,0 +1,508 @@
+"""Request handlers: read the parameters, call the backend, return GitLab-shaped JSON."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlencode
+
+from .exceptions import BadRequest, MissingParameter, NotFound
+from .gitrepo import FileAction, decode_content, validate_file_path
+from .models import Backend, Job, Pipeline, Project, Variable
+
+_TRUE = ("true", "1", "yes", "on")
+
+
+@dataclass
+class Request:
+    method: str
+    path: str  # raw, still percent-encoded, without the query string
+    query: dict[str, list[str]]
+    body: bytes
+    headers: Mapping[str, str]
+    base_url: str  # how the client reached us (for Link headers)
+    _params: dict[str, Any] | None = None
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """Query and body parameters merged, as Grape does (JSON or form bodies)."""
+        if self._params is None:
+            merged: dict[str, Any] = {}
+            for source in (self.query, self._form()):
+                for key, values in source.items():
+                    if key.endswith("[]"):
+                        merged[key[:-2]] = list(values)
+                    else:
+                        merged[key] = values[-1]
+            merged.update(self._json())
+            self._params = merged
+        return self._params
+
+    def _json(self) -> dict[str, Any]:
+        if not self.body or "json" not in self.headers.get("Content-Type", "").lower():
+            return {}
+        try:
+            data = json.loads(self.body)
+        except ValueError as e:
+            raise BadRequest("Invalid JSON body") from e
+        return data if isinstance(data, dict) else {}
+
+    def _form(self) -> dict[str, list[str]]:
+        if "x-www-form-urlencoded" not in self.headers.get("Content-Type", "").lower():
+            return {}
+        return parse_qs(self.body.decode("utf-8", "replace"), keep_blank_values=True)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self.params.get(name, default)
+
+    def bool(self, name: str, default: bool | None = None) -> bool | None:
+        value = self.params.get(name)
+        if value is None:
+            return default
+        if isinstance(value, bool):
+            return value
+        return str(value).strip().lower() in _TRUE
+
+    def list(self, name: str) -> list[str] | None:
+        value = self.params.get(name)
+        if value is None:
+            return None
+        if isinstance(value, str):
+            return [v.strip() for v in value.split(",") if v.strip()]
+        return [str(v) for v in value]
+
+
+@dataclass
+class Response:
+    status: int = 200
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    content_type: str = "application/json"
+
+    def payload(self) -> bytes:
+        if isinstance(self.body, bytes):
+            return self.body
+        if isinstance(self.body, str):
+            return self.body.encode("utf-8")
+        return json.dumps(self.body).encode("utf-8")
+
+
+Handler = Callable[[Backend, Request, dict[str, str]], Response]
+
+
+def paginate(req: Request, items: list[Any], render: Callable[[Any], Any]) -> Response:
+    """GitLab's offset pagination: page/per_page (default 20, max 100) with X-* and Link headers."""
+    try:
+        per_page = max(1, min(100, int(req.get("per_page") or 20)))
+        page = max(1, int(req.get("page") or 1))
+    except ValueError:
+        raise BadRequest("page/per_page must be integers") from None
+    total = len(items)
+    pages = max(1, -(-total // per_page))
+    chunk = items[(page - 1) * per_page: page * per_page]
+    headers = {
+        "X-Total": str(total), "X-Total-Pages": str(pages), "X-Per-Page": str(per_page),
+        "X-Page": str(page), "X-Next-Page": str(page + 1) if page < pages else "",
+        "X-Prev-Page": str(page - 1) if page > 1 else "",
+    }
+    query = {k: v[-1] for k, v in req.query.items() if k not in ("page", "per_page")}
+
+    def link(p: int) -> str:
+        return f"{req.base_url}{req.path}?{urlencode({**query, 'page': p, 'per_page': per_page})}"
+
+    links = []
+    if page < pages:
+        links.append(f'<{link(page + 1)}>; rel="next"')
+    if page > 1:
+        links.append(f'<{link(page - 1)}>; rel="prev"')
+    links += [f'<{link(1)}>; rel="first"', f'<{link(pages)}>; rel="last"']
+    headers["Link"] = ", ".join(links)
+    return Response(200, [render(i) for i in chunk], headers)
+
+
+# --- rendering ------------------------------------------------------------------------------------
+def project_json(backend: Backend, p: Project) -> dict[str, Any]:
+    base = backend.base_url
+    host = base.split("://", 1)[-1].split("/", 1)[0].split(":")[0]
+    return {
+        "id": p.id, "name": p.name, "path": p.path, "description": p.description,
+        "name_with_namespace": f"{p.namespace.name} / {p.name}", "path_with_namespace": p.full_path,
+        "namespace": p.namespace.to_json(base), "topics": list(p.topics), "tag_list": list(p.topics),
+        "default_branch": p.default_branch, "visibility": p.visibility, "archived": p.archived,
+        "created_at": p.created_at, "last_activity_at": p.last_activity_at,
+        "http_url_to_repo": f"{base}/{p.full_path}.git", "ssh_url_to_repo": f"git@{host}:{p.full_path}.git",
+        "web_url": f"{base}/{p.full_path}", "readme_url": None, "empty_repo": p.repo.is_empty(),
+        "ci_pipeline_variables_minimum_override_role": p.ci_pipeline_variables_minimum_override_role,
+        "restrict_user_defined_variables": p.restrict_user_defined_variables,
+        "ci_config_path": None, "marked_for_deletion_at": None, "marked_for_deletion_on": None,
+        "permissions": {"project_access": {"access_level": 50}, "group_access": None},
+    }
+
+
+def pipeline_json(backend: Backend, p: Pipeline) -> dict[str, Any]:
+    project = backend.projects.get(p.project_id)
+    web = f"{backend.base_url}/{project.full_path}/-/pipelines/{p.id}" if project else ""
+    return {
+        "id": p.id, "iid": p.iid, "project_id": p.project_id, "ref": p.ref, "sha": p.sha,
+        "status": p.status, "source": p.source, "created_at": p.created_at, "updated_at": p.updated_at,
+        "started_at": p.started_at, "finished_at": p.finished_at, "web_url": web,
+        "user": {"id": 1, "username": backend.username},
+    }
+
+
+def job_json(backend: Backend, job: Job) -> dict[str, Any]:
+    pipeline = backend.pipelines[job.pipeline_id]
+    project = backend.projects.get(pipeline.project_id)
+    web = f"{backend.base_url}/{project.full_path}/-/jobs/{job.id}" if project else ""
+    return {
+        "id": job.id, "name": job.name, "stage": job.stage, "status": job.status, "when": job.when,
+        "allow_failure": job.allow_failure, "ref": pipeline.ref, "tag": False,
+        "created_at": job.created_at, "started_at": job.started_at, "finished_at": job.finished_at,
+        "duration": job.duration, "web_url": web, "user": {"id": 1, "username": backend.username},
+        "commit": {"id": pipeline.sha, "short_id": pipeline.sha[:8]},
+        "pipeline": {"id": pipeline.id, "project_id": pipeline.project_id, "ref": pipeline.ref,
+                     "sha": pipeline.sha, "status": pipeline.status},
+    }
+
+
+def commit_json(backend: Backend, project: Project, sha: str) -> dict[str, Any]:
+    info = project.repo.commit_info(sha)
+    return {
+        "id": info.id, "short_id": info.id[:8], "title": info.title, "message": info.message,
+        "parent_ids": list(info.parent_ids), "author_name": info.author_name,
+        "author_email": info.author_email, "authored_date": info.authored_date,
+        "committer_name": info.author_name, "committer_email": info.author_email,
+        "committed_date": info.committed_date, "created_at": info.committed_date,
+        "web_url": f"{backend.base_url}/{project.full_path}/-/commit/{info.id}",
+    }
+
+
+# --- users, groups, namespaces --------------------------------------------------------------------
+def get_user(b: Backend, req: Request, m: dict[str, str]) -> Response:
+    return Response(200, b.current_user())
+
+
+def get_group(b: Backend, req: Request, m: dict[str, str]) -> Response:
+    return Response(200, b.namespace(m["id"], kind="group").to_json(b.base_url))
+
+
+def list_groups(b: Backend, req: Request, m: dict[str, str]) -> Response:
+    return paginate(req, b.list_namespaces("group", req.get("search")), lambda n: n.to_json(b.base_url))
+
+
+def get_namespace(b: Backend, req: Request, m: dict[str, str]) -> Response:
+    return Response(200, b.namespace(m["id"]).to_json(b.base_url))
+
+
+def list_namespaces(b: Backend, req: Request, m: dict[str, str]) -> Response:
+    return paginate(req, b.list_namespaces(None, req.get("search")), lambda n: n.to_json(b.base_url))
+
+
+def list_group_projects(b: Backend, req: Request, m: dict[str, str]) -> Response:
+    group = b.namespace(m["id"], kind="group")
+    found = b.list_projects(group, req.get("search"))
+    return paginate(req, found, lambda p: project_json(b, p))
+
+
+# --- projects -------------------------------------------------------------------------------------
+def list_projects(b: Backend, req: Request, m: dict[str, str]) -> Response:
+    return paginate(req, b.list_projects(None, req.get("search")), lambda p: project_json(b, p))
+
+
+def create_project(b: Backend, req: Request, m: dict[str, str]) -> Response:
+    project = b.create_project(
+        name=req.get("name"), path=req.get("path"), namespace_id=req.get("namespace_id"),
+        description=req.get("description"), topics=req.list("topics") or req.list("tag_list"),
+        visibility=req.get("visibility"), default_branch=req.get("default_branch"),
+        initialize_with_readme=bool(req.bool("initialize_with_readme", False)),
+        ci_pipeline_variables_minimum_override_role=req.get("ci_pipeline_variables_minimum_override_role"),
+    )
+    return Response(201, project_json(b, project))
+
+
+def get_project(b: Backend, req: Request, m: dict[str, str]) -> Response:
+    return Response(200, project_json(b, b.project(m["id"])))
+
+
+_UPDATABLE = ("name", "path", "description", "visibility", "default_branch",
+              "ci_pipeline_variables_minimum_override_role")
+
+
+def update_project(b: Backend, req: Request, m: dict[str, str]) -> Response:
+    project = b.project(m["id"])
+    changes: dict[str, Any] = {k: req.get(k) for k in _UPDATABLE if k in req.params}
+    if "topics" in req.params or "tag_list" in req.params:
+        changes["topics"] = req.list("topics") if "topics" in req.params else req.list("tag_list")
+    if "restrict_user_defined_variables" in req.params:
+        changes["restrict_user_defined_variables"] = req.bool("restrict_user_defined_variables")
+    return Response(200, project_json(b, b.update_project(project, changes)))
+
+
+def archive_project(b: Backend, req: Request, m: dict[str, str]) -> Response:
+    return Response(201, project_json(b, b.set_archived(b.project(m["id"]), True)))
+
+
+def unarchive_project(b: Backend, req: Request, m: dict[str, str]) -> Response:
+    return Response(201, project_json(b, b.set_archived(b.project(m["id"]), False)))
+
+
+def delete_project(b: Backend, req: Request, m: dict[str, str]) -> Response:
+    b.delete_project(b.project(m["id"]))
+    return Response(202, {"message": "202 Accepted"})
+
+
+# --- variables ------------------------------------------------------------------------------------
+def list_variables(b: Backend, req: Request, m: dict[str, str]) -> Response:
+    return paginate(req, b.variables(b.project(m["id"])), lambda v: v.to_json())
+
+
+def _scope(req: Request) -> str | None:
+    return req.get("filter[environment_scope]")
+
+
+def get_variable(b: Backend, req: Request, m: dict[str, str]) -> Response:
+    return Response(200, b.variable(b.project(m["id"]), unquote(m["key"]), _scope(req)).to_json())
+
+
+def create_variable(b: Backend, req: Request, m: dict[str, str]) -> Response:
+    project = b.project(m["id"])
+    if req.get("value") is None:
+        raise MissingParameter("value")
+    hidden = bool(req.bool("masked_and_hidden", False))
+    var = Variable(
+        key=str(req.get("key") or ""), value=str(req.get("value")),
+        variable_type=str(req.get("variable_type") or "env_var"),
+        protected=bool(req.bool("protected", False)), masked=bool(req.bool("masked", False)) or hidden,
+        hidden=hidden, raw=bool(req.bool("raw", False)),
+        environment_scope=str(req.get("environment_scope") or "*"), description=req.get("description"),
+    )
+    return Response(201, b.create_variable(project, var).to_json())
+
+
+def update_variable(b: Backend, req: Request, m: dict[str, str]) -> Response:
+    project = b.project(m["id"])
+    var = b.variable(project, unquote(m["key"]), _scope(req))
+    changes = {
+        "value": None if req.get("value") is None else str(req.get("value")),
+        "variable_type": req.get("variable_type"), "protected": req.bool("protected"),
+        "masked": req.bool("masked"), "raw": req.bool("raw"),
+        "environment_scope": req.get("environment_scope"), "description": req.get("description"),
+    }
+    return Response(200, b.update_variable(project, var, changes).to_json())
+
+
+def delete_variable(b: Backend, req: Request, m: dict[str, str]) -> Response:
+    project = b.project(m["id"])
+    b.delete_variable(project, b.variable(project, unquote(m["key"]), _scope(req)))
+    return Response(204, b"")
+
+
+# --- repository -----------------------------------------------------------------------------------
+def _actions(raw: Any) -> list[FileAction]:
+    if not isinstance(raw, list) or not raw:
+        raise MissingParameter("actions")
+    actions = []
+    for item in raw:
+        if not isinstance(item, dict) or not item.get("action") or not item.get("file_path"):
+            raise BadRequest("actions[action], actions[file_path] are missing")
+        path = validate_file_path(str(item["file_path"]))
+        content = decode_content(str(item.get("content") or ""), str(item.get("encoding") or "text"), path)
+        previous = item.get("previous_path")
+        actions.append(FileAction(
+            str(item["action"]), path, content, validate_file_path(str(previous)) if previous else None,
+            item.get("execute_filemode"),
+        ))
+    return actions
+
+
+def create_commit(b: Backend, req: Request, m: dict[str, str]) -> Response:
+    project = b.project(m["id"])
+    missing = [k for k in ("branch", "commit_message") if not req.get(k)]
+    if missing:
+        raise MissingParameter(*missing)
+    author = (str(req.get("author_name")), str(req.get("author_email"))) if req.get("author_email") else None
+    sha = b.commit(
+        project, branch=str(req.get("branch")), message=str(req.get("commit_message")),
+        actions=_actions(req.get("actions")), start_branch=req.get("start_branch"),
+        start_sha=req.get("start_sha"), author=author,
+    )
+    return Response(201, commit_json(b, project, sha))
+
+
+def list_commits(b: Backend, req: Request, m: dict[str, str]) -> Response:
+    project = b.project(m["id"])
+    ref = req.get("ref_name")
+    sha = project.repo.resolve(ref or project.default_branch)
+    if sha is None:
+        return paginate(req, [], lambda c: c) if not ref else _raise(NotFound("Commit"))
+    return paginate(req, project.repo.log(sha, req.get("path")), lambda s: commit_json(b, project, s))
+
+
+def get_commit(b: Backend, req: Request, m: dict[str, str]) -> Response:
+    project = b.project(m["id"])
+    sha = project.repo.resolve(unquote(m["sha"]))
+    if sha is None:
+        raise NotFound("Commit")
+    return Response(200, commit_json(b, project, sha))
+
+
+def get_tree(b: Backend, req: Request, m: dict[str, str]) -> Response:
+    project = b.project(m["id"])
+    sha = project.repo.resolve(req.get("ref") or project.default_branch)
+    if sha is None:
+        raise NotFound("Tree")
+    entries = project.repo.tree(sha, str(req.get("path") or ""), bool(req.bool("recursive", False)))
+    return paginate(req, entries, lambda e: {
+        "id": e.id, "name": e.path.rsplit("/", 1)[-1], "type": e.type, "path": e.path, "mode": e.mode,
+    })
+
+
+def _file(
+    b: Backend, req: Request, m: dict[str, str], ref_required: bool
+) -> tuple[Project, str, str, bytes, str]:
+    project = b.project(m["id"])
+    ref = req.get("ref")
+    if ref_required and not ref:
+        raise MissingParameter("ref")
+    ref = str(ref or project.default_branch)
+    sha = project.repo.resolve(ref)
+    if sha is None:
+        raise NotFound("Commit")
+    path = unquote(m["path"])
+    blob_id, data = project.repo.blob(sha, path)
+    return project, ref, sha, data, blob_id
+
+
+def get_file(b: Backend, req: Request, m: dict[str, str]) -> Response:
+    project, ref, sha, data, blob_id = _file(b, req, m, ref_required=True)
+    path = unquote(m["path"])
+    last = project.repo.log(sha, path)
+    return Response(200, {
+        "file_name": path.rsplit("/", 1)[-1], "file_path": path, "size": len(data), "encoding": "base64",
+        "content": base64.b64encode(data).decode("ascii"), "content_sha256": hashlib.sha256(data).hexdigest(),
+        "ref": ref, "blob_id": blob_id, "commit_id": sha, "last_commit_id": last[0] if last else sha,
+        "execute_filemode": False,
+    })
+
+
+def get_file_raw(b: Backend, req: Request, m: dict[str, str]) -> Response:
+    _, _, _, data, blob_id = _file(b, req, m, ref_required=False)
+    return Response(200, data, {"X-Gitlab-Blob-Id": blob_id, "X-Gitlab-Size": str(len(data))},
+                    "application/octet-stream")
+
+
+def _single_file_commit(b: Backend, req: Request, m: dict[str, str], action: str) -> tuple[Project, str]:
+    project = b.project(m["id"])
+    missing = [k for k in ("branch", "commit_message") if not req.get(k)]
+    if action != "delete" and req.get("content") is None:
+        missing.append("content")
+    if missing:
+        raise MissingParameter(*missing)
+    path = validate_file_path(unquote(m["path"]))
+    content = decode_content(str(req.get("content") or ""), str(req.get("encoding") or "text"), path)
+    b.commit(project, branch=str(req.get("branch")), message=str(req.get("commit_message")),
+             actions=[FileAction(action, path, content)], start_branch=req.get("start_branch"))
+    return project, path
+
+
+def create_file(b: Backend, req: Request, m: dict[str, str]) -> Response:
+    _, path = _single_file_commit(b, req, m, "create")
+    return Response(201, {"file_path": path, "branch": req.get("branch")})
+
+
+def update_file(b: Backend, req: Request, m: dict[str, str]) -> Response:
+    _, path = _single_file_commit(b, req, m, "update")
+    return Response(200, {"file_path": path, "branch": req.get("branch")})
+
+
+def delete_file(b: Backend, req: Request, m: dict[str, str]) -> Response:
+    _single_file_commit(b, req, m, "delete")
+    return Response(204, b"")
+
+
+def list_branches(b: Backend, req: Request, m: dict[str, str]) -> Response:
+    project = b.project(m["id"])
+    branches = sorted(project.repo.branches().items())
+    return paginate(req, branches, lambda nb: _branch_json(b, project, *nb))
+
+
+def get_branch(b: Backend, req: Request, m: dict[str, str]) -> Response:
+    project = b.project(m["id"])
+    name = unquote(m["branch"])
+    sha = project.repo.branches().get(name)
+    if sha is None:
+        raise NotFound("Branch")
+    return Response(200, _branch_json(b, project, name, sha))
+
+
+def _branch_json(b: Backend, project: Project, name: str, sha: str) -> dict[str, Any]:
+    return {"name": name, "default": name == project.default_branch, "protected": False, "merged": False,
+            "commit": commit_json(b, project, sha),
+            "web_url": f"{b.base_url}/{project.full_path}/-/tree/{name}"}
+
+
+# --- pipelines and jobs ---------------------------------------------------------------------------
+def _pipeline_variables(raw: Any) -> list[dict[str, Any]]:
+    if raw in (None, "", []):
+        return []
+    if isinstance(raw, dict):  # the trigger API's variables[KEY]=value shape
+        return [{"key": k, "value": v} for k, v in raw.items()]
+    if not isinstance(raw, list) or not all(isinstance(v, dict) and v.get("key") for v in raw):
+        raise BadRequest("variables is invalid")
+    return raw
+
+
+def create_pipeline(b: Backend, req: Request, m: dict[str, str]) -> Response:
+    project = b.project(m["id"])
+    variables = _pipeline_variables(req.get("variables"))
+    pipeline = b.create_pipeline(project, str(req.get("ref") or ""), variables)
+    return Response(201, pipeline_json(b, pipeline))
+
+
+def list_pipelines(b: Backend, req: Request, m: dict[str, str]) -> Response:
+    project = b.project(m["id"])
+    found = b.list_pipelines(project, req.get("ref"), req.get("status"), req.get("source"))
+    return paginate(req, found, lambda p: pipeline_json(b, p))
+
+
+def get_pipeline(b: Backend, req: Request, m: dict[str, str]) -> Response:
+    return Response(200, pipeline_json(b, b.pipeline(b.project(m["id"]), m["pipeline_id"])))
+
+
+def get_pipeline_variables(b: Backend, req: Request, m: dict[str, str]) -> Response:
+    return Response(200, list(b.pipeline(b.project(m["id"]), m["pipeline_id"]).variables))
+
+
+def list_pipeline_jobs(b: Backend, req: Request, m: dict[str, str]) -> Response:
+    project = b.project(m["id"])
+    jobs = b.list_jobs(project, b.pipeline(project, m["pipeline_id"]))
+    scope = req.list("scope")
+    if scope:
+        jobs = [j for j in jobs if j.status in scope]
+    return paginate(req, jobs, lambda j: job_json(b, j))
+
+
+def list_jobs(b: Backend, req: Request, m: dict[str, str]) -> Response:
+    return paginate(req, b.list_jobs(b.project(m["id"])), lambda j: job_json(b, j))
+
+
+def get_job(b: Backend, req: Request, m: dict[str, str]) -> Response:
+    return Response(200, job_json(b, b.job(b.project(m["id"]), m["job_id"])))
+
+
+def get_job_trace(b: Backend, req: Request, m: dict[str, str]) -> Response:
+    job = b.job(b.project(m["id"]), m["job_id"])
+    return Response(200, job.log, content_type="text/plain; charset=utf-8")
+
+
+def play_job(b: Backend, req: Request, m: dict[str, str]) -> Response:
+    project = b.project(m["id"])
+    return Response(200, job_json(b, b.play_job(project, b.job(project, m["job_id"]))))
+
+
+def _raise(error: Exception) -> Response:
+    raise error

@@ -1,0 +1,259 @@
+"""Pipeline execution for the stand-in: the `PipelineRunner` protocol and `GitlabCiLocalRunner`.
+
+GitLab runs a project's `.gitlab-ci.yml` on its runners; the stand-in hands that to a runner object.
+`GitlabCiLocalRunner` checks the pipeline's commit out of the project's bare repository and runs it
+with gitlab-ci-local's shell executor (no Docker: `image:` is ignored, jobs run on this machine).
+Reproduced: which jobs a source (push, api, trigger, web) selects through `rules:`, manual jobs that
+wait to be played, project and pipeline variables, artifacts between jobs, per-job status and logs.
+Left out: runners and tags, `services:`, caches, retries, `needs:` across pipelines, child pipelines,
+environments, and `id_tokens:` (gitlab-ci-local gives them a dummy value; no OIDC issuer exists here).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_GITLAB_CI_LOCAL = REPO_ROOT / "node_modules" / ".bin" / "gitlab-ci-local"
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """A job a pipeline contains, as planned before anything runs."""
+
+    name: str
+    stage: str
+    when: str = "on_success"  # on_success | manual | always | on_failure | delayed
+    allow_failure: bool = False
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """Everything a runner needs to run one pipeline; `variables` are project + pipeline variables."""
+
+    pipeline_id: int
+    project_id: int
+    project_path: str
+    default_branch: str
+    repo_dir: Path
+    ref: str
+    sha: str
+    source: str
+    work_dir: Path
+    server_url: str
+    variables: Mapping[str, str] = field(default_factory=dict)
+    file_variables: frozenset[str] = frozenset()
+
+
+class PipelineConfigError(Exception):
+    """The CI configuration cannot be used (missing file, invalid YAML): GitLab refuses the pipeline."""
+
+
+class JobSink(Protocol):
+    """Where a runner reports progress; the stand-in's model implements it."""
+
+    def job_started(self, name: str) -> None: ...
+
+    def job_finished(self, name: str, status: str, log: str) -> None: ...
+
+
+class PipelineRunner(Protocol):
+    """Plans synchronously (so the API can refuse at once), runs in a background thread of the model."""
+
+    def plan(self, ctx: RunContext) -> list[JobSpec]: ...
+
+    def run(self, ctx: RunContext, sink: JobSink) -> None: ...
+
+    def play(self, ctx: RunContext, job_name: str, sink: JobSink) -> None: ...
+
+
+_SUMMARY = re.compile(r"^\s*(PASS|FAIL|WARN)\s+(.+?)\s*$")
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+class GitlabCiLocalRunner:
+    """Runs pipelines with gitlab-ci-local (shell executor) in `<work_dir>/src`, a checkout of the ref."""
+
+    def __init__(
+        self,
+        executable: str | Path | None = None,
+        *,
+        env: Mapping[str, str] | None = None,
+        timeout: float = 900.0,
+        extra_args: Sequence[str] = (),
+    ) -> None:
+        found = executable or (DEFAULT_GITLAB_CI_LOCAL if DEFAULT_GITLAB_CI_LOCAL.exists() else None)
+        found = found or shutil.which("gitlab-ci-local")
+        if not found:
+            raise FileNotFoundError(
+                "gitlab-ci-local not found: run `npm install` in the repository root (it pins 4.73.0)"
+            )
+        if not shutil.which("rsync"):
+            raise FileNotFoundError("gitlab-ci-local needs rsync: apt-get install rsync")
+        self.executable = str(found)
+        self.env = dict(env or {})
+        self.timeout = timeout
+        self.extra_args = tuple(extra_args)
+
+    # --- PipelineRunner -----------------------------------------------------------------------
+    def plan(self, ctx: RunContext) -> list[JobSpec]:
+        src = self._checkout(ctx)
+        if not (src / ".gitlab-ci.yml").is_file():
+            raise PipelineConfigError("Missing CI config file")
+        result = subprocess.run(
+            self._command(ctx, "--list-json"), cwd=src, env=self._env(), capture_output=True, check=False,
+            timeout=120,
+        )
+        try:
+            listed = json.loads(result.stdout.decode("utf-8", "replace"))
+        except ValueError:
+            listed = None
+        if result.returncode != 0 or not isinstance(listed, list):
+            detail = _ANSI.sub("", result.stderr.decode("utf-8", "replace")).strip().splitlines()
+            raise PipelineConfigError(detail[-1] if detail else "Invalid CI configuration")
+        specs = [_job_spec(item) for item in listed if item.get("when") != "never"]
+        (ctx.work_dir / "plan.json").write_text(json.dumps([spec.name for spec in specs]))
+        return specs
+
+    def run(self, ctx: RunContext, sink: JobSink) -> None:
+        self._execute(ctx, [], sink)
+
+    def play(self, ctx: RunContext, job_name: str, sink: JobSink) -> None:
+        self._execute(ctx, [job_name], sink)
+
+    # --- helpers ------------------------------------------------------------------------------
+    def _checkout(self, ctx: RunContext) -> Path:
+        src = ctx.work_dir / "src"
+        if (src / ".git").exists():
+            return src
+        ctx.work_dir.mkdir(parents=True, exist_ok=True)
+        git = ["git", "-c", "advice.detachedHead=false"]
+        subprocess.run([*git, "clone", "--quiet", str(ctx.repo_dir), str(src)], check=True,
+                       capture_output=True)
+        branch_args = ["-B", ctx.ref] if ctx.ref.replace("refs/heads/", "") != ctx.sha else []
+        subprocess.run([*git, "checkout", "--quiet", *branch_args, ctx.sha], cwd=src, check=True,
+                       capture_output=True)
+        subprocess.run(["git", "remote", "remove", "origin"], cwd=src, check=True, capture_output=True)
+        variables = {k: v for k, v in ctx.variables.items() if k not in ctx.file_variables}
+        for key in ctx.file_variables:
+            # GitLab puts a file variable's value in a temporary file and the variable holds its path.
+            path = ctx.work_dir / "files" / key
+            path.parent.mkdir(exist_ok=True)
+            path.write_text(ctx.variables[key])
+            variables[key] = str(path)
+        (ctx.work_dir / "variables.json").write_text(json.dumps(variables))
+        return src
+
+    def _predefined(self, ctx: RunContext) -> dict[str, str]:
+        namespace, _, name = ctx.project_path.rpartition("/")
+        return {
+            "CI_PIPELINE_SOURCE": ctx.source,
+            "CI_PIPELINE_ID": str(ctx.pipeline_id),
+            "CI_PROJECT_ID": str(ctx.project_id),
+            "CI_PROJECT_PATH": ctx.project_path,
+            "CI_PROJECT_NAMESPACE": namespace,
+            "CI_PROJECT_NAME": name,
+            "CI_DEFAULT_BRANCH": ctx.default_branch,
+            "CI_SERVER_URL": ctx.server_url,
+            "CI_API_V4_URL": f"{ctx.server_url}/api/v4",
+        }
+
+    def _command(self, ctx: RunContext, *args: str) -> list[str]:
+        predefined = self._predefined(ctx)
+        cmd = [
+            self.executable,
+            "--variables-file", str(ctx.work_dir / "variables.json"),
+            "--ignore-predefined-vars", ",".join(predefined),
+            "--no-color",
+        ]
+        for key, value in predefined.items():
+            cmd += ["--variable", f"{key}={value}"]
+        return [*cmd, *self.extra_args, *args]
+
+    def _env(self) -> dict[str, str]:
+        return {**os.environ, **self.env}
+
+    def _execute(self, ctx: RunContext, jobs: list[str], sink: JobSink) -> None:
+        src = self._checkout(ctx)
+        plan_file = ctx.work_dir / "plan.json"
+        if plan_file.exists():
+            planned = json.loads(plan_file.read_text())
+        else:
+            planned = [s.name for s in self.plan(ctx)]
+        names = sorted(planned, key=len, reverse=True)
+        cmd = self._command(
+            ctx, "--force-shell-executor", "--shell-isolation", "--no-artifacts-to-source",
+            "--max-job-name-padding", "0", *jobs,
+        )
+        proc = subprocess.Popen(
+            cmd, cwd=src, env=self._env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True,
+        )
+        timer = threading.Timer(self.timeout, _kill_group, args=(proc,))
+        timer.start()
+        started: list[str] = []
+        outcome: dict[str, str] = {}
+        stdout_lines: list[str] = []
+        try:
+            assert proc.stdout is not None
+            for raw in proc.stdout:
+                line = _ANSI.sub("", raw.decode("utf-8", "replace")).rstrip("\n")
+                stdout_lines.append(line)
+                name = _starting_job(line, names)
+                if name and name not in started:
+                    started.append(name)
+                    sink.job_started(name)
+                summary = _SUMMARY.match(line)
+                if summary and summary.group(2) in names:
+                    outcome[summary.group(2)] = "success" if summary.group(1) == "PASS" else "failed"
+            proc.wait()
+        finally:
+            timer.cancel()
+        timed_out = proc.returncode in (-signal.SIGKILL, -signal.SIGTERM)
+        for name in started + [n for n in outcome if n not in started]:
+            status = outcome.get(name, "failed")
+            log = _job_log(src, name, stdout_lines)
+            if timed_out and name not in outcome:
+                log += f"\nERROR: Job timed out after {self.timeout:.0f} seconds\n"
+            sink.job_finished(name, status, log)
+
+
+def _job_spec(item: Mapping[str, object]) -> JobSpec:
+    when = str(item.get("when") or "on_success")
+    allow_failure = bool(item.get("allow_failure"))
+    if when == "manual" and "rules" not in item:
+        # GitLab makes a `when: manual` job outside `rules:` non-blocking; gitlab-ci-local reports false.
+        allow_failure = True
+    return JobSpec(str(item["name"]), str(item.get("stage") or "test"), when, allow_failure)
+
+
+def _starting_job(line: str, names: Sequence[str]) -> str | None:
+    for name in names:
+        if line.startswith(name) and line[len(name):].lstrip().startswith("starting "):
+            return name
+    return None
+
+
+def _job_log(src: Path, name: str, stdout_lines: Sequence[str]) -> str:
+    path = src / ".gitlab-ci-local" / "output" / f"{name}.log"
+    if path.is_file():
+        return _ANSI.sub("", path.read_text(errors="replace"))
+    prefix = f"{name} "
+    picked = [line[len(prefix):] for line in stdout_lines if line.startswith(prefix)]
+    return "\n".join(picked) + "\n"
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)

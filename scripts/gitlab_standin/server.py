@@ -1,0 +1,306 @@
+"""The HTTP side: a ThreadingHTTPServer on 127.0.0.1 serving the API under /api/v4, read-only git
+smart HTTP (through `git http-backend`) at each project's http_url_to_repo, and admin endpoints under
+/-/standin/ for tests (faults, reset, groups, request log). Tokens are never logged."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import traceback
+from collections.abc import Iterable, Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from . import urls
+from .exceptions import RouteNotFound, StandinError, Unauthorized
+from .faults import Fault, FaultInjector
+from .models import Backend
+from .responses import Request, Response
+from .runner import PipelineRunner
+
+API_PREFIX = "/api/v4"
+ADMIN_PREFIX = "/-/standin"
+_GIT_PATH = re.compile(r"^/(?P<path>.+?)\.git/(?P<rest>info/refs|git-upload-pack|git-receive-pack)$")
+_MAX_LOG = 5000
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], standin: Standin) -> None:
+        self.standin = standin
+        super().__init__(address, _Handler)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def do_GET(self) -> None:
+        self._serve()
+
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_GET
+
+    def log_message(self, format: str, *args: Any) -> None:
+        if self.server.standin.verbose:
+            # The request line may carry a query string: log only method and path, never headers.
+            status = args[1] if len(args) > 1 else ""
+            sys.stderr.write(f"standin: {self.command} {urlsplit(self.path).path} {status}\n")
+
+    def _body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            chunks = []
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    return b"".join(chunks)
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def _serve(self) -> None:
+        standin = self.server.standin
+        split = urlsplit(self.path)
+        path, method = split.path, self.command
+        body = self._body()
+        try:
+            response = self._dispatch(standin, method, path, split.query, body)
+        except StandinError as e:
+            response = Response(e.status, e.body)
+        except Exception:  # noqa: BLE001 - report, answer 500 like GitLab, keep serving
+            traceback.print_exc(file=sys.stderr)
+            response = Response(500, {"message": "500 Internal Server Error"})
+        standin._record(method, path, response.status)
+        self._send(response, head=method == "HEAD")
+
+    def _dispatch(self, standin: Standin, method: str, path: str, query: str, body: bytes) -> Response:
+        if path.startswith(ADMIN_PREFIX + "/"):
+            return standin._admin(method, path[len(ADMIN_PREFIX):], body)
+        fault = standin.faults.take(method, path)
+        if fault is not None:
+            if fault.delay:
+                threading.Event().wait(fault.delay)
+            if fault.status is not None:
+                headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
+                return Response(fault.status, fault.body, headers)
+        if path.startswith(API_PREFIX + "/"):
+            token = self.headers.get("PRIVATE-TOKEN") or ""
+            auth = self.headers.get("Authorization") or ""
+            if not token and auth.lower().startswith("bearer "):
+                token = auth[7:].strip()
+            if not any(secrets.compare_digest(token, t) for t in standin.tokens):
+                raise Unauthorized()
+            found = urls.match(method, path[len(API_PREFIX):])
+            if found is None:
+                raise RouteNotFound()
+            handler, groups = found
+            host = self.headers.get("Host") or f"127.0.0.1:{standin.port}"
+            request = Request(method, path, parse_qs(query, keep_blank_values=True), body,
+                              self.headers, f"http://{host}")
+            return handler(standin.backend, request, groups)
+        git = _GIT_PATH.match(path)
+        if git:
+            return standin._git_http(method, git.group("path"), git.group("rest"), query, body, self.headers)
+        raise RouteNotFound()
+
+    def _send(self, response: Response, head: bool) -> None:
+        payload = b"" if response.status in (204, 304) else response.payload()
+        self.send_response(response.status)
+        if payload or response.status not in (204, 304):
+            self.send_header("Content-Type", response.content_type)
+        for key, value in response.headers.items():
+            self.send_header(key, value)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        if not head and payload:
+            self.wfile.write(payload)
+
+
+class Standin:
+    """A running stand-in. Use `start_standin(...)`; stop with `.stop()` or a `with` block."""
+
+    def __init__(
+        self,
+        *,
+        port: int = 0,
+        data_dir: str | Path | None = None,
+        tokens: Sequence[str] | None = None,
+        groups: Iterable[str] = (),
+        runner: PipelineRunner | None = None,
+        pipelines_on_push: bool | None = None,
+        new_project_override_role: str = "no_one_allowed",
+        verbose: bool = False,
+    ) -> None:
+        self._own_dir = data_dir is None
+        self.data_dir = Path(data_dir) if data_dir else Path(tempfile.mkdtemp(prefix="gitlab-standin-"))
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.tokens: tuple[str, ...] = tuple(tokens) if tokens else (f"glpat-{secrets.token_urlsafe(15)}",)
+        self.verbose = verbose
+        self.faults = FaultInjector()
+        self._log: list[dict[str, Any]] = []
+        self._log_lock = threading.Lock()
+        self.backend = Backend(
+            self.data_dir, tokens=self.tokens, groups=groups, runner=runner,
+            pipelines_on_push=pipelines_on_push, new_project_override_role=new_project_override_role,
+        )
+        self._server = _Server(("127.0.0.1", port), self)
+        self.port: int = self._server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.backend.base_url = self.url
+        self._thread = threading.Thread(target=self._server.serve_forever, name="gitlab-standin", daemon=True)
+        self._thread.start()
+        self._stopped = False
+
+    @property
+    def token(self) -> str:
+        return self.tokens[0]
+
+    @property
+    def api_url(self) -> str:
+        return f"{self.url}{API_PREFIX}"
+
+    # --- test controls (also reachable over HTTP under /-/standin/) ------------------------------
+    def add_fault(self, path_regex: str, status: int | None = None, **kwargs: Any) -> Fault:
+        return self.faults.add(Fault(path_regex, status, **kwargs))
+
+    def clear_faults(self) -> None:
+        self.faults.clear()
+
+    def reset(self) -> None:
+        self.faults.clear()
+        self.backend.wait_idle()
+        self.backend.reset()
+        with self._log_lock:
+            self._log.clear()
+
+    def create_group(self, full_path: str, name: str | None = None) -> dict[str, Any]:
+        return self.backend.create_group(full_path, name).to_json(self.url)
+
+    def requests(self, method: str | None = None, path_regex: str | None = None) -> list[dict[str, Any]]:
+        """Requests served so far (method, path, status), oldest first; filters are optional."""
+        with self._log_lock:
+            log = list(self._log)
+        return [e for e in log if (method is None or e["method"] == method)
+                and (path_regex is None or re.search(path_regex, e["path"]))]
+
+    def _record(self, method: str, path: str, status: int) -> None:
+        if path.startswith(ADMIN_PREFIX):
+            return
+        with self._log_lock:
+            self._log.append({"method": method, "path": path, "status": status})
+            del self._log[:-_MAX_LOG]
+
+    def stop(self) -> None:
+        """Stop serving at once (connections are refused afterwards); remove a temporary data dir."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self._server.shutdown()
+        self._server.server_close()
+        self.backend.wait_idle(timeout=5)
+        if self._own_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def __enter__(self) -> Standin:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # --- admin over HTTP ---------------------------------------------------------------------------
+    def _admin(self, method: str, path: str, body: bytes) -> Response:
+        data: Any = json.loads(body) if body.strip() else {}
+        if (method, path) == ("GET", "/health"):
+            return Response(200, {"status": "ok"})
+        if (method, path) == ("POST", "/faults"):
+            fields = ("path_regex", "status", "method", "count", "retry_after", "body", "delay")
+            fault = self.add_fault(**{k: data[k] for k in fields if k in data})
+            return Response(201, fault.to_json())
+        if (method, path) == ("GET", "/faults"):
+            return Response(200, [f.to_json() for f in self.faults.list()])
+        if (method, path) == ("DELETE", "/faults"):
+            self.clear_faults()
+            return Response(204, b"")
+        if (method, path) == ("POST", "/reset"):
+            self.reset()
+            return Response(204, b"")
+        if (method, path) == ("POST", "/groups"):
+            return Response(201, self.create_group(data["path"], data.get("name")))
+        if (method, path) == ("GET", "/requests"):
+            return Response(200, self.requests())
+        raise RouteNotFound()
+
+    # --- git smart HTTP (read-only) -----------------------------------------------------------------
+    def _git_http(self, method: str, full_path: str, rest: str, query: str, body: bytes,
+                  headers: Any) -> Response:
+        if rest == "git-receive-pack" or "git-receive-pack" in query:
+            return Response(403, b"pushing is not supported by the GitLab stand-in\n",
+                            content_type="text/plain")
+        try:
+            project = self.backend.project(unquote(full_path))
+        except StandinError:
+            return Response(404, b"Repository not found\n", content_type="text/plain")
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "GIT_PROJECT_ROOT": str(project.repo.path.parent),
+            "GIT_HTTP_EXPORT_ALL": "1",
+            "PATH_INFO": f"/{project.repo.path.name}/{rest}",
+            "REQUEST_METHOD": method,
+            "QUERY_STRING": query,
+            "CONTENT_TYPE": headers.get("Content-Type") or "",
+            "CONTENT_LENGTH": str(len(body)),
+            "REMOTE_ADDR": "127.0.0.1",
+            "GIT_PROTOCOL": headers.get("Git-Protocol") or "",
+            "HTTP_CONTENT_ENCODING": headers.get("Content-Encoding") or "",
+        }
+        result = subprocess.run(["git", "http-backend"], input=body, env=env, capture_output=True,
+                                check=False, timeout=300)
+        head, _, payload = result.stdout.partition(b"\r\n\r\n")
+        status, content_type, extra = 200, "application/octet-stream", {}
+        for line in head.decode("latin-1").split("\r\n"):
+            key, _, value = line.partition(":")
+            if key.lower() == "status":
+                status = int(value.strip().split()[0])
+            elif key.lower() == "content-type":
+                content_type = value.strip()
+            elif key and key.lower() not in ("content-length", "expires", "pragma"):
+                extra[key] = value.strip()
+        return Response(status, payload, extra, content_type)
+
+
+def start_standin(
+    *,
+    port: int = 0,
+    data_dir: str | Path | None = None,
+    tokens: Sequence[str] | None = None,
+    groups: Iterable[str] = (),
+    runner: PipelineRunner | None = None,
+    pipelines_on_push: bool | None = None,
+    new_project_override_role: str = "no_one_allowed",
+    verbose: bool = False,
+) -> Standin:
+    """Start a stand-in on 127.0.0.1 (port 0: any free port) and return it, already serving.
+
+    `groups` pre-creates groups by full path (e.g. "ml-team"); `runner` executes pipelines (None:
+    pipelines only record "created"); `pipelines_on_push` (default: when a runner is given) starts a
+    "push" pipeline for each commit, as GitLab does; `new_project_override_role` is the
+    ci_pipeline_variables_minimum_override_role new projects get ("no_one_allowed" like GitLab.com).
+    """
+    return Standin(
+        port=port, data_dir=data_dir, tokens=tokens, groups=groups, runner=runner,
+        pipelines_on_push=pipelines_on_push, new_project_override_role=new_project_override_role,
+        verbose=verbose,
+    )
