@@ -1,0 +1,1 @@
+"""EventBridge handler: start the model-deploy pipeline when a model package is approved."""

@@ -1,0 +1,1 @@
+"""Custom resource that creates and seeds the two GitLab repositories of a SageMaker project."""

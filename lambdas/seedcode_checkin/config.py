@@ -1,0 +1,115 @@
+"""Resource properties of Custom::GitLabSeedRepositories, parsed once per event into frozen dataclasses."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from mlops_common import contract
+from mlops_common.config import Settings
+from mlops_common.errors import ConfigError
+
+RETAIN, ARCHIVE, DELETE = "retain", "archive", "delete"
+DELETION_POLICIES = (RETAIN, ARCHIVE, DELETE)
+_SOURCE = "resource property"
+# GitLab project paths: letters, digits, '_', '-', '.'; start with a letter or digit; no .git/.atom end.
+_REPO_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,99}$")
+_GROUP = re.compile(r"^(\d+|[a-zA-Z0-9_][a-zA-Z0-9_.-]*(/[a-zA-Z0-9_][a-zA-Z0-9_.-]*)*)$")
+_BRANCH = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_./-]{0,99}$")
+
+
+def _repo_name(settings: Settings, key: str) -> str:
+    value = settings.required(key)
+    if not _REPO_NAME.match(value) or value.endswith((".git", ".atom")) or ".." in value:
+        raise ConfigError(
+            f"{_SOURCE} {key} is {value!r}: use letters, digits, '-', '_' or '.', "
+            "starting with a letter or digit"
+        )
+    return value
+
+
+@dataclass(frozen=True)
+class RepoTarget:
+    """Where the repositories live and what happens to them on Delete: all that Delete needs."""
+
+    gitlab_url: str
+    gitlab_group: str  # full path or numeric id; "" = the token owner's namespace
+    token_secret_id: str
+    ca_bundle_uri: str
+    build_repo: str
+    deploy_repo: str
+    project_id: str
+    deletion_policy: str
+    default_branch: str
+
+    @classmethod
+    def from_properties(cls, props: Mapping[str, object]) -> RepoTarget:
+        s = Settings(props, _SOURCE)
+        group = s.optional("GitLabGroup").strip("/")
+        if group and not _GROUP.match(group):
+            raise ConfigError(
+                f"{_SOURCE} GitLabGroup is {group!r}: give a group path like 'ml/team' or its id"
+            )
+        branch = s.optional("DefaultBranch", "main")
+        if not _BRANCH.match(branch) or ".." in branch or branch.endswith((".lock", "/")):
+            raise ConfigError(f"{_SOURCE} DefaultBranch is {branch!r}: not a valid branch name")
+        target = cls(
+            gitlab_url=s.https_url("GitLabUrl"),
+            gitlab_group=group,
+            token_secret_id=s.required("GitLabTokenSecretArn"),
+            ca_bundle_uri=s.s3_uri("GitLabCaBundleS3Uri"),
+            build_repo=_repo_name(s, "ModelBuildRepositoryName"),
+            deploy_repo=_repo_name(s, "ModelDeployRepositoryName"),
+            project_id=s.required("ProjectId"),
+            deletion_policy=s.choice("DeletionPolicy", DELETION_POLICIES, RETAIN),
+            default_branch=branch,
+        )
+        if target.build_repo.lower() == target.deploy_repo.lower():
+            raise ConfigError(
+                f"ModelBuildRepositoryName and ModelDeployRepositoryName are both {target.build_repo!r}: "
+                "give the two repositories different names"
+            )
+        return target
+
+
+@dataclass(frozen=True)
+class CheckinConfig:
+    """Everything Create and Update need."""
+
+    target: RepoTarget
+    project_name: str
+    project_arn: str
+    region: str
+    seed_bucket: str
+    build_seed_key: str
+    deploy_seed_key: str
+    artifact_bucket: str
+    model_package_group: str
+    execution_role_arn: str
+    ci_auth_mode: str
+    ci_role_arn: str
+    ci_access_key_secret_id: str
+
+    @classmethod
+    def from_properties(cls, props: Mapping[str, object]) -> CheckinConfig:
+        s = Settings(props, _SOURCE)
+        target = RepoTarget.from_properties(props)
+        mode = s.choice("CiAuthMode", contract.AUTH_MODES, contract.AUTH_MODE_OIDC)
+        role = s.required("CiRoleArn") if mode == contract.AUTH_MODE_OIDC else ""
+        keys = s.required("CiAccessKeySecretArn") if mode == contract.AUTH_MODE_ACCESS_KEYS else ""
+        return cls(
+            target=target,
+            project_name=s.required("ProjectName"),
+            project_arn=s.required("ProjectArn"),
+            region=s.required("Region"),
+            seed_bucket=s.required("SeedBucket"),
+            build_seed_key=s.required("ModelBuildSeedKey"),
+            deploy_seed_key=s.required("ModelDeploySeedKey"),
+            artifact_bucket=s.required("ArtifactBucket"),
+            model_package_group=s.required("ModelPackageGroupName"),
+            execution_role_arn=s.required("SageMakerExecutionRoleArn"),
+            ci_auth_mode=mode,
+            ci_role_arn=role,
+            ci_access_key_secret_id=keys,
+        )

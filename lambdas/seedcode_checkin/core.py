@@ -1,0 +1,295 @@
+"""Lifecycle of the two seeded GitLab repositories: create or adopt, reconcile, apply the deletion policy.
+
+Functions take the GitLab adapter and loaders as parameters; only the handler builds them.
+Every step is safe to repeat: CloudFormation, Lambda and python-gitlab may all retry.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from mlops_common import contract
+from mlops_common.errors import GitLabNotFound, GitLabRejected, ProjectNotOwned
+from mlops_common.gitlab_client import GitLab, Namespace, ProjectInfo, Variable
+from mlops_common.secrets import AccessKeys
+
+from seedcode_checkin.config import ARCHIVE, DELETE, CheckinConfig, RepoTarget
+from seedcode_checkin.seed import Seed
+
+logger = logging.getLogger(__name__)
+
+# Marks which custom-resource instance (physical id) currently manages a repository, so the Delete
+# CloudFormation sends for an old physical id after a rename leaves a repository that is still in use.
+RESOURCE_TOPIC_PREFIX = "sagemaker-seed-"
+PIPELINE_VARIABLES_ROLE = "developer"
+_ID_SEPARATOR = "|"
+
+MANAGED_VARIABLES = frozenset(
+    {
+        contract.VAR_PROJECT_NAME,
+        contract.VAR_PROJECT_ID,
+        contract.VAR_PROJECT_ARN,
+        contract.VAR_REGION,
+        contract.VAR_REGION_ALIAS,
+        contract.VAR_ARTIFACT_BUCKET,
+        contract.VAR_MODEL_PACKAGE_GROUP,
+        contract.VAR_SAGEMAKER_EXECUTION_ROLE,
+        contract.VAR_AUTH_MODE,
+        contract.VAR_CI_ROLE,
+        contract.VAR_ACCESS_KEY_ID,
+        contract.VAR_SECRET_ACCESS_KEY,
+    }
+)
+
+SeedLoader = Callable[[str], Seed]  # seed S3 key -> Seed
+
+
+@dataclass(frozen=True)
+class Outcome:
+    physical_id: str
+    build: ProjectInfo
+    deploy: ProjectInfo
+
+    def data(self) -> dict[str, str]:
+        """What GetAtt returns (all strings, small: CloudFormation caps the response at 4 KiB)."""
+        return {
+            "ModelBuildProjectId": str(self.build.id),
+            "ModelBuildPath": self.build.path_with_namespace,
+            "ModelBuildCloneUrl": self.build.http_url_to_repo,
+            "ModelDeployProjectId": str(self.deploy.id),
+            "ModelDeployPath": self.deploy.path_with_namespace,
+            "ModelDeployCloneUrl": self.deploy.http_url_to_repo,
+        }
+
+
+# --- identity --------------------------------------------------------------------------------------
+def physical_id(host: str, build_path: str, deploy_path: str) -> str:
+    """Stable id derived from where the repositories are: it changes only when they are replaced."""
+    return _ID_SEPARATOR.join((host, build_path, deploy_path))
+
+
+def parse_physical_id(value: str) -> tuple[str, str, str] | None:
+    """(host, build path, deploy path), or None for ids we did not make (e.g. after a failed Create)."""
+    parts = value.split(_ID_SEPARATOR)
+    if len(parts) != 3 or not all(parts):
+        return None
+    return parts[0], parts[1], parts[2]
+
+
+def resource_topic(resource_id: str) -> str:
+    return RESOURCE_TOPIC_PREFIX + hashlib.sha256(resource_id.encode()).hexdigest()[:12]
+
+
+def resolve_namespace(gl: GitLab, group: str) -> Namespace:
+    return gl.group(group) if group else gl.token_owner_namespace()
+
+
+def planned_paths(namespace: Namespace, target: RepoTarget) -> tuple[str, str]:
+    return f"{namespace.full_path}/{target.build_repo}", f"{namespace.full_path}/{target.deploy_repo}"
+
+
+# --- CI/CD variables --------------------------------------------------------------------------------
+def ci_variables(cfg: CheckinConfig, keys: AccessKeys | None) -> list[Variable]:
+    """The variables both projects get (names from the contract); secrets masked and protected."""
+    plain = {
+        contract.VAR_PROJECT_NAME: cfg.project_name,
+        contract.VAR_PROJECT_ID: cfg.target.project_id,
+        contract.VAR_PROJECT_ARN: cfg.project_arn,
+        contract.VAR_REGION: cfg.region,
+        contract.VAR_REGION_ALIAS: cfg.region,
+        contract.VAR_ARTIFACT_BUCKET: cfg.artifact_bucket,
+        contract.VAR_MODEL_PACKAGE_GROUP: cfg.model_package_group,
+        contract.VAR_SAGEMAKER_EXECUTION_ROLE: cfg.execution_role_arn,
+        contract.VAR_AUTH_MODE: cfg.ci_auth_mode,
+    }
+    if cfg.ci_auth_mode == contract.AUTH_MODE_OIDC:
+        plain[contract.VAR_CI_ROLE] = cfg.ci_role_arn
+    result = [Variable(key, value) for key, value in plain.items()]
+    if cfg.ci_auth_mode == contract.AUTH_MODE_ACCESS_KEYS:
+        if keys is None:
+            raise ValueError("access-keys mode needs the keys")  # the handler always reads them
+        result += [
+            Variable(contract.VAR_ACCESS_KEY_ID, keys.access_key_id, masked=True, protected=True),
+            Variable(contract.VAR_SECRET_ACCESS_KEY, keys.secret_access_key, masked=True, protected=True),
+        ]
+    return result
+
+
+def reconcile_variables(gl: GitLab, project: ProjectInfo, desired: list[Variable]) -> None:
+    """Create or update our variables; remove ones we manage that no longer apply (auth mode switch)."""
+    current = gl.variables(project.id)
+    for variable in desired:
+        have = current.get(variable.key)
+        if have is None:
+            try:
+                gl.create_variable(project.id, variable)
+            except GitLabRejected:  # already taken: a retried POST created it meanwhile
+                gl.update_variable(project.id, variable)
+        elif have != variable:
+            gl.update_variable(project.id, variable)
+    wanted = {v.key for v in desired}
+    for key in sorted(MANAGED_VARIABLES - wanted):
+        if key in current:
+            with contextlib.suppress(GitLabNotFound):
+                gl.delete_variable(project.id, key)
+    logger.info("CI/CD variables of %s: %s", project.path_with_namespace, ", ".join(sorted(wanted)))
+
+
+# --- projects ---------------------------------------------------------------------------------------
+def _description(role: str, cfg: CheckinConfig) -> str:
+    return (
+        f"Model {role} code of SageMaker project {cfg.project_name} ({cfg.target.project_id}). "
+        "Created by its CloudFormation stack, which manages this project's CI/CD variables."
+    )
+
+
+def _refuse_if_foreign(project: ProjectInfo, project_id: str) -> None:
+    if contract.owner_topic(project_id) not in project.topics:
+        raise ProjectNotOwned(
+            f"GitLab project '{project.path_with_namespace}' exists and was not created by this SageMaker "
+            f"project ({project_id}); choose another repository name or delete it"
+        )
+
+
+def ensure_project(
+    gl: GitLab, namespace: Namespace, name: str, role: str, cfg: CheckinConfig, resource_id: str
+) -> ProjectInfo:
+    """Create the project, or adopt it if it carries this SageMaker project's owner topic."""
+    path = f"{namespace.full_path}/{name}"
+    owner, marker = contract.owner_topic(cfg.target.project_id), resource_topic(resource_id)
+    existing = gl.find_project(path)
+    if existing is None:
+        try:
+            created = gl.create_project(namespace, name, _description(role, cfg), [owner, marker])
+        except GitLabRejected:
+            existing = gl.find_project(path)
+            if existing is None:
+                raise
+        else:
+            logger.info("created GitLab project %s (id %s)", created.path_with_namespace, created.id)
+            return created
+    _refuse_if_foreign(existing, cfg.target.project_id)
+    topics = [t for t in existing.topics if not t.startswith(RESOURCE_TOPIC_PREFIX)] + [marker]
+    if existing.archived:
+        gl.unarchive_project(existing.id)
+    if set(topics) != set(existing.topics):
+        gl.update_project(existing.id, {"topics": topics})
+    logger.info("adopted GitLab project %s (id %s), created earlier by this project", path, existing.id)
+    return replace(existing, topics=tuple(topics), archived=False)
+
+
+# --- seed code --------------------------------------------------------------------------------------
+def push_seed(
+    gl: GitLab, project: ProjectInfo, branch: str, seed: Seed, cfg: CheckinConfig, sync: bool
+) -> str:
+    """One commit with the whole seed on a new branch; with `sync`, one commit with what differs.
+
+    Returns what happened: "pushed", "updated", "unchanged" or "kept" (existing branch, no sync).
+    """
+    message = (
+        f"Seed {seed.name} code for SageMaker project {cfg.project_name} ({cfg.target.project_id})\n\n"
+        f"Seed-Sha256: {seed.digest}"
+    )
+    try:
+        if not gl.branch_exists(project.id, branch):
+            gl.commit(project.id, branch, message, seed.create_actions())
+            result = "pushed"
+        elif not sync:
+            result = "kept"
+        else:
+            actions = seed.sync_actions(gl.tree(project.id, branch))
+            if actions:
+                gl.commit(project.id, branch, message, actions)
+            result = "updated" if actions else "unchanged"
+    except GitLabRejected:
+        # A retried POST may have landed already: accept it if the branch now holds the seed.
+        if not gl.branch_exists(project.id, branch) or seed.sync_actions(gl.tree(project.id, branch)):
+            raise
+        result = "pushed"
+    logger.info("seed %s on %s/%s: %s", seed.name, project.path_with_namespace, branch, result)
+    return result
+
+
+# --- lifecycle --------------------------------------------------------------------------------------
+def create(
+    gl: GitLab, cfg: CheckinConfig, load_seed: SeedLoader, keys: AccessKeys | None, *, sync_seed: bool = True
+) -> Outcome:
+    """Create (or adopt) both projects, set variables and settings, then push the seeds.
+
+    Order matters: the build repository's first commit starts its first pipeline, so variables come
+    first, and the deploy repository is seeded before the build one (an approval may follow quickly).
+    Nothing here starts a deploy pipeline: the deploy seed's CI rules skip push pipelines without a model.
+    """
+    target = cfg.target
+    build_seed, deploy_seed = load_seed(cfg.build_seed_key), load_seed(cfg.deploy_seed_key)
+    namespace = resolve_namespace(gl, target.gitlab_group)
+    resource_id = physical_id(gl.host, *planned_paths(namespace, target))
+    build = ensure_project(gl, namespace, target.build_repo, "build", cfg, resource_id)
+    deploy = ensure_project(gl, namespace, target.deploy_repo, "deploy", cfg, resource_id)
+    variables = ci_variables(cfg, keys)
+    reconcile_variables(gl, build, variables)
+    reconcile_variables(gl, deploy, variables)
+    # GitLab.com defaults new projects to no_one_allowed: the approval trigger passes variables.
+    gl.update_project(deploy.id, {"ci_pipeline_variables_minimum_override_role": PIPELINE_VARIABLES_ROLE})
+    push_seed(gl, deploy, target.default_branch, deploy_seed, cfg, sync_seed)
+    push_seed(gl, build, target.default_branch, build_seed, cfg, sync_seed)
+    return Outcome(physical_id(gl.host, build.path_with_namespace, deploy.path_with_namespace), build, deploy)
+
+
+def update(gl: GitLab, cfg: CheckinConfig, load_seed: SeedLoader, keys: AccessKeys | None) -> Outcome:
+    """Reconcile settings and variables. Existing branches keep the team's code (no seed re-push);
+    new repositories (a rename) are created and seeded, and the new physical id makes CloudFormation
+    delete the old resource afterwards, which applies the deletion policy to the old repositories."""
+    return create(gl, cfg, load_seed, keys, sync_seed=False)
+
+
+def delete(gl: GitLab, target: RepoTarget, resource_id: str) -> list[str]:
+    """Apply the deletion policy to the repositories of `resource_id` that this project created.
+
+    Gone already is success; repositories without our owner topic, or now managed by a newer resource
+    (after a rename), are left alone. Returns one line per repository saying what happened.
+    """
+    parsed = parse_physical_id(resource_id)
+    if parsed is None or parsed[0] != gl.host:
+        # Not an id we returned (Create failed before answering): use the planned paths instead.
+        try:
+            namespace = resolve_namespace(gl, target.gitlab_group)
+        except GitLabNotFound:
+            return [f"group '{target.gitlab_group}' not found: nothing was created"]
+        paths = planned_paths(namespace, target)
+        resource_id = physical_id(gl.host, *paths)
+    else:
+        paths = (parsed[1], parsed[2])
+    owner, marker = contract.owner_topic(target.project_id), resource_topic(resource_id)
+    report: list[str] = []
+    for path in paths:
+        project = gl.find_project(path)
+        if project is None:
+            report.append(f"{path}: already gone")
+        elif owner not in project.topics:
+            report.append(f"{path}: not created by this project, left alone")
+        elif marker not in project.topics:
+            report.append(f"{path}: now used by a renamed resource of this project, left alone")
+        else:
+            report.append(f"{path}: {_apply_policy(gl, project, target.deletion_policy)}")
+    for line in report:
+        logger.info("delete (%s): %s", target.deletion_policy, line)
+    return report
+
+
+def _apply_policy(gl: GitLab, project: ProjectInfo, policy: str) -> str:
+    try:
+        if policy == DELETE:
+            gl.delete_project(project.id)
+            return "deleted"
+        if policy == ARCHIVE:
+            if not project.archived:
+                gl.archive_project(project.id)
+            return "archived"
+    except GitLabNotFound:
+        return "already gone"
+    return "retained"

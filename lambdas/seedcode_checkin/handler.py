@@ -1,0 +1,193 @@
+"""Lambda entry point of Custom::GitLabSeedRepositories (crhelper): parse, build clients, call core.
+
+Expected failures (`MlopsError`) become FAILED with their one-line message and no stack trace; a bug
+still fails the resource (crhelper answers with the exception text). crhelper's timer answers FAILED
+just before the Lambda times out, and GitLab calls stop before that deadline, so a stack never hangs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+from crhelper import CfnResource
+from mlops_common import ca_bundle, contract, logsafe, secrets
+from mlops_common.errors import ConfigError, GitLabAuthError, MlopsError
+from mlops_common.gitlab_client import GitLab, GitLabSettings
+from mlops_common.secrets import AccessKeys
+
+from seedcode_checkin import core
+from seedcode_checkin.config import RETAIN, CheckinConfig, RepoTarget
+from seedcode_checkin.seed import Seed, read_seed_zip
+
+logger = logging.getLogger(__name__)
+logsafe.install()
+
+# crhelper keeps a Delete alive this long so CloudWatch receives the logs before the stack removes them.
+SLEEP_ON_DELETE_SECONDS = 5
+REASON_LIMIT = 256
+FAILED = "FAILED"
+
+helper = CfnResource(
+    json_logging=False,
+    log_level=os.environ.get("LOG_LEVEL", "INFO"),
+    boto_level="WARNING",
+    sleep_on_delete=SLEEP_ON_DELETE_SECONDS,
+)
+
+
+@dataclass(frozen=True)
+class Clients:
+    s3: Any
+    secrets: Any
+
+
+def build_clients() -> Clients:
+    config = Config(connect_timeout=5, read_timeout=20, retries={"max_attempts": 3, "mode": "standard"})
+    return Clients(
+        s3=boto3.client("s3", config=config), secrets=boto3.client("secretsmanager", config=config)
+    )
+
+
+CLIENTS: Clients | None = None
+try:
+    CLIENTS = build_clients()
+except Exception as exc:  # noqa: BLE001 - any cold-start failure must still answer CloudFormation
+    helper.init_failure(exc)
+
+
+def handler(event: dict[str, Any], context: Any) -> None:
+    helper(event, context)
+
+
+def fit_reason(message: str, limit: int = REASON_LIMIT) -> str:
+    """Keep the reason under crhelper's cut, preserving its start and its end (where the fix is)."""
+    if len(message) <= limit:
+        return message
+    head = limit // 3
+    return message[:head] + " … " + message[-(limit - head - 3) :]
+
+
+def _answer(
+    event: dict[str, Any], context: Any, action: Callable[[dict[str, Any], Any], str | None]
+) -> str | None:
+    """Run one lifecycle action; an expected error becomes FAILED with its message as the reason."""
+    try:
+        return action(event, context)
+    except MlopsError as exc:
+        if isinstance(exc, GitLabAuthError):
+            token_secret = event.get("ResourceProperties", {}).get("GitLabTokenSecretArn")
+            if isinstance(token_secret, str):
+                secrets.forget(token_secret)  # a rotated token is read again next time
+        logger.error("%s failed: %s", event.get("RequestType"), exc)
+        helper.Status = FAILED
+        helper.Reason = fit_reason(str(exc))
+        physical = event.get("PhysicalResourceId")
+        return physical if isinstance(physical, str) else None
+
+
+def _clients() -> Clients:
+    if CLIENTS is None:  # pragma: no cover - crhelper answers init_failure before we get here
+        raise MlopsError("AWS clients could not be created at start-up: see the function's logs")
+    return CLIENTS
+
+
+def _gitlab(target: RepoTarget, context: Any) -> GitLab:
+    clients = _clients()
+    label = secrets.secret_label(target.token_secret_id)
+    token = secrets.parse_token(
+        secrets.read_secret_string(
+            clients.secrets, target.token_secret_id, "the GitLabTokenSecretName parameter"
+        ),
+        label,
+    )
+    verify = ca_bundle.ssl_verify(clients.s3, target.ca_bundle_uri, "the GitLabCaBundleS3Uri parameter")
+    remaining = context.get_remaining_time_in_millis() / 1000.0
+    margin = max(2.0, min(15.0, remaining * 0.1))
+    settings = GitLabSettings(
+        url=target.gitlab_url,
+        token_source=label,
+        ssl_verify=verify,
+        deadline=time.monotonic() + remaining - margin,
+    )
+    return GitLab(settings, token)
+
+
+def _access_keys(cfg: CheckinConfig) -> AccessKeys | None:
+    if cfg.ci_auth_mode != contract.AUTH_MODE_ACCESS_KEYS:
+        return None
+    text = secrets.read_secret_string(_clients().secrets, cfg.ci_access_key_secret_id, "CiAccessKeySecretArn")
+    return secrets.parse_access_keys(text, secrets.secret_label(cfg.ci_access_key_secret_id))
+
+
+def _seed_loader(cfg: CheckinConfig) -> Callable[[str], Seed]:
+    s3 = _clients().s3
+
+    def load(key: str) -> Seed:
+        uri = f"s3://{cfg.seed_bucket}/{key}"
+        try:
+            data = s3.get_object(Bucket=cfg.seed_bucket, Key=key)["Body"].read()
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "Unknown")
+            raise ConfigError(
+                f"cannot read seed {uri} ({code}): upload the bundle again with init.sh"
+            ) from None
+        except BotoCoreError as exc:
+            raise MlopsError(f"cannot read seed {uri}: {type(exc).__name__}") from None
+        return read_seed_zip(data, key.rsplit("/", 1)[-1])
+
+    return load
+
+
+def _create(event: dict[str, Any], context: Any) -> str | None:
+    cfg = CheckinConfig.from_properties(event.get("ResourceProperties", {}))
+    outcome = core.create(_gitlab(cfg.target, context), cfg, _seed_loader(cfg), _access_keys(cfg))
+    helper.Data.update(outcome.data())
+    return outcome.physical_id
+
+
+def _update(event: dict[str, Any], context: Any) -> str | None:
+    cfg = CheckinConfig.from_properties(event.get("ResourceProperties", {}))
+    outcome = core.update(_gitlab(cfg.target, context), cfg, _seed_loader(cfg), _access_keys(cfg))
+    if outcome.physical_id != event.get("PhysicalResourceId"):
+        logger.info("repositories moved: CloudFormation will delete %s next", event.get("PhysicalResourceId"))
+    helper.Data.update(outcome.data())
+    return outcome.physical_id
+
+
+def _delete(event: dict[str, Any], context: Any) -> str | None:
+    props = event.get("ResourceProperties", {})
+    policy = props.get("DeletionPolicy") or RETAIN
+    if policy == RETAIN:
+        logger.info("DeletionPolicy is retain: GitLab repositories are kept and GitLab is not contacted")
+        return None
+    try:
+        target = RepoTarget.from_properties(props)
+    except ConfigError as exc:
+        # Create validates the same properties first, so with these nothing can have been created.
+        logger.warning("nothing to delete, the properties never passed validation: %s", exc)
+        return None
+    core.delete(_gitlab(target, context), target, str(event.get("PhysicalResourceId", "")))
+    return None
+
+
+@helper.create
+def on_create(event: dict[str, Any], context: Any) -> str | None:
+    return _answer(event, context, _create)
+
+
+@helper.update
+def on_update(event: dict[str, Any], context: Any) -> str | None:
+    return _answer(event, context, _update)
+
+
+@helper.delete
+def on_delete(event: dict[str, Any], context: Any) -> str | None:
+    return _answer(event, context, _delete)
