@@ -1,0 +1,922 @@
+"""Bootstrap the bundle into an AWS account: package, bucket, uploads, token secret, stacks, next steps.
+
+init.sh checks the prerequisites and calls this. Every AWS step reads first and writes only what differs,
+so a second run changes nothing. Read-only checks (arguments, token, templates, packaging) all run before
+the first write, so a bad input leaves nothing half-created. boto3 honours AWS_ENDPOINT_URL, so the whole
+run works against moto.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(REPO_ROOT) not in sys.path:  # run as a script: make `scripts.package` importable
+    sys.path.insert(0, str(REPO_ROOT))
+
+MODES = ("service-catalog", "s3-template")
+DEFAULT_PREFIX = "bundle"
+DEFAULT_STACK_PREFIX = "sagemaker-gitlab-mlops"
+DEFAULT_SECRET_NAME = "sagemaker-gitlab/token"  # noqa: S105 - a name, not a secret
+TOKEN_ENV = "GITLAB_TOKEN"  # noqa: S105 - the variable name
+TEMPLATES_PREFIX = "project-templates"
+S3_TEMPLATE_NAME = "sagemaker-gitlab-mlops.yml"
+VISIBILITY_TAG = ("sagemaker:studio-visibility", "true")
+DOMAIN_TEMPLATES_TAG = "sagemaker:projectS3TemplatesLocation"
+STUDIO_ORIGIN = "https://*.sagemaker.aws"
+CORS_RULE: dict[str, Any] = {
+    "AllowedHeaders": ["*"],
+    "AllowedMethods": ["GET", "HEAD"],
+    "AllowedOrigins": [STUDIO_ORIGIN],
+    "ExposeHeaders": ["ETag"],
+    "MaxAgeSeconds": 3000,
+}
+SHA_METADATA = "sha256"
+MAX_TEMPLATE_BODY = 51_200
+STEPS = 7
+CAPABILITIES = ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM"]
+_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_ARN = re.compile(r"^arn:aws[a-z-]*:")
+
+
+class BootstrapError(Exception):
+    """An expected failure with a message that says what to do."""
+
+
+# --- configuration --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the run needs, parsed and checked once."""
+
+    region: str
+    mode: str
+    bucket: str  # "" = derived from the account id once known
+    prefix: str
+    gitlab_url: str
+    oidc_provider_arn: str
+    studio_role_arn: str
+    token_secret_name: str
+    stack_prefix: str
+    build_dir: Path
+    token: str | None = field(default=None, repr=False)  # never printed
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="init.sh",
+        description=(
+            "Bootstrap the SageMaker + GitLab MLOps bundle into an AWS account: package the Lambdas and "
+            "seed repositories, ensure the bundle bucket, upload, store the GitLab token in Secrets "
+            "Manager and deploy the Service Catalog product (or the S3 project template)."
+        ),
+        epilog=(
+            f"The GitLab token is read from ${TOKEN_ENV} or, with --token-stdin, from standard input; never "
+            "from the command line. On later runs it may be omitted: the stored secret is kept. "
+            "AWS_ENDPOINT_URL, AWS_PROFILE and the usual AWS variables are honoured."
+        ),
+    )
+    env = os.environ
+    parser.add_argument(
+        "--region",
+        default=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "",
+        help="AWS region (default: $AWS_REGION, $AWS_DEFAULT_REGION or the profile's)",
+    )
+    parser.add_argument(
+        "--bucket",
+        default=env.get("BUNDLE_BUCKET", ""),
+        help="bundle bucket (default: sagemaker-gitlab-mlops-<account>-<region>)",
+    )
+    parser.add_argument(
+        "--prefix", default=DEFAULT_PREFIX, help="key prefix of the artifacts (default: bundle)"
+    )
+    parser.add_argument(
+        "--mode",
+        choices=MODES,
+        default=env.get("BOOTSTRAP_MODE", "service-catalog"),
+        help="how Studio finds the template (default: service-catalog)",
+    )
+    parser.add_argument(
+        "--gitlab-url",
+        default=env.get("GITLAB_URL", ""),
+        help="GitLab server URL (https); creates the IAM OIDC provider for CI on it",
+    )
+    parser.add_argument(
+        "--oidc-provider-arn", default="", help="reuse this IAM OIDC provider instead of creating one"
+    )
+    parser.add_argument(
+        "--studio-role-arn",
+        default=env.get("STUDIO_ROLE_ARN", ""),
+        help="IAM role of Studio users, given access to the Service Catalog portfolio",
+    )
+    parser.add_argument(
+        "--token-secret-name",
+        default=DEFAULT_SECRET_NAME,
+        help=f"Secrets Manager secret for the GitLab token (default: {DEFAULT_SECRET_NAME})",
+    )
+    parser.add_argument(
+        "--token-stdin", action="store_true", help="read the GitLab token from standard input"
+    )
+    parser.add_argument(
+        "--stack-prefix",
+        default=DEFAULT_STACK_PREFIX,
+        help=f"prefix of the CloudFormation stack names (default: {DEFAULT_STACK_PREFIX})",
+    )
+    parser.add_argument("--build-dir", type=Path, default=REPO_ROOT / "build", help=argparse.SUPPRESS)
+    return parser
+
+
+def parse_settings(argv: Sequence[str], env: Mapping[str, str], stdin: Callable[[], str]) -> Settings:
+    """Parse and check arguments; raises BootstrapError with the fix for anything wrong."""
+    args = build_parser().parse_args(argv)
+    region = args.region.strip()
+    if region and not _REGION.match(region):
+        raise BootstrapError(f"region {region!r} is not a region name (like eu-west-1): fix --region")
+    if args.bucket and not _BUCKET.match(args.bucket):
+        raise BootstrapError(
+            f"bucket name {args.bucket!r} is invalid: 3-63 lowercase letters, digits, '.' or '-'"
+        )
+    gitlab_url = args.gitlab_url.strip().rstrip("/")
+    if gitlab_url and not gitlab_url.startswith("https://"):
+        raise BootstrapError(f"--gitlab-url {gitlab_url!r} must start with https:// (GitLab OIDC needs TLS)")
+    for option, value in (
+        ("--oidc-provider-arn", args.oidc_provider_arn),
+        ("--studio-role-arn", args.studio_role_arn),
+    ):
+        if value and not _ARN.match(value):
+            raise BootstrapError(f"{option} {value!r} is not an ARN")
+    if args.oidc_provider_arn and gitlab_url:
+        raise BootstrapError(
+            "pass either --gitlab-url (create the OIDC provider) or --oidc-provider-arn, not both"
+        )
+    if not args.stack_prefix or not re.match(r"^[A-Za-z][A-Za-z0-9-]{0,80}$", args.stack_prefix):
+        raise BootstrapError(
+            f"--stack-prefix {args.stack_prefix!r}: letters, digits and '-', starting with a letter"
+        )
+    prefix = args.prefix.strip("/")
+    if not prefix:
+        raise BootstrapError("--prefix must not be empty")
+    token = read_token(env, stdin if args.token_stdin else None)
+    return Settings(
+        region=region,
+        mode=args.mode,
+        bucket=args.bucket,
+        prefix=prefix,
+        gitlab_url=gitlab_url,
+        oidc_provider_arn=args.oidc_provider_arn,
+        studio_role_arn=args.studio_role_arn,
+        token_secret_name=args.token_secret_name,
+        stack_prefix=args.stack_prefix,
+        build_dir=args.build_dir,
+        token=token,
+    )
+
+
+def read_token(env: Mapping[str, str], stdin: Callable[[], str] | None) -> str | None:
+    """The token from stdin (when asked) or $GITLAB_TOKEN; None when neither gives one."""
+    raw = stdin() if stdin is not None else env.get(TOKEN_ENV, "")
+    token = raw.strip()
+    if stdin is not None and not token:
+        raise BootstrapError("--token-stdin given but standard input was empty: pipe the GitLab token in")
+    if token and any(c.isspace() for c in token):
+        raise BootstrapError("the GitLab token contains whitespace: pass the bare token")
+    return token or None
+
+
+def default_bucket(account_id: str, region: str) -> str:
+    return f"sagemaker-gitlab-mlops-{account_id}-{region}"
+
+
+def stack_names(stack_prefix: str) -> dict[str, str]:
+    return {"oidc": f"{stack_prefix}-gitlab-oidc", "catalog": f"{stack_prefix}-service-catalog"}
+
+
+def object_url(bucket: str, region: str, key: str) -> str:
+    """The https URL CloudFormation and Service Catalog read a template from."""
+    return f"https://{bucket}.s3.{region}.amazonaws.com/{key}"
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+# --- progress ---------------------------------------------------------------------------------------------
+
+
+class Console:
+    """Numbered step lines on stdout; details indented under them."""
+
+    def __init__(self, total: int, out: Callable[[str], None] | None = None) -> None:
+        self.total = total
+        self.count = 0
+        self.out = out or (lambda line: print(line, flush=True))
+
+    def step(self, title: str) -> None:
+        self.count += 1
+        self.out(f"[{self.count}/{self.total}] {title}")
+
+    def detail(self, text: str) -> None:
+        self.out(f"      {text}")
+
+
+# --- S3 ---------------------------------------------------------------------------------------------------
+
+
+def _error_code(error: Exception) -> str:
+    response = getattr(error, "response", None) or {}
+    return str(response.get("Error", {}).get("Code", ""))
+
+
+def ensure_bucket(s3: Any, bucket: str, region: str, log: Callable[[str], None]) -> None:
+    """Create the bucket if needed; make it encrypted, private, versioned and TLS-only."""
+    from botocore.exceptions import ClientError
+
+    try:
+        s3.head_bucket(Bucket=bucket)
+        log(f"bucket {bucket} exists")
+    except ClientError as error:
+        code = _error_code(error)
+        if code in ("403", "AccessDenied", "Forbidden"):
+            raise BootstrapError(
+                f"bucket {bucket} exists but this account cannot use it (403): pass another --bucket"
+            ) from None
+        if code not in ("404", "NoSuchBucket", "NotFound"):
+            raise
+        params: dict[str, Any] = {"Bucket": bucket}
+        if region != "us-east-1":
+            params["CreateBucketConfiguration"] = {"LocationConstraint": region}
+        s3.create_bucket(**params)
+        log(f"bucket {bucket} created")
+
+    encryption = {
+        "Rules": [
+            {"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}, "BucketKeyEnabled": True}
+        ]
+    }
+    current = _get_or_none(
+        lambda: s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]
+    )
+    if not current or not any(r.get("ApplyServerSideEncryptionByDefault") for r in current.get("Rules", [])):
+        s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration=encryption)
+        log("default encryption set (SSE-S3)")
+
+    block = {
+        key: True
+        for key in ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets")
+    }
+    current = _get_or_none(
+        lambda: s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
+    )
+    if current != block:
+        s3.put_public_access_block(Bucket=bucket, PublicAccessBlockConfiguration=block)
+        log("public access blocked")
+
+    if s3.get_bucket_versioning(Bucket=bucket).get("Status") != "Enabled":
+        s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+        log("versioning enabled")
+
+    policy = json.dumps(tls_only_policy(bucket), sort_keys=True)
+    current_policy = _get_or_none(lambda: s3.get_bucket_policy(Bucket=bucket)["Policy"])
+    if current_policy is None or json.loads(current_policy) != json.loads(policy):
+        if current_policy is not None:
+            log("bucket policy differs from the TLS-only policy: replacing it")
+        s3.put_bucket_policy(Bucket=bucket, Policy=policy)
+        log("TLS-only bucket policy set")
+
+
+def tls_only_policy(bucket: str) -> dict[str, Any]:
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "DenyInsecureTransport",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:*",
+                "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
+                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+            }
+        ],
+    }
+
+
+def _get_or_none(read: Callable[[], Any]) -> Any:
+    """A bucket sub-resource, or None when it is not configured."""
+    from botocore.exceptions import ClientError
+
+    try:
+        return read()
+    except ClientError as error:
+        if _error_code(error).startswith("NoSuch") or _error_code(error) in (
+            "ServerSideEncryptionConfigurationNotFoundError",
+            "404",
+        ):
+            return None
+        raise
+
+
+def put_if_changed(
+    s3: Any,
+    bucket: str,
+    key: str,
+    data: bytes,
+    tags: Mapping[str, str] | None = None,
+    content_type: str = "application/octet-stream",
+) -> bool:
+    """Upload unless the object already holds these bytes (sha256 in its metadata); True if uploaded."""
+    from botocore.exceptions import ClientError
+
+    digest = sha256_hex(data)
+    try:
+        head = s3.head_object(Bucket=bucket, Key=key)
+        same = head.get("Metadata", {}).get(SHA_METADATA) == digest
+    except ClientError as error:
+        if _error_code(error) not in ("404", "NoSuchKey", "NotFound"):
+            raise
+        same = False
+    tag_set = [{"Key": k, "Value": v} for k, v in sorted((tags or {}).items())]
+    if same:
+        if tag_set:
+            existing = s3.get_object_tagging(Bucket=bucket, Key=key)["TagSet"]
+            if sorted(existing, key=lambda t: t["Key"]) != tag_set:
+                s3.put_object_tagging(Bucket=bucket, Key=key, Tagging={"TagSet": tag_set})
+        return False
+    params: dict[str, Any] = {
+        "Bucket": bucket,
+        "Key": key,
+        "Body": data,
+        "Metadata": {SHA_METADATA: digest},
+        "ContentType": content_type,
+        "ServerSideEncryption": "AES256",
+    }
+    if tag_set:
+        params["Tagging"] = "&".join(f"{t['Key']}={t['Value']}" for t in tag_set)
+    s3.put_object(**params)
+    return True
+
+
+def upload_artifacts(
+    s3: Any,
+    bucket: str,
+    prefix: str,
+    build_dir: Path,
+    manifest: Mapping[str, Mapping[str, Mapping[str, str]]],
+    log: Callable[[str], None],
+) -> None:
+    """Upload every manifest artifact to s3://bucket/prefix/<file>; unchanged ones are skipped."""
+    for group in ("lambdas", "seeds"):
+        for name, entry in sorted(manifest[group].items()):
+            key = f"{prefix}/{entry['file']}"
+            data = (build_dir / entry["file"]).read_bytes()
+            if sha256_hex(data) != entry["sha256"]:
+                raise BootstrapError(f"{entry['file']} does not match build/manifest.json: re-run packaging")
+            uploaded = put_if_changed(s3, bucket, key, data, content_type="application/zip")
+            log(f"{'uploaded ' if uploaded else 'unchanged'} s3://{bucket}/{key}  ({name})")
+
+
+def ensure_cors(s3: Any, bucket: str, log: Callable[[str], None]) -> None:
+    """Let Studio's browser origin read the S3 project template."""
+    rules = _get_or_none(lambda: s3.get_bucket_cors(Bucket=bucket)["CORSRules"]) or []
+    if any(
+        STUDIO_ORIGIN in r.get("AllowedOrigins", []) and "GET" in r.get("AllowedMethods", []) for r in rules
+    ):
+        log(f"CORS for {STUDIO_ORIGIN} already set")
+        return
+    s3.put_bucket_cors(Bucket=bucket, CORSConfiguration={"CORSRules": [*rules, CORS_RULE]})
+    log(f"CORS for {STUDIO_ORIGIN} set")
+
+
+# --- Secrets Manager ---------------------------------------------------------------------------------------
+
+
+def secret_exists(sm: Any, name: str) -> bool:
+    from botocore.exceptions import ClientError
+
+    try:
+        sm.describe_secret(SecretId=name)
+    except ClientError as error:
+        if _error_code(error) == "ResourceNotFoundException":
+            return False
+        raise
+    return True
+
+
+def ensure_token_secret(sm: Any, name: str, token: str | None, log: Callable[[str], None]) -> str:
+    """Create or update the secret as JSON {"token": ...}; returns its ARN. Never logs the token."""
+    from botocore.exceptions import ClientError
+
+    body = json.dumps({"token": token}) if token is not None else None
+    try:
+        described = sm.describe_secret(SecretId=name)
+    except ClientError as error:
+        if _error_code(error) != "ResourceNotFoundException":
+            raise
+        if body is None:
+            raise BootstrapError(
+                f"no GitLab token: secret {name} does not exist yet; "
+                f"set {TOKEN_ENV} or pipe it with --token-stdin"
+            ) from None
+        created = sm.create_secret(
+            Name=name,
+            SecretString=body,
+            Description="GitLab access token (scope api) used by the SageMaker GitLab MLOps project template",
+        )
+        log(f"secret {name} created")
+        return str(created["ARN"])
+    arn = str(described["ARN"])
+    if body is None:
+        log(f"secret {name} exists; kept (set {TOKEN_ENV} to replace the token)")
+        return arn
+    current = sm.get_secret_value(SecretId=name).get("SecretString")
+    if current == body:
+        log(f"secret {name} unchanged")
+    else:
+        sm.put_secret_value(SecretId=name, SecretString=body)
+        log(f"secret {name} updated with the new token")
+    return arn
+
+
+# --- CloudFormation -----------------------------------------------------------------------------------------
+
+
+def template_parameters(body: str) -> dict[str, dict[str, Any]]:
+    """The Parameters section of a CloudFormation YAML/JSON template (short-form tags tolerated)."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):  # type: ignore[misc]
+        pass
+
+    def any_tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any:
+        if isinstance(node, yaml.ScalarNode):
+            return loader.construct_scalar(node)
+        if isinstance(node, yaml.SequenceNode):
+            return loader.construct_sequence(node)
+        return loader.construct_mapping(node)
+
+    Loader.add_multi_constructor("!", any_tag)
+    document = yaml.load(body, Loader=Loader)  # noqa: S506 - SafeLoader subclass
+    params = (document or {}).get("Parameters") or {}
+    return {str(k): dict(v or {}) for k, v in params.items()}
+
+
+def stack_parameters(
+    template_body: str, offered: Mapping[str, str], template_name: str
+) -> list[dict[str, str]]:
+    """The offered values the template declares; fails when a parameter without default has no value."""
+    declared = template_parameters(template_body)
+    missing = sorted(n for n, spec in declared.items() if "Default" not in spec and not offered.get(n))
+    if missing:
+        raise BootstrapError(
+            f"{template_name} needs parameter(s) {', '.join(missing)} that bootstrap cannot fill"
+        )
+    return [{"ParameterKey": k, "ParameterValue": offered[k]} for k in sorted(declared) if k in offered]
+
+
+def stack_outputs(cfn: Any, name: str) -> dict[str, str]:
+    stack = cfn.describe_stacks(StackName=name)["Stacks"][0]
+    return {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+
+
+def _stack_status(cfn: Any, name: str) -> str | None:
+    from botocore.exceptions import ClientError
+
+    try:
+        return str(cfn.describe_stacks(StackName=name)["Stacks"][0]["StackStatus"])
+    except ClientError as error:
+        if "does not exist" in str(error):  # CloudFormation answers ValidationError for unknown stacks
+            return None
+        raise
+
+
+def deploy_stack(
+    cfn: Any,
+    name: str,
+    template: Mapping[str, str],
+    parameters: Sequence[Mapping[str, str]],
+    log: Callable[[str], None],
+    tags: Mapping[str, str] | None = None,
+    poll_seconds: float = 5.0,
+    timeout_seconds: float = 1800.0,
+) -> dict[str, str]:
+    """Create or update a stack through a change set (like `aws cloudformation deploy`); returns outputs.
+
+    `template` is {"TemplateBody": ...} or {"TemplateURL": ...}. A change set without changes is success.
+    A stack whose first create failed (ROLLBACK_COMPLETE or an empty REVIEW_IN_PROGRESS) is deleted first,
+    since CloudFormation cannot update it.
+    """
+    status = _stack_status(cfn, name)
+    if status in ("ROLLBACK_COMPLETE", "REVIEW_IN_PROGRESS"):
+        log(f"stack {name} is {status} from an earlier failed create: deleting it first")
+        cfn.delete_stack(StackName=name)
+        _wait_gone(cfn, name, poll_seconds, timeout_seconds)
+        status = None
+    elif status and status.endswith("_IN_PROGRESS"):
+        raise BootstrapError(f"stack {name} is {status}: wait until it finishes, then run again")
+    change_type = "CREATE" if status is None else "UPDATE"
+    change_set = f"bootstrap-{int(time.time())}"
+    cfn.create_change_set(
+        StackName=name,
+        ChangeSetName=change_set,
+        ChangeSetType=change_type,
+        Parameters=list(parameters),
+        Capabilities=CAPABILITIES,
+        Tags=[{"Key": k, "Value": v} for k, v in sorted((tags or {}).items())],
+        **template,
+    )
+    described = _wait_change_set(cfn, name, change_set, poll_seconds, timeout_seconds)
+    if described["Status"] == "FAILED":
+        reason = str(described.get("StatusReason", ""))
+        cfn.delete_change_set(StackName=name, ChangeSetName=change_set)
+        if "didn't contain changes" in reason or "No updates are to be performed" in reason:
+            log(f"stack {name} unchanged")
+            return stack_outputs(cfn, name)
+        if change_type == "CREATE":
+            cfn.delete_stack(StackName=name)
+        raise BootstrapError(f"stack {name}: change set failed: {reason}")
+    cfn.execute_change_set(StackName=name, ChangeSetName=change_set)
+    final = _wait_stack(cfn, name, poll_seconds, timeout_seconds)
+    if final not in ("CREATE_COMPLETE", "UPDATE_COMPLETE"):
+        raise BootstrapError(
+            f"stack {name} ended {final}: {_first_failure(cfn, name)}; "
+            "see its events in the CloudFormation console"
+        )
+    log(f"stack {name} {'created' if change_type == 'CREATE' else 'updated'}")
+    return stack_outputs(cfn, name)
+
+
+def _wait_change_set(cfn: Any, name: str, change_set: str, poll: float, timeout: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        described: dict[str, Any] = cfn.describe_change_set(StackName=name, ChangeSetName=change_set)
+        if described["Status"] in ("CREATE_COMPLETE", "FAILED"):
+            return described
+        if time.monotonic() > deadline:
+            raise BootstrapError(f"change set {change_set} of stack {name} did not finish in {timeout:.0f} s")
+        time.sleep(poll)
+
+
+def _wait_stack(cfn: Any, name: str, poll: float, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        status = _stack_status(cfn, name) or "DELETE_COMPLETE"
+        if not status.endswith("_IN_PROGRESS"):
+            return status
+        if time.monotonic() > deadline:
+            raise BootstrapError(f"stack {name} still {status} after {timeout:.0f} s: check the console")
+        time.sleep(poll)
+
+
+def _wait_gone(cfn: Any, name: str, poll: float, timeout: float) -> None:
+    status = _wait_stack(cfn, name, poll, timeout)
+    if status != "DELETE_COMPLETE":
+        raise BootstrapError(
+            f"stack {name} could not be deleted ({status}): delete it in the console, then rerun"
+        )
+
+
+def _first_failure(cfn: Any, name: str) -> str:
+    events = cfn.describe_stack_events(StackName=name).get("StackEvents", [])
+    for event in reversed(events):
+        if str(event.get("ResourceStatus", "")).endswith("_FAILED"):
+            return f"{event.get('LogicalResourceId')}: {event.get('ResourceStatusReason', '')}"
+    return "no failed resource reported"
+
+
+# --- IAM OIDC provider -----------------------------------------------------------------------------------
+
+
+def find_oidc_provider(iam: Any, gitlab_url: str) -> str | None:
+    """The ARN of an existing IAM OIDC provider for this GitLab issuer, if the account has one."""
+    host = gitlab_url.removeprefix("https://").rstrip("/")
+    for provider in iam.list_open_id_connect_providers().get("OpenIDConnectProviderList", []):
+        arn = str(provider["Arn"])
+        if arn.split(":oidc-provider/", 1)[-1].rstrip("/") == host:
+            return arn
+    return None
+
+
+def oidc_provider_arn_for(partition: str, account_id: str, gitlab_url: str) -> str:
+    """The ARN IAM gives the OIDC provider of an issuer: it is determined by the issuer host."""
+    return f"arn:{partition}:iam::{account_id}:oidc-provider/{gitlab_url.removeprefix('https://')}"
+
+
+# --- templates ----------------------------------------------------------------------------------------------
+
+TEMPLATES_DIR = REPO_ROOT / "templates"
+RENDERER = REPO_ROOT / "scripts" / "render_template.py"
+OIDC_TEMPLATE = "bootstrap.yml"
+CATALOG_TEMPLATE = "service-catalog.yml"
+OIDC_OUTPUT = "GitLabOidcProviderArn"
+
+
+def render_project_template(build_dir: Path, bucket: str, prefix: str, oidc_arn: str) -> bytes:
+    """Run scripts/render_template.py (defaults filled from the manifest) and return the rendered YAML."""
+    out = build_dir / "project.yml"
+    command = [
+        sys.executable,
+        str(RENDERER),
+        "--manifest",
+        str(build_dir / "manifest.json"),
+        "--bucket",
+        bucket,
+        "--prefix",
+        prefix,
+        "--out",
+        str(out),
+    ]
+    if oidc_arn:
+        command += ["--oidc-provider-arn", oidc_arn]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        tail = "\n".join(done.stderr.strip().splitlines()[-5:])
+        raise BootstrapError(f"rendering templates/project.yml failed:\n{tail}")
+    return out.read_bytes()
+
+
+def template_argument(s3: Any, bucket: str, region: str, key: str, body: bytes) -> dict[str, str]:
+    """Inline small templates; upload big ones and pass their URL (CloudFormation's 51,200-byte limit)."""
+    if len(body) <= MAX_TEMPLATE_BODY:
+        return {"TemplateBody": body.decode("utf-8")}
+    put_if_changed(s3, bucket, key, body, content_type="application/x-yaml")
+    return {"TemplateURL": object_url(bucket, region, key)}
+
+
+# --- the run -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Clients:
+    """The AWS clients a run uses; tests pass stubbed ones."""
+
+    sts: Any
+    s3: Any
+    secretsmanager: Any
+    cloudformation: Any
+    iam: Any
+
+
+def make_clients(region: str) -> Clients:
+    import boto3
+    from botocore.config import Config
+
+    session = boto3.session.Session(region_name=region or None)
+    if not session.region_name:
+        raise BootstrapError(
+            "no AWS region: pass --region or set AWS_REGION (or a region in your AWS profile)"
+        )
+    config = Config(
+        retries={"max_attempts": int(os.environ.get("AWS_MAX_ATTEMPTS", "5")), "mode": "standard"}
+    )
+    known = (
+        set(session.get_available_regions("s3"))
+        | set(session.get_available_regions("s3", "aws-cn"))
+        | set(session.get_available_regions("s3", "aws-us-gov"))
+    )
+    if session.region_name not in known:
+        raise BootstrapError(
+            f"unknown AWS region {session.region_name!r}: fix --region/AWS_REGION "
+            "(or update boto3 for a new region)"
+        )
+    return Clients(
+        *(
+            session.client(name, config=config)
+            for name in ("sts", "s3", "secretsmanager", "cloudformation", "iam")
+        )
+    )
+
+
+def run(
+    settings: Settings, clients: Clients, console: Console, package: Callable[[Path], Any]
+) -> dict[str, str]:
+    """The whole bootstrap; returns what the next-steps text needs."""
+    region = clients.s3.meta.region_name
+    console.step("Checking account, inputs and templates")
+    identity = clients.sts.get_caller_identity()
+    account_id, partition = str(identity["Account"]), str(identity["Arn"]).split(":")[1]
+    bucket = settings.bucket or default_bucket(account_id, region)
+    console.detail(f"account {account_id}, region {region}, bucket {bucket}, mode {settings.mode}")
+    needed = [RENDERER, TEMPLATES_DIR / "project.yml"]
+    if settings.gitlab_url:
+        needed.append(TEMPLATES_DIR / OIDC_TEMPLATE)
+    if settings.mode == "service-catalog":
+        needed.append(TEMPLATES_DIR / CATALOG_TEMPLATE)
+    for path in needed:
+        if not path.is_file():
+            raise BootstrapError(
+                f"{path.relative_to(REPO_ROOT)} is missing: run init.sh from a complete checkout"
+            )
+    if settings.token is None and not secret_exists(clients.secretsmanager, settings.token_secret_name):
+        raise BootstrapError(
+            f"no GitLab token: secret {settings.token_secret_name} does not exist yet; set {TOKEN_ENV} "
+            "or pipe the token with --token-stdin"
+        )
+    oidc_arn = settings.oidc_provider_arn
+    if settings.gitlab_url:
+        oidc_arn = oidc_provider_arn_for(partition, account_id, settings.gitlab_url)
+    else:
+        console.detail(
+            "no --gitlab-url or --oidc-provider-arn: projects can only use CiAuthMode=access-keys"
+            if not oidc_arn
+            else f"reusing OIDC provider {oidc_arn}"
+        )
+
+    console.step("Packaging Lambdas and seed repositories")
+    manifest = package(settings.build_dir)
+    rendered = render_project_template(settings.build_dir, bucket, settings.prefix, oidc_arn)
+    console.detail(f"rendered {settings.build_dir / 'project.yml'}")
+
+    console.step(f"Ensuring bucket s3://{bucket}")
+    ensure_bucket(clients.s3, bucket, region, console.detail)
+
+    console.step(f"Uploading artifacts to s3://{bucket}/{settings.prefix}/")
+    upload_artifacts(clients.s3, bucket, settings.prefix, settings.build_dir, manifest, console.detail)
+
+    console.step("GitLab OIDC identity provider")
+    names = stack_names(settings.stack_prefix)
+    if settings.gitlab_url:
+        oidc_arn = ensure_oidc_provider(
+            clients, settings, names["oidc"], oidc_arn, bucket, region, console.detail
+        )
+        if oidc_arn != oidc_provider_arn_for(partition, account_id, settings.gitlab_url):
+            rendered = render_project_template(settings.build_dir, bucket, settings.prefix, oidc_arn)
+    else:
+        console.detail("skipped" if not oidc_arn else f"using {oidc_arn}")
+
+    console.step(f"GitLab token secret {settings.token_secret_name}")
+    secret_arn = ensure_token_secret(
+        clients.secretsmanager, settings.token_secret_name, settings.token, console.detail
+    )
+
+    result = {
+        "account": account_id,
+        "region": region,
+        "bucket": bucket,
+        "secret_arn": secret_arn,
+        "secret_name": settings.token_secret_name,
+        "oidc_arn": oidc_arn,
+    }
+    if settings.mode == "s3-template":
+        console.step("Publishing the S3 project template")
+        key = f"{TEMPLATES_PREFIX}/{S3_TEMPLATE_NAME}"
+        uploaded = put_if_changed(
+            clients.s3, bucket, key, rendered, tags=dict([VISIBILITY_TAG]), content_type="application/x-yaml"
+        )
+        console.detail(f"{'uploaded ' if uploaded else 'unchanged'} s3://{bucket}/{key}")
+        ensure_cors(clients.s3, bucket, console.detail)
+        result["template_key"] = key
+        result["templates_location"] = f"s3://{bucket}/{TEMPLATES_PREFIX}/"
+    else:
+        console.step("Deploying the Service Catalog portfolio and product")
+        key = f"{settings.prefix}/project-{sha256_hex(rendered)[:12]}.yml"
+        uploaded = put_if_changed(clients.s3, bucket, key, rendered, content_type="application/x-yaml")
+        console.detail(f"{'uploaded ' if uploaded else 'unchanged'} s3://{bucket}/{key}")
+        body = (TEMPLATES_DIR / CATALOG_TEMPLATE).read_text(encoding="utf-8")
+        offered = catalog_parameters(settings, bucket, region, key, sha256_hex(rendered)[:12])
+        outputs = deploy_stack(
+            clients.cloudformation,
+            names["catalog"],
+            template_argument(
+                clients.s3, bucket, region, f"{settings.prefix}/service-catalog.yml", body.encode()
+            ),
+            stack_parameters(body, offered, CATALOG_TEMPLATE),
+            console.detail,
+        )
+        result["template_key"] = key
+        result.update({f"output:{k}": v for k, v in outputs.items()})
+    return result
+
+
+def catalog_parameters(
+    settings: Settings, bucket: str, region: str, key: str, version: str
+) -> dict[str, str]:
+    """What bootstrap can give templates/service-catalog.yml; only the parameters it declares are passed."""
+    return {
+        "ProductTemplateUrl": object_url(bucket, region, key),
+        "ProductVersion": version,
+        "BundleBucket": bucket,
+        "StudioRoleArn": settings.studio_role_arn,
+    }
+
+
+def ensure_oidc_provider(
+    clients: Clients,
+    settings: Settings,
+    stack: str,
+    expected_arn: str,
+    bucket: str,
+    region: str,
+    log: Callable[[str], None],
+) -> str:
+    """Deploy the OIDC stack, or reuse a provider for this issuer that something else created."""
+    if _stack_status(clients.cloudformation, stack) is None:
+        existing = find_oidc_provider(clients.iam, settings.gitlab_url)
+        if existing:
+            log(f"reusing existing OIDC provider {existing} (created outside this bundle)")
+            return existing
+    body = (TEMPLATES_DIR / OIDC_TEMPLATE).read_text(encoding="utf-8")
+    offered = {"GitLabUrl": settings.gitlab_url, "GitLabServerUrl": settings.gitlab_url}
+    outputs = deploy_stack(
+        clients.cloudformation,
+        stack,
+        template_argument(clients.s3, bucket, region, f"{settings.prefix}/{OIDC_TEMPLATE}", body.encode()),
+        stack_parameters(body, offered, OIDC_TEMPLATE),
+        log,
+    )
+    arn = outputs.get(OIDC_OUTPUT) or expected_arn
+    log(f"OIDC provider {arn}")
+    return arn
+
+
+def next_steps(settings: Settings, result: Mapping[str, str]) -> str:
+    lines = ["", "Done. Next steps:"]
+    if settings.mode == "s3-template":
+        lines += [
+            "  1. Point your SageMaker Studio domain at the template location:",
+            f"       aws sagemaker add-tags --region {result['region']} \\",
+            "         --resource-arn <studio-domain-arn> \\",
+            f"         --tags Key={DOMAIN_TEMPLATES_TAG},Value={result['templates_location']}",
+        ]
+    else:
+        who = (
+            settings.studio_role_arn
+            or "<the execution role of your Studio users: rerun with --studio-role-arn>"
+        )
+        lines += [
+            f"  1. Studio users with role {who} see the product under Projects > Organization templates."
+        ]
+    lines += [
+        "  2. Create a project in Studio; fill in GitLabServerUrl, GitLabGroup and the repository names,",
+        f"     and set GitLabTokenSecretName to {result['secret_name']}.",
+        "  3. Approve a model package in the registry to deploy it through the model-deploy repository's CI.",
+    ]
+    if not result.get("oidc_arn"):
+        lines.append(
+            "  Note: no OIDC provider was set up, so use CiAuthMode=access-keys (or rerun with --gitlab-url)."
+        )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        settings = parse_settings(args, os.environ, sys.stdin.read)
+        clients = make_clients(settings.region)
+        from scripts import package as packaging
+
+        def package(build_dir: Path) -> Any:
+            try:
+                return packaging.build_all(build_dir, log=packaging.Progress())
+            except packaging.PackagingError as error:
+                raise BootstrapError(f"packaging failed: {error}") from None
+
+        result = run(settings, clients, Console(STEPS), package)
+    except BootstrapError as error:
+        print(f"init.sh: error: {error}", file=sys.stderr)
+        return 1
+    except _aws_errors() as error:
+        print(f"init.sh: error: AWS call failed: {_describe_aws_error(error)}", file=sys.stderr)
+        return 1
+    print(next_steps(settings, result))
+    return 0
+
+
+def _aws_errors() -> tuple[type[Exception], ...]:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    return (ClientError, BotoCoreError)
+
+
+def _describe_aws_error(error: Exception) -> str:
+    code = _error_code(error)
+    if code in (
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "InvalidClientTokenId",
+        "UnrecognizedClientException",
+    ):
+        return (
+            f"{code}: the AWS credentials are invalid or expired; "
+            "refresh them (aws sso login / aws configure)"
+        )
+    if code in ("AccessDenied", "AccessDeniedException", "403"):
+        return (
+            f"{error} - the caller needs S3, Secrets Manager, CloudFormation, IAM and Service Catalog rights"
+        )
+    return str(error)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
