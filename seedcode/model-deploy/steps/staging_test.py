@@ -1,0 +1,413 @@
+"""Staging test: send the model's held-out rows to the staging endpoint and check what comes back.
+
+Checks (each one a JUnit test case, so GitLab shows them on the pipeline's Tests tab):
+  responses-parse    every response is text/csv with one number per row sent
+  mse-within-bound   MSE on the rows <= the registered evaluation MSE + tolerance
+  latency-p95        95th percentile of request latency <= the bound
+Exits non-zero when any check fails.
+
+The MSE bound is  reference + max(rel * reference, abs) + sampling allowance.  When the test sends every
+held-out row, the endpoint should reproduce the evaluation MSE almost exactly; `rel` (default 10 %)
+absorbs small differences, `abs` is a floor for near-perfect models. When it sends only a sample
+(--max-rows), the allowance adds 3 standard errors of the sample's mean squared error, with the
+finite-population correction (zero when every row is sent).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import math
+import random
+import statistics
+import time
+import xml.etree.ElementTree as ET  # noqa: S405 - we only write XML
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from steps.common import (
+    EVALUATION_METRICS_KEY,
+    MODEL_PACKAGE_FILE,
+    Project,
+    StepError,
+    deploy_result_file,
+    environ,
+    read_json,
+    read_s3_text,
+    run_cli,
+)
+
+SAMPLING_Z = 3.0
+# CI/CD variables that override the defaults (flags override both).
+ENV_MAX_ROWS = "STAGING_TEST_MAX_ROWS"
+ENV_ROWS_PER_REQUEST = "STAGING_TEST_ROWS_PER_REQUEST"
+ENV_MSE_REL_TOLERANCE = "STAGING_TEST_MSE_REL_TOLERANCE"
+ENV_MSE_ABS_TOLERANCE = "STAGING_TEST_MSE_ABS_TOLERANCE"
+ENV_MAX_P95_MS = "STAGING_TEST_MAX_P95_LATENCY_MS"
+
+
+@dataclass(frozen=True)
+class TestSettings:
+    """Knobs of the staging test; see the module docstring for how the MSE bound uses them."""
+
+    __test__ = False  # not a pytest class
+
+    max_rows: int = 300
+    rows_per_request: int = 1
+    mse_rel_tolerance: float = 0.10
+    mse_abs_tolerance: float = 1e-6
+    max_p95_latency_ms: float = 1000.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.max_rows < 1 or self.rows_per_request < 1:
+            raise StepError("max rows and rows per request must be at least 1")
+        if self.mse_rel_tolerance < 0 or self.mse_abs_tolerance < 0 or self.max_p95_latency_ms <= 0:
+            raise StepError("tolerances must be >= 0 and the latency bound > 0")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> TestSettings:
+        def get(name: str, convert: Callable[[str], Any], default: Any) -> Any:
+            raw = env.get(name, "").strip()
+            if not raw:
+                return default
+            try:
+                return convert(raw)
+            except ValueError as exc:
+                raise StepError(f"CI/CD variable {name}={raw!r} is not a valid number") from exc
+
+        d = cls()
+        return cls(
+            max_rows=get(ENV_MAX_ROWS, int, d.max_rows),
+            rows_per_request=get(ENV_ROWS_PER_REQUEST, int, d.rows_per_request),
+            mse_rel_tolerance=get(ENV_MSE_REL_TOLERANCE, float, d.mse_rel_tolerance),
+            mse_abs_tolerance=get(ENV_MSE_ABS_TOLERANCE, float, d.mse_abs_tolerance),
+            max_p95_latency_ms=get(ENV_MAX_P95_MS, float, d.max_p95_latency_ms),
+        )
+
+
+@dataclass(frozen=True)
+class Row:
+    target: float
+    features: str  # one CSV line without the target, exactly as the endpoint expects it
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    passed: bool
+    message: str
+    seconds: float = 0.0
+
+
+@dataclass
+class Invocations:
+    """What the endpoint answered: predictions per row sent (None when unparseable) and latencies."""
+
+    predictions: list[float | None] = field(default_factory=list)
+    latencies_s: list[float] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def parse_test_rows(text: str, source: str) -> list[Row]:
+    """Held-out CSV (no header, target first) -> rows."""
+    rows = []
+    for number, record in enumerate(csv.reader(io.StringIO(text)), start=1):
+        if not record or all(not cell.strip() for cell in record):
+            continue
+        if len(record) < 2:
+            raise StepError(f"{source} line {number}: expected the target and at least one feature")
+        try:
+            target = float(record[0])
+        except ValueError as exc:
+            raise StepError(
+                f"{source} line {number}: target {record[0]!r} is not a number (the file must have no "
+                "header and the target in the first column)"
+            ) from exc
+        buffer = io.StringIO()
+        csv.writer(buffer, lineterminator="").writerow(record[1:])
+        rows.append(Row(target=target, features=buffer.getvalue()))
+    if not rows:
+        raise StepError(f"{source} holds no rows")
+    return rows
+
+
+def sample_rows(rows: Sequence[Row], max_rows: int, seed: int) -> list[Row]:
+    """Every row when there are at most max_rows, else a reproducible random sample in file order."""
+    if len(rows) <= max_rows:
+        return list(rows)
+    keep = sorted(random.Random(seed).sample(range(len(rows)), max_rows))  # noqa: S311 - not security
+    return [rows[i] for i in keep]
+
+
+def parse_predictions(body: bytes, expected: int) -> list[float]:
+    """text/csv response -> numbers; predictions may be separated by newlines or commas."""
+    text = body.decode("utf-8").strip()
+    cells = [cell.strip() for line in text.splitlines() for cell in line.split(",")]
+    cells = [cell for cell in cells if cell]
+    if len(cells) != expected:
+        raise ValueError(f"expected {expected} prediction(s), got {len(cells)}: {text[:80]!r}")
+    values = [float(cell) for cell in cells]
+    if not all(math.isfinite(v) for v in values):
+        raise ValueError(f"non-finite prediction in {text[:80]!r}")
+    return values
+
+
+def invoke_all(
+    rows: Sequence[Row],
+    invoke: Callable[[str], bytes],
+    rows_per_request: int,
+    clock: Callable[[], float] = time.perf_counter,
+) -> Invocations:
+    """Send the rows in requests of rows_per_request lines; record predictions, latencies and errors."""
+    result = Invocations()
+    begin = clock()
+    for start in range(0, len(rows), rows_per_request):
+        batch = rows[start : start + rows_per_request]
+        where = f"rows {start + 1}-{start + len(batch)}"
+        sent = clock()
+        try:
+            body = invoke("\n".join(row.features for row in batch))
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            body = None
+            result.errors.append(f"{where}: {error.get('Code')}: {error.get('Message')}")
+        result.latencies_s.append(clock() - sent)
+        if body is None:
+            result.predictions.extend([None] * len(batch))
+            continue
+        try:
+            result.predictions.extend(parse_predictions(body, len(batch)))
+        except (ValueError, UnicodeDecodeError) as exc:
+            result.errors.append(f"{where}: {exc}")
+            result.predictions.extend([None] * len(batch))
+    result.seconds = clock() - begin
+    return result
+
+
+def percentile(values: Sequence[float], pct: float) -> float:
+    """Nearest-rank percentile."""
+    ordered = sorted(values)
+    rank = max(1, math.ceil(pct / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def mse_bound(
+    reference_mse: float, squared_errors: Sequence[float], population: int, settings: TestSettings
+) -> float:
+    """reference + tolerance + sampling allowance (see the module docstring)."""
+    n = len(squared_errors)
+    allowance = 0.0
+    if n < population and n > 1:
+        fpc = math.sqrt((population - n) / (population - 1))
+        allowance = SAMPLING_Z * statistics.stdev(squared_errors) / math.sqrt(n) * fpc
+    tolerance = max(settings.mse_rel_tolerance * reference_mse, settings.mse_abs_tolerance)
+    return reference_mse + tolerance + allowance
+
+
+def evaluate(
+    rows: Sequence[Row],
+    population: int,
+    invocations: Invocations,
+    reference_mse: float,
+    settings: TestSettings,
+) -> list[Check]:
+    """The three checks on what the endpoint answered."""
+    checks = []
+    bad = [p for p in invocations.predictions if p is None]
+    if invocations.errors:
+        shown = "; ".join(invocations.errors[:3])
+        checks.append(
+            Check(
+                "responses-parse",
+                False,
+                f"{len(bad)} of {len(rows)} rows got no usable prediction: {shown}",
+                invocations.seconds,
+            )
+        )
+    else:
+        checks.append(
+            Check("responses-parse", True, f"{len(rows)} rows, every response parsed", invocations.seconds)
+        )
+
+    pairs = [(row.target, p) for row, p in zip(rows, invocations.predictions, strict=True) if p is not None]
+    if not pairs:
+        checks.append(Check("mse-within-bound", False, "no predictions to compute the MSE from"))
+    else:
+        squared = [(target - p) ** 2 for target, p in pairs]
+        mse = statistics.fmean(squared)
+        bound = mse_bound(reference_mse, squared, population, settings)
+        verdict = "<=" if mse <= bound else ">"
+        checks.append(
+            Check(
+                "mse-within-bound",
+                mse <= bound,
+                f"MSE {mse:.4f} on {len(pairs)} of {population} held-out rows {verdict} bound {bound:.4f} "
+                f"(registered evaluation MSE {reference_mse:.4f})",
+            )
+        )
+
+    if not invocations.latencies_s:
+        checks.append(Check("latency-p95", False, "no requests were made"))
+    else:
+        p95_ms = percentile(invocations.latencies_s, 95) * 1000
+        limit = settings.max_p95_latency_ms
+        checks.append(
+            Check(
+                "latency-p95",
+                p95_ms <= limit,
+                f"p95 latency {p95_ms:.1f} ms over {len(invocations.latencies_s)} requests "
+                f"{'<=' if p95_ms <= limit else '>'} bound {limit:.1f} ms",
+            )
+        )
+    return checks
+
+
+def write_junit(checks: Sequence[Check], path: Path, suite: str, properties: Mapping[str, str]) -> None:
+    """A JUnit XML report GitLab renders on the pipeline's Tests tab."""
+    failures = sum(not c.passed for c in checks)
+    root = ET.Element("testsuites", name=suite, tests=str(len(checks)), failures=str(failures))
+    suite_el = ET.SubElement(
+        root,
+        "testsuite",
+        name=suite,
+        tests=str(len(checks)),
+        failures=str(failures),
+        errors="0",
+        time=f"{sum(c.seconds for c in checks):.3f}",
+    )
+    props = ET.SubElement(suite_el, "properties")
+    for key, value in properties.items():
+        ET.SubElement(props, "property", name=key, value=value)
+    for check in checks:
+        case = ET.SubElement(
+            suite_el, "testcase", classname=suite, name=check.name, time=f"{check.seconds:.3f}"
+        )
+        if check.passed:
+            ET.SubElement(case, "system-out").text = check.message
+        else:
+            ET.SubElement(case, "failure", message=check.message, type="AssertionError").text = check.message
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)
+
+
+def reference_mse(evaluation: Mapping[str, Any], source: str) -> float:
+    """regression_metrics.mse.value from evaluation.json."""
+    try:
+        value = float(evaluation[EVALUATION_METRICS_KEY]["mse"]["value"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise StepError(
+            f"{source} has no numeric {EVALUATION_METRICS_KEY}.mse.value; the model-build evaluation step "
+            "must write it"
+        ) from exc
+    if not math.isfinite(value) or value < 0:
+        raise StepError(f"{source}: {EVALUATION_METRICS_KEY}.mse.value is {value}, not a valid MSE")
+    return value
+
+
+def run_staging_test(
+    s3: Any,
+    invoke: Callable[[str], bytes],
+    package: Mapping[str, Any],
+    endpoint_name: str,
+    settings: TestSettings,
+    junit_path: Path,
+    log: Callable[[str], None] = print,
+    clock: Callable[[], float] = time.perf_counter,
+) -> bool:
+    """Run the test against `invoke` (a function sending one text/csv payload); True when all checks pass."""
+    evaluation_uri = str(package["evaluation_s3_uri"])
+    test_data_uri = str(package["test_data_s3_uri"])
+    try:
+        evaluation = json.loads(read_s3_text(s3, evaluation_uri))
+    except json.JSONDecodeError as exc:
+        raise StepError(f"{evaluation_uri} is not valid JSON: {exc}") from exc
+    reference = reference_mse(evaluation, evaluation_uri)
+    all_rows = parse_test_rows(read_s3_text(s3, test_data_uri), test_data_uri)
+    rows = sample_rows(all_rows, settings.max_rows, settings.seed)
+    log(f"Invoking {endpoint_name} with {len(rows)} of {len(all_rows)} held-out rows from {test_data_uri}")
+    invocations = invoke_all(rows, invoke, settings.rows_per_request, clock)
+    checks = evaluate(rows, len(all_rows), invocations, reference, settings)
+    write_junit(
+        checks,
+        junit_path,
+        "staging-endpoint",
+        {"endpoint": endpoint_name, "model_package_arn": str(package["arn"]), "test_data": test_data_uri},
+    )
+    for check in checks:
+        log(f"{'PASS' if check.passed else 'FAIL'} {check.name}: {check.message}")
+    log(f"JUnit report: {junit_path}")
+    return all(c.passed for c in checks)
+
+
+def endpoint_invoker(runtime: Any, endpoint_name: str) -> Callable[[str], bytes]:
+    def invoke(payload: str) -> bytes:
+        response = runtime.invoke_endpoint(
+            EndpointName=endpoint_name,
+            ContentType="text/csv",
+            Accept="text/csv",
+            Body=payload.encode("utf-8"),
+        )
+        return bytes(response["Body"].read())
+
+    return invoke
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m steps.staging_test", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--build-dir", type=Path, default=Path("build"), help="the build job's output directory"
+    )
+    parser.add_argument("--endpoint-name", help="default: from build/staging-deploy.json")
+    parser.add_argument("--junit", type=Path, default=Path("build/staging-test-report.xml"))
+    parser.add_argument("--max-rows", type=int, help=f"rows to send at most (${ENV_MAX_ROWS}, default 300)")
+    parser.add_argument("--rows-per-request", type=int, help=f"${ENV_ROWS_PER_REQUEST}, default 1")
+    parser.add_argument("--mse-rel-tolerance", type=float, help=f"${ENV_MSE_REL_TOLERANCE}, default 0.10")
+    parser.add_argument("--mse-abs-tolerance", type=float, help=f"${ENV_MSE_ABS_TOLERANCE}, default 1e-6")
+    parser.add_argument("--max-p95-latency-ms", type=float, help=f"${ENV_MAX_P95_MS}, default 1000")
+    args = parser.parse_args(argv)
+
+    def body() -> int:
+        env = environ()
+        project = Project.from_env(env)
+        settings = TestSettings.from_env(env)
+        overrides = {
+            key: value
+            for key, value in (
+                ("max_rows", args.max_rows),
+                ("rows_per_request", args.rows_per_request),
+                ("mse_rel_tolerance", args.mse_rel_tolerance),
+                ("mse_abs_tolerance", args.mse_abs_tolerance),
+                ("max_p95_latency_ms", args.max_p95_latency_ms),
+            )
+            if value is not None
+        }
+        settings = replace(settings, **overrides)
+        package = read_json(args.build_dir / MODEL_PACKAGE_FILE)
+        endpoint_name = (
+            args.endpoint_name or read_json(args.build_dir / deploy_result_file("staging"))["endpoint_name"]
+        )
+        s3 = boto3.client("s3", region_name=project.region)
+        runtime = boto3.client(
+            "sagemaker-runtime", region_name=project.region, config=Config(retries={"max_attempts": 3})
+        )
+        invoke = endpoint_invoker(runtime, endpoint_name)
+        passed = run_staging_test(s3, invoke, package, endpoint_name, settings, args.junit)
+        if not passed:
+            print("ERROR: the staging endpoint failed its test; production is not deployed", flush=True)
+        return 0 if passed else 1
+
+    return run_cli(body)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,135 @@
+"""A moto server standing in for AWS, and helpers that register model packages the way model-build does."""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+from moto.server import ThreadedMotoServer
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+PROJECT_ENV = {
+    "SAGEMAKER_PROJECT_NAME": "abalone",
+    "SAGEMAKER_PROJECT_ID": "p-abc123xyz",
+    "AWS_DEFAULT_REGION": REGION,
+    "ARTIFACT_BUCKET": "sagemaker-project-p-abc123xyz",
+    "MODEL_PACKAGE_GROUP_NAME": "abalone-p-abc123xyz",
+    "SAGEMAKER_EXECUTION_ROLE_ARN": f"arn:aws:iam::{ACCOUNT}:role/service-role/SageMakerExecution",
+}
+IMAGE = f"683313688378.dkr.ecr.{REGION}.amazonaws.com/sagemaker-xgboost:1.7-1"
+
+
+def post_json(url: str, payload: Any) -> None:
+    request = urllib.request.Request(  # noqa: S310 - local moto server
+        url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}, method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=10):  # noqa: S310
+        pass
+
+
+@pytest.fixture(scope="session")
+def moto_url() -> Iterator[str]:
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def aws(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Fresh moto state; the environment talks only to moto (CI's real AWS variables are removed)."""
+    post_json(f"{moto_url}/moto-api/reset", {})
+    for key in list(os.environ):
+        if key.startswith(("AWS_", "SAGEMAKER_", "MODEL_", "STAGING_TEST_")) or key == "ARTIFACT_BUCKET":
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_url)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    for key, value in PROJECT_ENV.items():
+        monkeypatch.setenv(key, value)
+    return moto_url
+
+
+@pytest.fixture
+def client(aws: str) -> Callable[[str], Any]:
+    def make(service: str) -> Any:
+        return boto3.client(
+            service, region_name=REGION, endpoint_url=aws, config=Config(retries={"max_attempts": 1})
+        )
+
+    return make
+
+
+@dataclass
+class Registry:
+    """Registers model packages with evaluation.json and held-out rows, as the model-build pipeline does."""
+
+    sm: Any
+    s3: Any
+    bucket: str = PROJECT_ENV["ARTIFACT_BUCKET"]
+
+    def __post_init__(self) -> None:
+        self.s3.create_bucket(Bucket=self.bucket)
+
+    def group(self, name: str = PROJECT_ENV["MODEL_PACKAGE_GROUP_NAME"]) -> str:
+        self.sm.create_model_package_group(ModelPackageGroupName=name)
+        return name
+
+    def package(
+        self,
+        status: str = "Approved",
+        group: str = PROJECT_ENV["MODEL_PACKAGE_GROUP_NAME"],
+        mse: float = 4.5,
+        test_rows: str = "10,0.5,0.4\n7,0.3,0.2\n",
+        with_metrics: bool = True,
+        with_test_data: bool = True,
+    ) -> str:
+        count = len(self.sm.list_model_packages(ModelPackageGroupName=group)["ModelPackageSummaryList"])
+        prefix = f"{group}/v{count + 1}"
+        self.s3.put_object(
+            Bucket=self.bucket,
+            Key=f"{prefix}/evaluation.json",
+            Body=json.dumps({"regression_metrics": {"mse": {"value": mse, "standard_deviation": 1.0}}}),
+        )
+        self.s3.put_object(Bucket=self.bucket, Key=f"{prefix}/test.csv", Body=test_rows)
+        kwargs: dict[str, Any] = {}
+        if with_metrics:
+            kwargs["ModelMetrics"] = {
+                "ModelQuality": {
+                    "Statistics": {
+                        "ContentType": "application/json",
+                        "S3Uri": f"s3://{self.bucket}/{prefix}/evaluation.json",
+                    }
+                }
+            }
+        if with_test_data:
+            kwargs["CustomerMetadataProperties"] = {"TestDataS3Uri": f"s3://{self.bucket}/{prefix}/test.csv"}
+        return str(
+            self.sm.create_model_package(
+                ModelPackageGroupName=group,
+                ModelApprovalStatus=status,
+                InferenceSpecification={
+                    "Containers": [
+                        {"Image": IMAGE, "ModelDataUrl": f"s3://{self.bucket}/{prefix}/model.tar.gz"}
+                    ],
+                    "SupportedContentTypes": ["text/csv"],
+                    "SupportedResponseMIMETypes": ["text/csv"],
+                },
+                **kwargs,
+            )["ModelPackageArn"]
+        )
+
+
+@pytest.fixture
+def registry(client: Callable[[str], Any]) -> Registry:
+    return Registry(sm=client("sagemaker"), s3=client("s3"))
