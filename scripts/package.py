@@ -208,7 +208,7 @@ def wheel_entries(wheel: Path) -> dict[str, tuple[bytes, bool]]:
     """A pure-Python wheel's installed files, as pip would lay them out in a --target dir.
 
     `<dist>.data/purelib|platlib` moves to the root; scripts, headers and data are not importable and
-    are dropped, as are installer bookkeeping files and top-level test packages.
+    are dropped, as are installer bookkeeping files and test packages (certifi ships its tests).
     """
     entries: dict[str, tuple[bytes, bool]] = {}
     with zipfile.ZipFile(wheel) as archive:
@@ -222,7 +222,7 @@ def wheel_entries(wheel: Path) -> dict[str, tuple[bytes, bool]]:
                 parts = parts[2:]
             if parts[0].endswith(".dist-info") and parts[-1] in DIST_INFO_JUNK:
                 continue
-            if parts[0] in LAMBDA_JUNK_DIRS or is_junk(parts):
+            if parts[0] in LAMBDA_JUNK_DIRS or "tests" in parts[:-1] or is_junk(parts):
                 continue
             entries[PurePosixPath(*parts).as_posix()] = (archive.read(info), False)
     return entries

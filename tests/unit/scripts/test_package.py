@@ -85,7 +85,13 @@ def repo(tmp_path: Path) -> Path:
         },
     )
     (root / "seedcode/model-deploy/scripts/run.sh").chmod(0o755)
-    make_wheel(tmp_path / "wheelhouse", "fakedep")
+    # Junk inside the dependency too: its tests, a stray .pyc, scripts in .data.
+    junk = {
+        "fakedep/tests/test_x.py": b"",
+        "fakedep/__pycache__/x.pyc": b"",
+        "fakedep-1.0.data/scripts/t": b"",
+    }
+    make_wheel(tmp_path / "wheelhouse", "fakedep", extra=junk)
     return root
 
 
@@ -272,3 +278,40 @@ def test_junk_detection(path: str, junk: bool) -> None:
 def test_wheel_tags(tmp_path: Path) -> None:
     assert package.is_pure_wheel("requests_toolbelt-1.0.0-py2.py3-none-any.whl")
     assert not package.is_pure_wheel("charset_normalizer-3.4.0-cp313-cp313-manylinux2014_aarch64.whl")
+
+
+# --- the real bundle (downloads pinned wheels from PyPI once per session) ---------------------------------
+
+
+@pytest.fixture(scope="session")
+def real_build(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, dict[str, dict[str, str]]]]:
+    out = tmp_path_factory.mktemp("real-build")
+    return out, package.build_all(out)
+
+
+def test_real_bundle_rebuilds_to_identical_bytes(real_build: tuple[Path, dict], tmp_path: Path) -> None:
+    out, manifest = real_build
+    again = tmp_path / "again"
+    (again).mkdir()
+    # Reuse the session's wheel cache: the rebuild is offline and must give the same bytes.
+    os.symlink(out / ".wheel-cache", again / ".wheel-cache")
+    assert package.build_all(again) == manifest
+
+
+@pytest.mark.parametrize("name", package.LAMBDAS)
+def test_real_lambda_zip_imports_its_handler_on_this_python(real_build: tuple[Path, dict], name: str) -> None:
+    import subprocess
+    import sys
+
+    out, manifest = real_build
+    zip_path = out / manifest["lambdas"][name]["file"]
+    members = names(zip_path.read_bytes())
+    assert f"{name}/handler.py" in members and "mlops_common/contract.py" in members
+    assert not [m for m in members if "__pycache__" in m or m.endswith((".pyc", ".so")) or "/tests/" in m]
+    code = (
+        f"import sys; sys.path.insert(0, {str(zip_path)!r}); import {name}.handler, gitlab; "
+        f"assert gitlab.__file__.startswith({str(zip_path)!r}), gitlab.__file__"
+    )
+    env = {"PATH": os.environ["PATH"], "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1"}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=out)
+    assert done.returncode == 0, done.stderr
