@@ -232,7 +232,7 @@ class GitRepo:
         elif act.action == "delete":
             if path not in existing:
                 raise BadRequest("A file with this name doesn't exist")
-            self._git("update-index", "--force-remove", "--", path, env=env)
+            self._remove(path, env)
             existing.pop(path)
         elif act.action == "move":
             source = act.previous_path or ""
@@ -242,7 +242,7 @@ class GitRepo:
                 raise BadRequest("A file with this name already exists")
             mode = existing.pop(source)
             content = act.content if act.content else self._git("cat-file", "blob", f":{source}", env=env)
-            self._git("update-index", "--force-remove", "--", source, env=env)
+            self._remove(source, env)
             self._add(path, content, mode, env)
             existing[path] = mode
         elif act.action == "chmod":
@@ -254,6 +254,10 @@ class GitRepo:
             existing[path] = mode
         else:
             raise BadRequest(f"Unknown action '{act.action}'")
+
+    def _remove(self, path: str, env: dict[str, str]) -> None:
+        # Mode 0 through --index-info drops the entry; --force-remove would need a work tree.
+        self._git("update-index", "--index-info", input=f"0 {'0' * 40}\t{path}\n".encode(), env=env)
 
     def _add(self, path: str, content: bytes, mode: str, env: dict[str, str]) -> None:
         oid = self._git("hash-object", "-w", "--no-filters", "--stdin", input=content).decode().strip()

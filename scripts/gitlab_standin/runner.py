@@ -173,7 +173,8 @@ class GitlabCiLocalRunner:
         predefined = self._predefined(ctx)
         cmd = [
             self.executable,
-            "--variables-file", str(ctx.work_dir / "variables.json"),
+            # gitlab-ci-local reads this path relative to its cwd (the checkout in work_dir/src).
+            "--variables-file", "../variables.json",
             "--ignore-predefined-vars", ",".join(predefined),
             "--no-color",
         ]
