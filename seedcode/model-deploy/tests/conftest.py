@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -24,6 +25,9 @@ PROJECT_ENV = {
     "MODEL_PACKAGE_GROUP_NAME": "abalone-p-abc123xyz",
     "SAGEMAKER_EXECUTION_ROLE_ARN": f"arn:aws:iam::{ACCOUNT}:role/service-role/SageMakerExecution",
 }
+# The moto server logs every request; keep test output readable.
+logging.getLogger("werkzeug").setLevel(logging.WARNING)
+
 IMAGE = f"683313688378.dkr.ecr.{REGION}.amazonaws.com/sagemaker-xgboost:1.7-1"
 
 
@@ -133,3 +137,17 @@ class Registry:
 @pytest.fixture
 def registry(client: Callable[[str], Any]) -> Registry:
     return Registry(sm=client("sagemaker"), s3=client("s3"))
+
+
+@pytest.fixture
+def queue_predictions(aws: str) -> Callable[[list[str]], None]:
+    """Make moto's endpoints answer these bodies, in order, to the next distinct requests."""
+
+    def queue(bodies: list[str]) -> None:
+        results = [{"Body": body, "ContentType": "text/csv"} for body in bodies]
+        post_json(
+            f"{aws}/moto-api/static/sagemaker/endpoint-results",
+            {"account_id": ACCOUNT, "region": REGION, "results": results},
+        )
+
+    return queue

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from steps.build import build, main, stage_files, template_parameters
 from steps.common import Project, StepError
 

@@ -1,0 +1,230 @@
+"""The staging test passes on good predictions and fails on wrong, unparseable or slow ones."""
+
+from __future__ import annotations
+
+import json
+import os
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from steps.build import build
+from steps.common import Project, StepError
+from steps.deploy import Waiting, deploy
+from steps.staging_test import (
+    Invocations,
+    Row,
+    TestSettings,
+    endpoint_invoker,
+    evaluate,
+    invoke_all,
+    main,
+    mse_bound,
+    parse_predictions,
+    parse_test_rows,
+    run_staging_test,
+    sample_rows,
+)
+
+SEED = Path(__file__).resolve().parents[3]
+# Held-out rows as model-build writes them: no header, target (rings) first, then the features.
+TEST_ROWS = "10,0.455,0.365,0.095\n7,0.35,0.265,0.09\n9,0.53,0.42,0.135\n16,0.44,0.365,0.125\n"
+TARGETS = [10.0, 7.0, 9.0, 16.0]
+REFERENCE_MSE = 4.0
+
+
+def fixed_clock(step_seconds: float) -> Iterator[float]:
+    now = 0.0
+    while True:
+        yield now
+        now += step_seconds
+
+
+@pytest.fixture
+def staging(client: Any, registry: Any, tmp_path: Path) -> dict[str, Any]:
+    """An approved package deployed to staging in moto; returns what the test step reads."""
+    registry.group()
+    arn = registry.package(mse=REFERENCE_MSE, test_rows=TEST_ROWS)
+    project = Project.from_env(os.environ)
+    build(registry.sm, project, arn, SEED, tmp_path)
+    result = deploy(
+        client("cloudformation"),
+        client("sagemaker"),
+        project,
+        "staging",
+        (SEED / "endpoint-config-template.yml").read_text(),
+        tmp_path,
+        "deploy-1",
+        Waiting(delay_seconds=0, sleep=lambda _: None),
+        lambda _: None,
+    )
+    return {
+        "build_dir": tmp_path,
+        "endpoint": result.endpoint_name,
+        "package": json.loads((tmp_path / "model-package.json").read_text()),
+    }
+
+
+def junit_cases(path: Path) -> dict[str, ET.Element]:
+    root = ET.parse(path).getroot()  # noqa: S314 - our own report
+    return {case.get("name", ""): case for case in root.iter("testcase")}
+
+
+def test_passes_when_the_endpoint_predicts_as_well_as_the_registered_evaluation(
+    queue_predictions: Any, client: Any, staging: dict[str, Any], tmp_path: Path
+):
+    predictions = [12.0, 5.0, 9.5, 14.5]  # MSE (4 + 4 + 0.25 + 2.25) / 4 = 2.625 <= 4.0 * 1.1
+    queue_predictions([f"{p}\n" for p in predictions])
+    junit = tmp_path / "report.xml"
+    invoke = endpoint_invoker(client("sagemaker-runtime"), staging["endpoint"])
+    logs: list[str] = []
+    passed = run_staging_test(
+        client("s3"), invoke, staging["package"], staging["endpoint"], TestSettings(), junit, logs.append
+    )
+    assert passed, logs
+    cases = junit_cases(junit)
+    assert set(cases) == {"responses-parse", "mse-within-bound", "latency-p95"}
+    assert all(case.find("failure") is None for case in cases.values())
+    assert "MSE 2.6250 on 4 of 4" in (cases["mse-within-bound"].findtext("system-out") or "")
+
+
+def test_fails_when_the_endpoint_predicts_wrong(
+    queue_predictions: Any, client: Any, staging: dict[str, Any], tmp_path: Path
+):
+    queue_predictions(["1.0", "1.0", "1.0", "1.0"])  # MSE (81+36+64+225)/4 = 101.5 vs 4.0
+    junit = tmp_path / "report.xml"
+    invoke = endpoint_invoker(client("sagemaker-runtime"), staging["endpoint"])
+    passed = run_staging_test(
+        client("s3"), invoke, staging["package"], staging["endpoint"], TestSettings(), junit, lambda _: None
+    )
+    assert not passed
+    failure = junit_cases(junit)["mse-within-bound"].find("failure")
+    assert failure is not None
+    assert "MSE 101.5000" in failure.get("message", "")
+    assert "bound 4.4000" in failure.get("message", "")
+
+
+def test_cli_exits_non_zero_and_writes_junit_when_predictions_are_wrong(
+    queue_predictions: Any, staging: dict[str, Any], tmp_path: Path, capsys: Any
+):
+    queue_predictions(["30", "30", "30", "30"])
+    junit = tmp_path / "junit.xml"
+    assert main(["--build-dir", str(staging["build_dir"]), "--junit", str(junit)]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL mse-within-bound" in out
+    assert "production is not deployed" in out
+    root = ET.parse(junit).getroot()  # noqa: S314 - our own report
+    assert root.get("failures") == "1"
+
+
+def test_cli_passes_on_good_predictions(
+    queue_predictions: Any, staging: dict[str, Any], tmp_path: Path, capsys: Any
+):
+    queue_predictions(["10,", "7", "9", "16"])
+    assert main(["--build-dir", str(staging["build_dir"]), "--junit", str(tmp_path / "j.xml")]) == 0
+    assert "PASS mse-within-bound" in capsys.readouterr().out
+
+
+def test_fails_when_responses_do_not_parse(aws: str, client: Any, staging: dict[str, Any], tmp_path: Path):
+    # Nothing queued: moto answers "body", which is no prediction at all.
+    junit = tmp_path / "report.xml"
+    invoke = endpoint_invoker(client("sagemaker-runtime"), staging["endpoint"])
+    passed = run_staging_test(
+        client("s3"), invoke, staging["package"], staging["endpoint"], TestSettings(), junit, lambda _: None
+    )
+    assert not passed
+    cases = junit_cases(junit)
+    assert cases["responses-parse"].find("failure") is not None
+    assert cases["mse-within-bound"].find("failure") is not None
+
+
+def rows_and_answers() -> tuple[list[Row], dict[str, bytes]]:
+    rows = parse_test_rows(TEST_ROWS, "test.csv")
+    answers = {row.features: f"{row.target + 1}".encode() for row in rows}  # MSE 1.0
+    return rows, answers
+
+
+def test_fails_when_p95_latency_exceeds_the_bound(tmp_path: Path):
+    rows, answers = rows_and_answers()
+    clock = fixed_clock(0.75)  # every clock read advances 0.75 s: each request takes 750 ms
+    invocations = invoke_all(rows, answers.__getitem__, 1, lambda: next(clock))
+    checks = {
+        c.name: c for c in evaluate(rows, len(rows), invocations, 1.0, TestSettings(max_p95_latency_ms=500))
+    }
+    assert checks["mse-within-bound"].passed
+    assert not checks["latency-p95"].passed
+    assert "p95 latency 750.0 ms" in checks["latency-p95"].message
+    relaxed = evaluate(rows, len(rows), invocations, 1.0, TestSettings(max_p95_latency_ms=800))
+    assert all(check.passed for check in relaxed)
+
+
+def test_predictions_may_be_separated_by_newlines_or_commas():
+    assert parse_predictions(b"1.5\n2.5\n", 2) == [1.5, 2.5]
+    assert parse_predictions(b"1.5,2.5", 2) == [1.5, 2.5]
+    with pytest.raises(ValueError, match="expected 3 prediction"):
+        parse_predictions(b"1.5,2.5", 3)
+    with pytest.raises(ValueError):
+        parse_predictions(b'{"predictions": [1]}', 1)
+    with pytest.raises(ValueError, match="non-finite"):
+        parse_predictions(b"nan", 1)
+
+
+def test_batched_requests_split_the_answer_across_rows():
+    rows, answers = rows_and_answers()
+
+    def invoke(payload: str) -> bytes:
+        return b",".join(answers[line] for line in payload.split("\n"))
+
+    invocations = invoke_all(rows, invoke, 3)
+    assert invocations.predictions == [t + 1 for t in TARGETS]
+    assert len(invocations.latencies_s) == 2
+
+
+def test_sampling_adds_an_allowance_only_when_rows_are_left_out():
+    squared = [1.0, 9.0, 4.0, 0.0]
+    settings = TestSettings(mse_rel_tolerance=0.1, mse_abs_tolerance=0.0)
+    assert mse_bound(4.0, squared, population=4, settings=settings) == pytest.approx(4.4)
+    assert mse_bound(4.0, squared, population=1000, settings=settings) > 4.4 + 1.0
+    # A near-perfect model still gets the absolute floor.
+    assert mse_bound(0.0, [0.0, 0.0], 2, TestSettings(mse_abs_tolerance=0.01)) == pytest.approx(0.01)
+
+
+def test_sample_is_capped_reproducible_and_in_file_order():
+    rows = [Row(float(i), str(i)) for i in range(100)]
+    first = sample_rows(rows, 10, seed=0)
+    assert len(first) == 10
+    assert first == sample_rows(rows, 10, seed=0)
+    assert [r.target for r in first] == sorted(r.target for r in first)
+    assert sample_rows(rows, 500, seed=0) == rows
+
+
+def test_test_data_with_a_header_is_refused_with_a_hint():
+    with pytest.raises(StepError, match="no header and the target in the first column"):
+        parse_test_rows("rings,length\n10,0.4\n", "s3://b/test.csv")
+
+
+def test_settings_come_from_ci_variables():
+    settings = TestSettings.from_env(
+        {"STAGING_TEST_MAX_ROWS": "50", "STAGING_TEST_MAX_P95_LATENCY_MS": "250"}
+    )
+    assert (settings.max_rows, settings.max_p95_latency_ms) == (50, 250.0)
+    with pytest.raises(StepError, match="STAGING_TEST_MAX_ROWS='many'"):
+        TestSettings.from_env({"STAGING_TEST_MAX_ROWS": "many"})
+
+
+def test_a_failed_invocation_is_reported_not_raised():
+    from botocore.exceptions import ClientError
+
+    rows, _ = rows_and_answers()
+
+    def invoke(payload: str) -> bytes:
+        raise ClientError({"Error": {"Code": "ModelError", "Message": "bad input"}}, "InvokeEndpoint")
+
+    invocations = invoke_all(rows, invoke, 2)
+    assert invocations.predictions == [None] * 4
+    assert "ModelError: bad input" in invocations.errors[0]
+    checks = evaluate(rows, 4, invocations, 1.0, TestSettings())
+    assert [c.passed for c in checks] == [False, False, True]
+    assert isinstance(invocations, Invocations)
