@@ -46,3 +46,28 @@ def project_json(
         "archived": archived,
         "topics": topics or [],
     }
+
+
+def make_zip(files: dict[str, bytes | str], executable: frozenset[str] = frozenset()) -> bytes:
+    """A seed zip with files at its root, as scripts/package.py builds them."""
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, content in files.items():
+            info = zipfile.ZipInfo(name, (1980, 1, 1, 0, 0, 0))
+            info.external_attr = (0o100755 if name in executable else 0o100644) << 16
+            archive.writestr(info, content.encode() if isinstance(content, str) else content)
+    return buffer.getvalue()
+
+
+# A PNG header and bytes that are not UTF-8: must round-trip as base64.
+BINARY = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xfe\x00\x01"
+BUILD_FILES: dict[str, bytes | str] = {
+    ".gitlab-ci.yml": "stages: [build]\n",
+    "pipelines/run.py": "print('hi')\n",
+    "img/logo.png": BINARY,
+    "scripts/run.sh": "#!/bin/sh\necho run\n",
+}
+DEPLOY_FILES: dict[str, bytes | str] = {".gitlab-ci.yml": "stages: [deploy]\n", "deploy.py": "x = 1\n"}

@@ -1,0 +1,369 @@
+"""Core lifecycle against python-gitlab and a `responses` GitLab: exact calls, order and payloads."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from typing import Any
+
+import pytest
+import responses
+from mlops_common import contract
+from mlops_common.errors import GitLabRejected, ProjectNotOwned
+from mlops_common.gitlab_client import GitLab, ProjectInfo
+from mlops_common.secrets import AccessKeys
+from seedcode_checkin import core
+from seedcode_checkin.config import CheckinConfig, RepoTarget
+from seedcode_checkin.seed import Seed, read_seed_zip
+
+from tests.unit.lambdas.helpers import (
+    API,
+    BINARY,
+    BUILD_FILES,
+    DEPLOY_FILES,
+    load_event,
+    make_zip,
+    project_json,
+)
+
+OWNER = contract.owner_topic("p-abc123def456")
+BUILD, DEPLOY = "ml-team/abalone-model-build", "ml-team/abalone-model-deploy"
+BUILD_URL, DEPLOY_URL = (
+    f"{API}/projects/ml-team%2Fabalone-model-build",
+    f"{API}/projects/ml-team%2Fabalone-model-deploy",
+)
+PHYSICAL_ID = f"gitlab.example.com|{BUILD}|{DEPLOY}"
+IDS = {BUILD: 11, DEPLOY: 12}
+
+
+def config(**changes: Any) -> CheckinConfig:
+    props = dict(load_event("cfn_create")["ResourceProperties"])
+    props.update(changes)
+    return CheckinConfig.from_properties(props)
+
+
+def seeds(key: str) -> Seed:
+    return read_seed_zip(make_zip(BUILD_FILES if "build" in key else DEPLOY_FILES), key)
+
+
+def body(call: Any) -> Any:
+    return json.loads(call.request.body or b"null")
+
+
+def calls(rsps: responses.RequestsMock) -> list[str]:
+    """'METHOD path' of every request, query string dropped."""
+    return [f"{c.request.method} {c.request.url.split('?')[0].removeprefix(API)}" for c in rsps.calls]
+
+
+def new_world(rsps: responses.RequestsMock) -> None:
+    """A GitLab with the group ml-team and nothing else; accepts every write."""
+    rsps.get(f"{API}/groups/ml-team", json={"id": 3, "full_path": "ml-team"})
+    rsps.get(BUILD_URL, status=404, json={"message": "404 Project Not Found"})
+    rsps.get(DEPLOY_URL, status=404, json={"message": "404 Project Not Found"})
+
+    def create_project(request: Any) -> tuple[int, dict[str, str], str]:
+        data = json.loads(request.body)
+        path = f"ml-team/{data['path']}"
+        return 201, {}, json.dumps(project_json(IDS[path], path, data["topics"]))
+
+    rsps.add_callback(
+        responses.POST, f"{API}/projects", callback=create_project, content_type="application/json"
+    )
+    for pid in IDS.values():
+        rsps.get(f"{API}/projects/{pid}/variables", json=[])
+        rsps.post(f"{API}/projects/{pid}/variables", status=201, json={})
+        rsps.get(f"{API}/projects/{pid}/repository/branches/main", status=404, json={"message": "404 Branch"})
+        rsps.post(f"{API}/projects/{pid}/repository/commits", status=201, json={"id": "c0ffee"})
+    rsps.put(f"{API}/projects/12", json=project_json(12, DEPLOY, [OWNER]))
+
+
+def test_create_makes_both_projects_variables_then_seeds_in_order(
+    gl: GitLab, rsps: responses.RequestsMock
+) -> None:
+    new_world(rsps)
+    outcome = core.create(gl, config(), seeds, None)
+
+    assert outcome.physical_id == PHYSICAL_ID
+    assert outcome.data() == {
+        "ModelBuildProjectId": "11",
+        "ModelBuildPath": BUILD,
+        "ModelBuildCloneUrl": f"https://gitlab.example.com/{BUILD}.git",
+        "ModelDeployProjectId": "12",
+        "ModelDeployPath": DEPLOY,
+        "ModelDeployCloneUrl": f"https://gitlab.example.com/{DEPLOY}.git",
+    }
+    sequence = calls(rsps)
+    # variables on both projects, and the deploy setting, come before any commit; deploy is seeded first
+    first_commit = sequence.index("POST /projects/12/repository/commits")
+    assert sequence.index("POST /projects/11/repository/commits") > first_commit
+    assert max(i for i, c in enumerate(sequence) if c.endswith("/variables")) < first_commit
+    assert sequence.index("PUT /projects/12") < first_commit
+    assert not any("pipeline" in c for c in sequence)  # nothing is triggered by us
+
+    created = [
+        body(c) for c in rsps.calls if c.request.method == "POST" and c.request.url.endswith("/projects")
+    ]
+    assert [p["path"] for p in created] == ["abalone-model-build", "abalone-model-deploy"]
+    assert all(p["namespace_id"] == 3 and p["visibility"] == "private" for p in created)
+    assert all(OWNER in p["topics"] and "SageMaker project abalone" in p["description"] for p in created)
+
+    setting = next(body(c) for c in rsps.calls if c.request.method == "PUT")
+    assert setting == {"ci_pipeline_variables_minimum_override_role": "developer"}
+
+
+def test_create_pushes_every_seed_file_in_one_commit_binary_as_base64(
+    gl: GitLab, rsps: responses.RequestsMock
+) -> None:
+    new_world(rsps)
+    core.create(gl, config(), seeds, None)
+    commits = {
+        c.request.url.split("/projects/")[1].split("/")[0]: body(c)
+        for c in rsps.calls
+        if "commits" in c.request.url and c.request.method == "POST"
+    }
+    build = commits["11"]
+    assert build["branch"] == "main" and "Seed-Sha256:" in build["commit_message"]
+    actions = {a["file_path"]: a for a in build["actions"]}
+    assert sorted(actions) == sorted(BUILD_FILES)
+    assert actions["img/logo.png"]["encoding"] == "base64"
+    assert base64.b64decode(actions["img/logo.png"]["content"]) == BINARY
+    assert {a["file_path"] for a in commits["12"]["actions"]} == set(DEPLOY_FILES)
+
+
+def test_oidc_variables_are_plain_and_carry_the_role(gl: GitLab, rsps: responses.RequestsMock) -> None:
+    new_world(rsps)
+    core.create(gl, config(), seeds, None)
+    posted = [
+        body(c)
+        for c in rsps.calls
+        if c.request.url.endswith("/projects/11/variables") and c.request.method == "POST"
+    ]
+    by_key = {v["key"]: v for v in posted}
+    assert set(by_key) == {
+        contract.VAR_PROJECT_NAME, contract.VAR_PROJECT_ID, contract.VAR_PROJECT_ARN, contract.VAR_REGION,
+        contract.VAR_REGION_ALIAS, contract.VAR_ARTIFACT_BUCKET, contract.VAR_MODEL_PACKAGE_GROUP,
+        contract.VAR_SAGEMAKER_EXECUTION_ROLE, contract.VAR_AUTH_MODE, contract.VAR_CI_ROLE,
+    }  # fmt: skip
+    assert by_key[contract.VAR_CI_ROLE]["value"].endswith(":role/sagemaker-abalone-p-abc123def456-gitlab-ci")
+    assert by_key[contract.VAR_MODEL_PACKAGE_GROUP]["value"] == "abalone-p-abc123def456"
+    assert not any(v["masked"] for v in posted)
+
+
+def test_access_keys_are_masked_and_protected() -> None:
+    cfg = config(CiAuthMode="access-keys", CiAccessKeySecretArn="arn:k", CiRoleArn="")
+    variables = {v.key: v for v in core.ci_variables(cfg, AccessKeys("AKIAEXAMPLE12345", "secret/Key+abc"))}
+    assert contract.VAR_CI_ROLE not in variables
+    for key in contract.SECRET_VARIABLES:
+        assert variables[key].masked and variables[key].protected
+    assert variables[contract.VAR_AUTH_MODE].value == "access-keys"
+
+
+def test_reconcile_updates_changed_and_removes_stale_managed_variables(
+    gl: GitLab, rsps: responses.RequestsMock
+) -> None:
+    cfg = config()
+    desired = core.ci_variables(cfg, None)
+    current = [
+        {
+            "key": v.key,
+            "value": v.value,
+            "masked": False,
+            "protected": False,
+            "raw": True,
+            "environment_scope": "*",
+        }
+        for v in desired
+        if v.key != contract.VAR_ARTIFACT_BUCKET
+    ]
+    current += [
+        {"key": contract.VAR_ARTIFACT_BUCKET, "value": "old-bucket", "raw": True, "environment_scope": "*"},
+        {"key": contract.VAR_ACCESS_KEY_ID, "value": "AKIAOLD", "masked": True, "environment_scope": "*"},
+        {"key": "TEAM_OWN_VARIABLE", "value": "keep", "environment_scope": "*"},
+    ]
+    rsps.get(f"{API}/projects/11/variables", json=current)
+    rsps.put(f"{API}/projects/11/variables/{contract.VAR_ARTIFACT_BUCKET}", json={})
+    rsps.delete(f"{API}/projects/11/variables/{contract.VAR_ACCESS_KEY_ID}", status=204)
+    core.reconcile_variables(gl, project(11, BUILD), desired)
+    assert calls(rsps) == [
+        "GET /projects/11/variables",
+        f"PUT /projects/11/variables/{contract.VAR_ARTIFACT_BUCKET}",
+        f"DELETE /projects/11/variables/{contract.VAR_ACCESS_KEY_ID}",
+    ]
+    assert body(rsps.calls[1])["value"] == "sagemaker-project-p-abc123def456"
+
+
+def test_variable_taken_meanwhile_is_updated_instead(gl: GitLab, rsps: responses.RequestsMock) -> None:
+    rsps.get(f"{API}/projects/11/variables", json=[])
+    rsps.post(
+        f"{API}/projects/11/variables", status=400, json={"message": {"key": ["has already been taken"]}}
+    )
+    rsps.put(re.compile(rf"{API}/projects/11/variables/\w+"), json={})
+    core.reconcile_variables(gl, project(11, BUILD), core.ci_variables(config(), None)[:1])
+    assert calls(rsps)[-1] == f"PUT /projects/11/variables/{contract.VAR_PROJECT_NAME}"
+
+
+def project(pid: int, path: str, topics: list[str] | None = None, archived: bool = False) -> Any:
+    return ProjectInfo.from_api(project_json(pid, path, topics, archived))
+
+
+def owned_world(rsps: responses.RequestsMock, seed_in_repo: bool) -> None:
+    """Both projects exist with our owner topic (a retried Create)."""
+    marker = core.resource_topic(PHYSICAL_ID)
+    rsps.get(f"{API}/groups/ml-team", json={"id": 3, "full_path": "ml-team"})
+    rsps.get(BUILD_URL, json=project_json(11, BUILD, [OWNER, marker]))
+    rsps.get(DEPLOY_URL, json=project_json(12, DEPLOY, [OWNER, marker]))
+    for pid, files in ((11, BUILD_FILES), (12, DEPLOY_FILES)):
+        existing = core.ci_variables(config(), None)
+        rsps.get(
+            f"{API}/projects/{pid}/variables",
+            json=[{"key": v.key, "value": v.value, "raw": True, "environment_scope": "*"} for v in existing],
+        )
+        rsps.get(f"{API}/projects/{pid}/repository/branches/main", json={"name": "main"})
+        seed = read_seed_zip(make_zip(files), "s")
+        tree = [{"path": f.path, "id": f.blob_id, "type": "blob", "mode": "100644"} for f in seed.files]
+        if not seed_in_repo:
+            tree[0]["id"] = "0" * 40
+        rsps.get(f"{API}/projects/{pid}/repository/tree", json=tree)
+        rsps.post(f"{API}/projects/{pid}/repository/commits", status=201, json={"id": "c1"})
+    rsps.put(f"{API}/projects/12", json={})
+
+
+def test_repeat_create_adopts_own_projects_and_does_not_push_again(
+    gl: GitLab, rsps: responses.RequestsMock
+) -> None:
+    owned_world(rsps, seed_in_repo=True)
+    outcome = core.create(gl, config(), seeds, None)
+    assert outcome.physical_id == PHYSICAL_ID
+    sequence = calls(rsps)
+    assert "POST /projects" not in sequence
+    assert not any(c.endswith("/commits") for c in sequence)
+    assert not any(c.startswith("POST") and c.endswith("/variables") for c in sequence)
+
+
+def test_repeat_create_pushes_one_update_commit_when_files_differ(
+    gl: GitLab, rsps: responses.RequestsMock
+) -> None:
+    owned_world(rsps, seed_in_repo=False)
+    core.create(gl, config(), seeds, None)
+    commits = [body(c) for c in rsps.calls if c.request.url.endswith("/commits")]
+    assert len(commits) == 2
+    assert all(len(c["actions"]) == 1 and c["actions"][0]["action"] == "update" for c in commits)
+
+
+def test_update_does_not_overwrite_existing_code(gl: GitLab, rsps: responses.RequestsMock) -> None:
+    owned_world(rsps, seed_in_repo=False)
+    core.update(gl, config(), seeds, None)
+    assert not any(c.endswith("/commits") or c.endswith("/tree") for c in calls(rsps))
+
+
+def test_foreign_project_with_the_same_path_is_refused(gl: GitLab, rsps: responses.RequestsMock) -> None:
+    rsps.get(f"{API}/groups/ml-team", json={"id": 3, "full_path": "ml-team"})
+    rsps.get(BUILD_URL, json=project_json(11, BUILD, ["someone-else"]))
+    with pytest.raises(ProjectNotOwned) as caught:
+        core.create(gl, config(), seeds, None)
+    assert str(caught.value) == (
+        "GitLab project 'ml-team/abalone-model-build' exists and was not created by this SageMaker project "
+        "(p-abc123def456); choose another repository name or delete it"
+    )
+    assert "POST /projects" not in calls(rsps)
+
+
+def test_name_taken_but_invisible_reports_gitlabs_reason(gl: GitLab, rsps: responses.RequestsMock) -> None:
+    rsps.get(f"{API}/groups/ml-team", json={"id": 3, "full_path": "ml-team"})
+    rsps.get(BUILD_URL, status=404, json={"message": "404 Project Not Found"})
+    rsps.post(f"{API}/projects", status=400, json={"message": {"path": ["has already been taken"]}})
+    with pytest.raises(GitLabRejected, match=r"\(400: path has already been taken\)"):
+        core.create(gl, config(), seeds, None)
+
+
+def test_create_retried_by_gitlab_after_a_502_adopts_the_project_it_made(
+    gl: GitLab, rsps: responses.RequestsMock
+) -> None:
+    marker = core.resource_topic(PHYSICAL_ID)
+    rsps.get(f"{API}/groups/ml-team", json={"id": 3, "full_path": "ml-team"})
+    rsps.get(BUILD_URL, status=404, json={"message": "404"})
+    rsps.get(BUILD_URL, json=project_json(11, BUILD, [OWNER, marker]))
+    rsps.post(f"{API}/projects", status=502, json={"message": "502"})
+    rsps.post(f"{API}/projects", status=400, json={"message": {"path": ["has already been taken"]}})
+    info = core.ensure_project(
+        gl, core.resolve_namespace(gl, "ml-team"), "abalone-model-build", "build", config(), PHYSICAL_ID
+    )
+    assert info.id == 11
+
+
+def test_empty_group_means_the_token_owners_namespace(gl: GitLab, rsps: responses.RequestsMock) -> None:
+    rsps.get(f"{API}/user", json={"id": 1, "username": "alice"})
+    namespace = core.resolve_namespace(gl, "")
+    assert (namespace.id, namespace.full_path) == (None, "alice")
+
+
+# --- delete -------------------------------------------------------------------------------------------
+def target(policy: str) -> RepoTarget:
+    return RepoTarget.from_properties(
+        {**load_event("cfn_delete")["ResourceProperties"], "DeletionPolicy": policy}
+    )
+
+
+@pytest.mark.parametrize(
+    ("policy", "method", "suffix"), [("archive", "POST", "/archive"), ("delete", "DELETE", "")]
+)
+def test_delete_applies_the_policy_to_our_projects(
+    gl: GitLab, rsps: responses.RequestsMock, policy: str, method: str, suffix: str
+) -> None:
+    marker = core.resource_topic(PHYSICAL_ID)
+    rsps.get(BUILD_URL, json=project_json(11, BUILD, [OWNER, marker]))
+    rsps.get(DEPLOY_URL, json=project_json(12, DEPLOY, [OWNER, marker]))
+    for pid in (11, 12):
+        rsps.add(method, f"{API}/projects/{pid}{suffix}", status=202 if method == "DELETE" else 201, json={})
+    report = core.delete(gl, target(policy), PHYSICAL_ID)
+    assert report == [f"{BUILD}: {policy}d", f"{DEPLOY}: {policy}d"]
+    assert f"{method} /projects/11{suffix}" in calls(rsps) and f"{method} /projects/12{suffix}" in calls(rsps)
+
+
+def test_delete_leaves_gone_foreign_and_renamed_projects_alone(
+    gl: GitLab, rsps: responses.RequestsMock
+) -> None:
+    rsps.get(BUILD_URL, json=project_json(11, BUILD, [OWNER, core.resource_topic("another-resource")]))
+    rsps.get(DEPLOY_URL, status=404, json={"message": "404"})
+    report = core.delete(gl, target("delete"), PHYSICAL_ID)
+    assert report == [
+        f"{BUILD}: now used by a renamed resource of this project, left alone",
+        f"{DEPLOY}: already gone",
+    ]
+    rsps.replace(responses.GET, BUILD_URL, json=project_json(11, BUILD, ["not-ours"]))
+    assert (
+        core.delete(gl, target("delete"), PHYSICAL_ID)[0]
+        == f"{BUILD}: not created by this project, left alone"
+    )
+    assert not any(c.startswith("DELETE") for c in calls(rsps))
+
+
+def test_delete_of_a_failed_create_uses_the_planned_paths(gl: GitLab, rsps: responses.RequestsMock) -> None:
+    marker = core.resource_topic(PHYSICAL_ID)
+    rsps.get(f"{API}/groups/ml-team", json={"id": 3, "full_path": "ml-team"})
+    rsps.get(BUILD_URL, json=project_json(11, BUILD, [OWNER, marker]))
+    rsps.get(DEPLOY_URL, status=404, json={"message": "404"})
+    rsps.delete(f"{API}/projects/11", status=202, json={})
+    report = core.delete(gl, target("delete"), "SC-stack_SeedRepositories_ABCDEFGH")
+    assert report == [f"{BUILD}: deleted", f"{DEPLOY}: already gone"]
+
+
+def test_delete_when_the_group_never_existed_is_success(gl: GitLab, rsps: responses.RequestsMock) -> None:
+    rsps.get(f"{API}/groups/ml-team", status=404, json={"message": "404"})
+    assert core.delete(gl, target("delete"), "random-id") == [
+        "group 'ml-team' not found: nothing was created"
+    ]
+
+
+def test_project_deleted_between_read_and_delete_is_success(gl: GitLab, rsps: responses.RequestsMock) -> None:
+    marker = core.resource_topic(PHYSICAL_ID)
+    rsps.get(BUILD_URL, json=project_json(11, BUILD, [OWNER, marker]))
+    rsps.get(DEPLOY_URL, status=404, json={"message": "404"})
+    rsps.delete(f"{API}/projects/11", status=404, json={"message": "404"})
+    assert core.delete(gl, target("delete"), PHYSICAL_ID)[0] == f"{BUILD}: already gone"
+
+
+def test_physical_id_round_trip() -> None:
+    assert core.parse_physical_id(PHYSICAL_ID) == ("gitlab.example.com", BUILD, DEPLOY)
+    assert core.parse_physical_id("SC-stack_SeedRepositories_ABCDEFGH") is None
