@@ -288,6 +288,10 @@ def ensure_bucket(s3: Any, bucket: str, region: str, log: Callable[[str], None])
         s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
         log("versioning enabled")
 
+    if str(s3.meta.endpoint_url).startswith("http://"):
+        # The policy would deny this very connection (aws:SecureTransport is false over plain HTTP).
+        log("TLS-only bucket policy skipped: the S3 endpoint is plain HTTP (a local emulator)")
+        return
     policy = json.dumps(tls_only_policy(bucket), sort_keys=True)
     current_policy = _get_or_none(lambda: s3.get_bucket_policy(Bucket=bucket)["Policy"])
     if current_policy is None or json.loads(current_policy) != json.loads(policy):

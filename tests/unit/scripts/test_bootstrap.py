@@ -324,3 +324,83 @@ def test_existing_secret_is_kept_when_no_token_is_given(sm: tuple[Any, Stubber])
     log: list[str] = []
     assert bootstrap.ensure_token_secret(c, SECRET, None, log.append) == ARN
     assert "kept" in log[0]
+
+
+# --- the bucket --------------------------------------------------------------------------------------------
+
+BUCKET = "sagemaker-gitlab-mlops-123456789012-eu-west-1"
+NOT_FOUND = {"service_error_code": "404", "http_status_code": 404}
+BLOCK_ALL = {
+    k: True for k in ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets")
+}
+
+
+@pytest.fixture
+def s3() -> Iterator[tuple[Any, Stubber]]:
+    c = client("s3")
+    with Stubber(c) as stub:
+        yield c, stub
+        stub.assert_no_pending_responses()
+
+
+def test_new_bucket_is_created_in_its_region_private_encrypted_versioned_and_tls_only(
+    s3: tuple[Any, Stubber],
+) -> None:
+    c, stub = s3
+    stub.add_client_error("head_bucket", **NOT_FOUND)
+    stub.add_response(
+        "create_bucket",
+        {},
+        {"Bucket": BUCKET, "CreateBucketConfiguration": {"LocationConstraint": REGION}},
+    )
+    stub.add_client_error(
+        "get_bucket_encryption", service_error_code="ServerSideEncryptionConfigurationNotFoundError"
+    )
+    stub.add_response(
+        "put_bucket_encryption", {}, {"Bucket": BUCKET, "ServerSideEncryptionConfiguration": ANY}
+    )
+    stub.add_client_error(
+        "get_public_access_block", service_error_code="NoSuchPublicAccessBlockConfiguration"
+    )
+    stub.add_response(
+        "put_public_access_block", {}, {"Bucket": BUCKET, "PublicAccessBlockConfiguration": BLOCK_ALL}
+    )
+    stub.add_response("get_bucket_versioning", {})
+    stub.add_response(
+        "put_bucket_versioning", {}, {"Bucket": BUCKET, "VersioningConfiguration": {"Status": "Enabled"}}
+    )
+    stub.add_client_error("get_bucket_policy", service_error_code="NoSuchBucketPolicy")
+    stub.add_response(
+        "put_bucket_policy",
+        {},
+        {"Bucket": BUCKET, "Policy": json.dumps(bootstrap.tls_only_policy(BUCKET), sort_keys=True)},
+    )
+    log: list[str] = []
+    bootstrap.ensure_bucket(c, BUCKET, REGION, log.append)
+    assert log[0] == f"bucket {BUCKET} created" and log[-1] == "TLS-only bucket policy set"
+
+
+def test_configured_bucket_is_only_read(s3: tuple[Any, Stubber]) -> None:
+    c, stub = s3
+    stub.add_response("head_bucket", {})
+    stub.add_response(
+        "get_bucket_encryption",
+        {
+            "ServerSideEncryptionConfiguration": {
+                "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms"}}]
+            }
+        },
+    )
+    stub.add_response("get_public_access_block", {"PublicAccessBlockConfiguration": BLOCK_ALL})
+    stub.add_response("get_bucket_versioning", {"Status": "Enabled"})
+    stub.add_response("get_bucket_policy", {"Policy": json.dumps(bootstrap.tls_only_policy(BUCKET))})
+    log: list[str] = []
+    bootstrap.ensure_bucket(c, BUCKET, REGION, log.append)
+    assert log == [f"bucket {BUCKET} exists"]
+
+
+def test_bucket_owned_by_someone_else_is_a_clear_error(s3: tuple[Any, Stubber]) -> None:
+    c, stub = s3
+    stub.add_client_error("head_bucket", service_error_code="403", http_status_code=403)
+    with pytest.raises(bootstrap.BootstrapError, match="cannot use it \\(403\\): pass another --bucket"):
+        bootstrap.ensure_bucket(c, BUCKET, REGION, lambda _: None)
