@@ -624,6 +624,9 @@ RENDERER = REPO_ROOT / "scripts" / "render_template.py"
 OIDC_TEMPLATE = "bootstrap.yml"
 CATALOG_TEMPLATE = "service-catalog.yml"
 OIDC_OUTPUT = "GitLabOidcProviderArn"
+PROJECT_TEMPLATE_PATH = TEMPLATES_DIR / "project.yml"
+OIDC_TEMPLATE_PATH = TEMPLATES_DIR / OIDC_TEMPLATE
+CATALOG_TEMPLATE_PATH = TEMPLATES_DIR / CATALOG_TEMPLATE
 
 
 def render_project_template(build_dir: Path, bucket: str, prefix: str, oidc_arn: str) -> bytes:
@@ -712,16 +715,14 @@ def run(
     account_id, partition = str(identity["Account"]), str(identity["Arn"]).split(":")[1]
     bucket = settings.bucket or default_bucket(account_id, region)
     console.detail(f"account {account_id}, region {region}, bucket {bucket}, mode {settings.mode}")
-    needed = [RENDERER, TEMPLATES_DIR / "project.yml"]
+    needed = [RENDERER, PROJECT_TEMPLATE_PATH]
     if settings.gitlab_url:
-        needed.append(TEMPLATES_DIR / OIDC_TEMPLATE)
+        needed.append(OIDC_TEMPLATE_PATH)
     if settings.mode == "service-catalog":
-        needed.append(TEMPLATES_DIR / CATALOG_TEMPLATE)
+        needed.append(CATALOG_TEMPLATE_PATH)
     for path in needed:
         if not path.is_file():
-            raise BootstrapError(
-                f"{path.relative_to(REPO_ROOT)} is missing: run init.sh from a complete checkout"
-            )
+            raise BootstrapError(f"{path} is missing: run init.sh from a complete checkout")
     if settings.token is None and not secret_exists(clients.secretsmanager, settings.token_secret_name):
         raise BootstrapError(
             f"no GitLab token: secret {settings.token_secret_name} does not exist yet; set {TOKEN_ENV} "
@@ -787,7 +788,7 @@ def run(
         key = f"{settings.prefix}/project-{sha256_hex(rendered)[:12]}.yml"
         uploaded = put_if_changed(clients.s3, bucket, key, rendered, content_type="application/x-yaml")
         console.detail(f"{'uploaded ' if uploaded else 'unchanged'} s3://{bucket}/{key}")
-        body = (TEMPLATES_DIR / CATALOG_TEMPLATE).read_text(encoding="utf-8")
+        body = CATALOG_TEMPLATE_PATH.read_text(encoding="utf-8")
         offered = catalog_parameters(settings, bucket, region, key, sha256_hex(rendered)[:12])
         outputs = deploy_stack(
             clients.cloudformation,
@@ -830,7 +831,7 @@ def ensure_oidc_provider(
         if existing:
             log(f"reusing existing OIDC provider {existing} (created outside this bundle)")
             return existing
-    body = (TEMPLATES_DIR / OIDC_TEMPLATE).read_text(encoding="utf-8")
+    body = OIDC_TEMPLATE_PATH.read_text(encoding="utf-8")
     offered = {"GitLabUrl": settings.gitlab_url, "GitLabServerUrl": settings.gitlab_url}
     outputs = deploy_stack(
         clients.cloudformation,

@@ -1,0 +1,182 @@
+"""bootstrap.run in Service Catalog mode: S3, STS, Secrets Manager and IAM on moto; CloudFormation stubbed.
+
+moto answers HTTP 500 for Service Catalog, so the portfolio stack cannot be deployed there; instead a
+botocore Stubber checks the exact change set bootstrap asks CloudFormation for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.stub import ANY, Stubber
+
+from scripts import bootstrap
+from scripts import package as packaging
+
+REGION = "us-east-1"
+STUDIO_ROLE = "arn:aws:iam::123456789012:role/StudioUser"
+OIDC_ARN = "arn:aws:iam::123456789012:oidc-provider/gitlab.example.com"
+CATALOG_TEMPLATE = """
+AWSTemplateFormatVersion: "2010-09-09"
+Parameters:
+  ProductTemplateUrl: {Type: String}
+  ProductVersion: {Type: String}
+  StudioRoleArn: {Type: String, Default: ""}
+Resources:
+  Portfolio:
+    Type: AWS::ServiceCatalog::Portfolio
+    Properties: {DisplayName: !Sub "${AWS::StackName}", ProviderName: platform}
+Outputs:
+  PortfolioId: {Value: !Ref Portfolio}
+"""
+
+
+@pytest.fixture(scope="module")
+def build_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("sc-build")
+
+
+def settings(build_dir: Path, **overrides: Any) -> bootstrap.Settings:
+    values: dict[str, Any] = {
+        "region": REGION,
+        "mode": "service-catalog",
+        "bucket": "",
+        "prefix": "bundle",
+        "gitlab_url": "",
+        "oidc_provider_arn": OIDC_ARN,
+        "studio_role_arn": STUDIO_ROLE,
+        "token_secret_name": "sagemaker-gitlab/token",
+        "stack_prefix": "sagemaker-gitlab-mlops",
+        "build_dir": build_dir,
+        "token": "glpat-sc-token",
+    }
+    values.update(overrides)
+    return bootstrap.Settings(**values)
+
+
+def test_service_catalog_mode_uploads_the_rendered_template_and_deploys_the_portfolio_stack(
+    aws_client: Any, build_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    catalog = tmp_path / "service-catalog.yml"
+    catalog.write_text(CATALOG_TEMPLATE)
+    monkeypatch.setattr(bootstrap, "CATALOG_TEMPLATE_PATH", catalog)
+    cfn = boto3.client("cloudformation", region_name=REGION)
+    s3 = aws_client("s3")
+    clients = bootstrap.Clients(aws_client("sts"), s3, aws_client("secretsmanager"), cfn, aws_client("iam"))
+    bucket = "sagemaker-gitlab-mlops-123456789012-us-east-1"
+    stack = "sagemaker-gitlab-mlops-service-catalog"
+    missing = {
+        "service_error_code": "ValidationError",
+        "service_message": f"Stack with id {stack} does not exist",
+    }
+    created = {
+        "Stacks": [
+            {
+                "StackName": stack,
+                "StackStatus": "CREATE_COMPLETE",
+                "CreationTime": "2026-01-01T00:00:00Z",
+                "Outputs": [{"OutputKey": "PortfolioId", "OutputValue": "port-123"}],
+            }
+        ]
+    }
+    lines: list[str] = []
+    sent: list[dict[str, Any]] = []
+    cfn.meta.events.register(
+        "provide-client-params.cloudformation.CreateChangeSet", lambda params, **_: sent.append(dict(params))
+    )
+    with Stubber(cfn) as stub:
+        stub.add_client_error("describe_stacks", **missing)
+        stub.add_response(
+            "create_change_set",
+            {"Id": "cs", "StackId": "s"},
+            {
+                "StackName": stack,
+                "ChangeSetName": ANY,
+                "ChangeSetType": "CREATE",
+                "TemplateBody": CATALOG_TEMPLATE,
+                "Parameters": ANY,
+                "Capabilities": ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM"],
+                "Tags": [],
+            },
+        )
+        stub.add_response("describe_change_set", {"Status": "CREATE_COMPLETE"})
+        stub.add_response("execute_change_set", {})
+        stub.add_response("describe_stacks", created)
+        stub.add_response("describe_stacks", created)
+        result = bootstrap.run(
+            settings(build_dir),
+            clients,
+            bootstrap.Console(bootstrap.STEPS, lines.append),
+            packaging.build_all,
+        )
+        stub.assert_no_pending_responses()
+
+    assert result["output:PortfolioId"] == "port-123"
+    rendered = (build_dir / "project.yml").read_bytes()
+    key = f"bundle/project-{hashlib.sha256(rendered).hexdigest()[:12]}.yml"
+    assert result["template_key"] == key
+    assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == rendered
+    assert sent[0]["Parameters"] == [
+        {
+            "ParameterKey": "ProductTemplateUrl",
+            "ParameterValue": f"https://{bucket}.s3.{REGION}.amazonaws.com/{key}",
+        },
+        {"ParameterKey": "ProductVersion", "ParameterValue": key.split("-")[-1].removesuffix(".yml")},
+        {"ParameterKey": "StudioRoleArn", "ParameterValue": STUDIO_ROLE},
+    ]
+    assert any(
+        f"[{bootstrap.STEPS}/{bootstrap.STEPS}] Deploying the Service Catalog" in line for line in lines
+    )
+    secret = aws_client("secretsmanager").get_secret_value(SecretId="sagemaker-gitlab/token")["SecretString"]
+    assert json.loads(secret) == {"token": "glpat-sc-token"}
+
+
+def test_catalog_stack_gets_the_template_url_version_and_studio_role(build_dir: Path) -> None:
+    params = bootstrap.stack_parameters(
+        CATALOG_TEMPLATE,
+        bootstrap.catalog_parameters(settings(build_dir), "b", REGION, "bundle/project-abc.yml", "abc"),
+        "service-catalog.yml",
+    )
+    assert params == [
+        {
+            "ParameterKey": "ProductTemplateUrl",
+            "ParameterValue": "https://b.s3.us-east-1.amazonaws.com/bundle/project-abc.yml",
+        },
+        {"ParameterKey": "ProductVersion", "ParameterValue": "abc"},
+        {"ParameterKey": "StudioRoleArn", "ParameterValue": STUDIO_ROLE},
+    ]
+
+
+def test_an_existing_oidc_provider_for_the_issuer_is_reused_without_a_stack(
+    aws_client: Any, build_dir: Path
+) -> None:
+    iam = aws_client("iam")
+    arn = iam.create_open_id_connect_provider(
+        Url="https://gitlab.example.com", ClientIDList=["sts.amazonaws.com"], ThumbprintList=["a" * 40]
+    )["OpenIDConnectProviderArn"]
+    cfn = boto3.client("cloudformation", region_name=REGION)
+    clients = bootstrap.Clients(aws_client("sts"), aws_client("s3"), aws_client("secretsmanager"), cfn, iam)
+    lines: list[str] = []
+    with Stubber(cfn) as stub:
+        stub.add_client_error(
+            "describe_stacks",
+            service_error_code="ValidationError",
+            service_message="Stack with id x does not exist",
+        )
+        got = bootstrap.ensure_oidc_provider(
+            clients,
+            settings(build_dir, gitlab_url="https://gitlab.example.com", oidc_provider_arn=""),
+            "sagemaker-gitlab-mlops-gitlab-oidc",
+            "unused",
+            "bucket",
+            REGION,
+            lines.append,
+        )
+        stub.assert_no_pending_responses()
+    assert got == arn
+    assert "reusing existing OIDC provider" in lines[0]
