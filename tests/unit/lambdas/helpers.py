@@ -71,3 +71,36 @@ BUILD_FILES: dict[str, bytes | str] = {
     "scripts/run.sh": "#!/bin/sh\necho run\n",
 }
 DEPLOY_FILES: dict[str, bytes | str] = {".gitlab-ci.yml": "stages: [deploy]\n", "deploy.py": "x = 1\n"}
+
+
+class FakeSecrets:
+    """Secrets Manager double: SecretString by id, counting reads."""
+
+    def __init__(self, values: dict[str, str]) -> None:
+        self.values, self.calls = values, 0
+
+    def get_secret_value(self, SecretId: str) -> dict[str, Any]:  # noqa: N803 - boto3's name
+        from botocore.exceptions import ClientError
+
+        self.calls += 1
+        if SecretId not in self.values:
+            raise ClientError(
+                {"Error": {"Code": "ResourceNotFoundException", "Message": "m"}}, "GetSecretValue"
+            )
+        return {"SecretString": self.values[SecretId]}
+
+
+class FakeS3:
+    """S3 double serving objects by key."""
+
+    def __init__(self, objects: dict[str, bytes]) -> None:
+        self.objects = objects
+
+    def get_object(self, Bucket: str, Key: str) -> dict[str, Any]:  # noqa: N803 - boto3's names
+        import io
+
+        from botocore.exceptions import ClientError
+
+        if Key not in self.objects:
+            raise ClientError({"Error": {"Code": "NoSuchKey", "Message": "m"}}, "GetObject")
+        return {"Body": io.BytesIO(self.objects[Key])}

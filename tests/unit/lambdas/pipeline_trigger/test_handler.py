@@ -1,0 +1,88 @@
+"""The trigger handler: one GitLab call per approval, raise on failure, never leak the token."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+from types import ModuleType
+
+import pytest
+import responses
+from mlops_common.errors import ConfigError, GitLabAuthError, MalformedEvent
+from pipeline_trigger.config import TriggerConfig
+
+from tests.unit.lambdas.helpers import API, TOKEN, FakeContext, FakeSecrets, load_event
+
+TOKEN_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:gitlab-token-AbCdEf"
+ENV = {
+    "GITLAB_URL": "https://gitlab.example.com",
+    "GITLAB_TOKEN_SECRET_ARN": TOKEN_ARN,
+    "GITLAB_CA_BUNDLE_S3_URI": "",
+    "DEPLOY_PROJECT_ID": "12",
+    "DEPLOY_REF": "main",
+    "MODEL_PACKAGE_GROUP_NAME": "abalone-p-abc123def456",
+}
+
+
+@pytest.fixture
+def trigger(monkeypatch: pytest.MonkeyPatch) -> tuple[ModuleType, FakeSecrets]:
+    module = importlib.import_module("pipeline_trigger.handler")
+    secrets = FakeSecrets({TOKEN_ARN: TOKEN})
+    module.reset()
+    monkeypatch.setattr(
+        module, "_state", {"config": TriggerConfig.from_env(ENV), "secrets": secrets, "s3": None}
+    )
+    return module, secrets
+
+
+def test_approval_starts_one_pipeline_and_returns_no_token(
+    trigger: tuple[ModuleType, FakeSecrets], rsps: responses.RequestsMock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    module, secrets = trigger
+    rsps.post(f"{API}/projects/12/pipeline", status=201, json={"id": 5, "web_url": "https://g/p/5"})
+    result = module.handler(load_event("model_package_approved"), FakeContext(30))
+    assert result["pipeline_id"] == 5 and result["web_url"] == "https://g/p/5"
+    module.handler(load_event("model_package_approved"), FakeContext(30))  # a duplicate event
+    assert len(rsps.calls) == 2 and secrets.calls == 1  # token read once per container
+    assert rsps.calls[0].request.headers["PRIVATE-TOKEN"] == TOKEN
+    assert TOKEN not in json.dumps(result) and TOKEN not in caplog.text
+
+
+def test_rejection_does_not_read_the_token_or_call_gitlab(
+    trigger: tuple[ModuleType, FakeSecrets], rsps: responses.RequestsMock
+) -> None:
+    module, secrets = trigger
+    assert module.handler(load_event("model_package_rejected"), FakeContext(30))["status"] == "ignored"
+    assert not rsps.calls and secrets.calls == 0
+
+
+def test_malformed_event_raises(trigger: tuple[ModuleType, FakeSecrets]) -> None:
+    module, _ = trigger
+    with pytest.raises(MalformedEvent, match="lacks ModelPackageArn"):
+        module.handler(load_event("model_package_malformed"), FakeContext(30))
+
+
+def test_rejected_token_raises_and_is_read_again_next_time(
+    trigger: tuple[ModuleType, FakeSecrets], rsps: responses.RequestsMock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    module, secrets = trigger
+    rsps.post(f"{API}/projects/12/pipeline", status=401, json={"message": "401 Unauthorized"})
+    for _ in range(2):
+        with pytest.raises(GitLabAuthError, match="check secret gitlab-token-AbCdEf"):
+            module.handler(load_event("model_package_approved"), FakeContext(30))
+    assert secrets.calls == 2
+    assert TOKEN not in caplog.text
+
+
+def test_missing_environment_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    module = importlib.import_module("pipeline_trigger.handler")
+    module.reset()
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    for key in ENV:
+        monkeypatch.delenv(key, raising=False)
+    with pytest.raises(ConfigError, match="environment variable DEPLOY_PROJECT_ID is missing"):
+        module.handler(load_event("model_package_approved"), FakeContext(30))
+    module.reset()

@@ -1,0 +1,192 @@
+"""The crhelper handler: what CloudFormation receives for each outcome, and that the token never leaks."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+from types import ModuleType
+from typing import Any
+
+import pytest
+import requests
+import responses
+from crhelper.resource_helper import CfnResource
+
+from tests.unit.lambdas.helpers import (
+    API,
+    BUILD_FILES,
+    DEPLOY_FILES,
+    TOKEN,
+    FakeContext,
+    FakeS3,
+    FakeSecrets,
+    load_event,
+    make_zip,
+    project_json,
+)
+
+TOKEN_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:gitlab-token-AbCdEf"
+BUILD_URL, DEPLOY_URL = (
+    f"{API}/projects/ml-team%2Fabalone-model-build",
+    f"{API}/projects/ml-team%2Fabalone-model-deploy",
+)
+PHYSICAL_ID = "gitlab.example.com|ml-team/abalone-model-build|ml-team/abalone-model-deploy"
+
+
+class Checkin:
+    def __init__(self, module: ModuleType, sent: list[dict[str, Any]], secrets: FakeSecrets) -> None:
+        self.module, self.sent, self.secrets = module, sent, secrets
+
+    def __call__(self, event: dict[str, Any]) -> dict[str, Any]:
+        self.module.handler(event, FakeContext(60))
+        assert len(self.sent) == 1, "exactly one answer per request"
+        return self.sent.pop()
+
+
+@pytest.fixture
+def checkin(monkeypatch: pytest.MonkeyPatch) -> Checkin:
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("LOG_LEVEL", "DEBUG")
+    module = importlib.import_module("seedcode_checkin.handler")
+    sent: list[dict[str, Any]] = []
+    original = CfnResource._send
+
+    def send(status: str | None = None, reason: str = "", send_response: Any = None) -> None:
+        original(module.helper, status, reason, send_response=lambda url, body, verify: sent.append(body))
+
+    monkeypatch.setattr(module.helper, "_send", send)
+    monkeypatch.setattr(module.helper, "_sleep_on_delete", 0)
+    props = load_event("cfn_create")["ResourceProperties"]
+    s3 = FakeS3(
+        {
+            props["ModelBuildSeedKey"]: make_zip(BUILD_FILES),
+            props["ModelDeploySeedKey"]: make_zip(DEPLOY_FILES),
+        }
+    )
+    secrets = FakeSecrets({TOKEN_ARN: json.dumps({"token": TOKEN})})
+    monkeypatch.setattr(module, "CLIENTS", module.Clients(s3=s3, secrets=secrets))
+    return Checkin(module, sent, secrets)
+
+
+def fresh_gitlab(rsps: responses.RequestsMock) -> None:
+    rsps.get(f"{API}/groups/ml-team", json={"id": 3, "full_path": "ml-team"})
+    rsps.get(BUILD_URL, status=404, json={"message": "404"})
+    rsps.get(DEPLOY_URL, status=404, json={"message": "404"})
+
+    def create(request: Any) -> tuple[int, dict[str, str], str]:
+        data = json.loads(request.body)
+        pid = 11 if data["path"].endswith("build") else 12
+        return 201, {}, json.dumps(project_json(pid, f"ml-team/{data['path']}", data["topics"]))
+
+    rsps.add_callback(responses.POST, f"{API}/projects", callback=create, content_type="application/json")
+    for pid in (11, 12):
+        rsps.get(f"{API}/projects/{pid}/variables", json=[])
+        rsps.post(f"{API}/projects/{pid}/variables", status=201, json={})
+        rsps.get(f"{API}/projects/{pid}/repository/branches/main", status=404, json={"message": "404"})
+        rsps.post(f"{API}/projects/{pid}/repository/commits", status=201, json={"id": "c0ffee"})
+    rsps.put(f"{API}/projects/12", json={})
+
+
+def test_create_answers_success_with_stable_id_and_data(
+    checkin: Checkin, rsps: responses.RequestsMock
+) -> None:
+    fresh_gitlab(rsps)
+    answer = checkin(load_event("cfn_create"))
+    assert answer["Status"] == "SUCCESS", answer["Reason"]
+    assert answer["PhysicalResourceId"] == PHYSICAL_ID
+    assert answer["Data"]["ModelDeployProjectId"] == "12"
+    assert (
+        answer["Data"]["ModelBuildCloneUrl"] == "https://gitlab.example.com/ml-team/abalone-model-build.git"
+    )
+    assert len(json.dumps(answer)) < 4096
+
+
+def test_rejected_token_fails_with_the_secret_to_check_and_is_read_again_next_time(
+    checkin: Checkin, rsps: responses.RequestsMock, caplog: pytest.LogCaptureFixture
+) -> None:
+    rsps.get(f"{API}/groups/ml-team", status=401, json={"message": "401 Unauthorized"})
+    answer = checkin(load_event("cfn_create"))
+    assert answer["Status"] == "FAILED"
+    assert answer["Reason"].startswith("GitLab token rejected (401)")
+    assert answer["Reason"].endswith("check secret gitlab-token-AbCdEf")
+    assert not any(r.exc_info for r in caplog.records)  # expected errors: no stack trace
+    checkin(load_event("cfn_create"))
+    assert checkin.secrets.calls == 2  # the cached token was dropped after the 401
+
+
+def test_bad_properties_fail_readably_without_calling_gitlab(
+    checkin: Checkin, rsps: responses.RequestsMock
+) -> None:
+    event = load_event("cfn_create")
+    event["ResourceProperties"]["DeletionPolicy"] = "purge"
+    answer = checkin(event)
+    assert answer["Status"] == "FAILED"
+    assert (
+        answer["Reason"]
+        == "resource property DeletionPolicy is 'purge': expected one of retain, archive, delete"
+    )
+    assert not rsps.calls and checkin.secrets.calls == 0
+
+
+def test_missing_group_names_the_parameter(checkin: Checkin, rsps: responses.RequestsMock) -> None:
+    event = load_event("cfn_create")
+    event["ResourceProperties"]["GitLabGroup"] = "ml/team"
+    rsps.get(f"{API}/groups/ml%2Fteam", status=404, json={"message": "404 Group Not Found"})
+    answer = checkin(event)
+    assert answer["Reason"] == "GitLab group 'ml/team' not found (404): check the GitLabGroup parameter"
+
+
+def test_failed_update_keeps_the_physical_id(checkin: Checkin, rsps: responses.RequestsMock) -> None:
+    rsps.get(f"{API}/groups/ml-team", status=503, json={"message": "503"})
+    answer = checkin(load_event("cfn_update"))
+    assert answer["Status"] == "FAILED" and answer["PhysicalResourceId"] == PHYSICAL_ID
+    assert answer["Reason"].endswith("try again later")
+
+
+def test_delete_with_retain_never_contacts_gitlab(checkin: Checkin, rsps: responses.RequestsMock) -> None:
+    event = load_event("cfn_delete")
+    event["ResourceProperties"]["DeletionPolicy"] = "retain"
+    answer = checkin(event)
+    assert (answer["Status"], answer["PhysicalResourceId"]) == ("SUCCESS", PHYSICAL_ID)
+    assert not rsps.calls and checkin.secrets.calls == 0
+
+
+def test_delete_with_unreachable_gitlab_answers_failed_promptly(
+    checkin: Checkin, rsps: responses.RequestsMock
+) -> None:
+    rsps.get(BUILD_URL, body=requests.exceptions.ConnectionError(OSError(113, "No route to host")))
+    answer = checkin(load_event("cfn_delete"))
+    assert answer["Status"] == "FAILED"
+    assert answer["Reason"].startswith("GitLab at https://gitlab.example.com unreachable after 3 attempts")
+    assert answer["Reason"].endswith("No route to host")
+
+
+def test_delete_of_never_valid_properties_is_success(checkin: Checkin, rsps: responses.RequestsMock) -> None:
+    event = load_event("cfn_delete")
+    event["ResourceProperties"]["GitLabUrl"] = "http://insecure.example.com"
+    event["PhysicalResourceId"] = "SC-stack_SeedRepositories_ABCDEFGH"
+    assert checkin(event)["Status"] == "SUCCESS"
+    assert not rsps.calls
+
+
+def test_long_reasons_keep_their_start_and_end(checkin: Checkin) -> None:
+    reason = checkin.module.fit_reason("A" * 150 + "middle" * 40 + "check the GitLabGroup parameter")
+    assert len(reason) <= 256
+    assert reason.startswith("A" * 50) and reason.endswith("check the GitLabGroup parameter")
+
+
+def test_token_never_appears_in_logs_or_answers(
+    checkin: Checkin, rsps: responses.RequestsMock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    fresh_gitlab(rsps)
+    answers = [checkin(load_event("cfn_create"))]
+    rsps.replace(responses.GET, f"{API}/groups/ml-team", status=401, json={"message": "401"})
+    answers.append(checkin(load_event("cfn_create")))
+    answers.append(checkin(load_event("cfn_delete")))
+    assert any(r.levelno == logging.DEBUG for r in caplog.records)  # debug logging was really on
+    assert TOKEN not in caplog.text
+    assert TOKEN not in json.dumps(answers)
+    assert all(TOKEN not in str(r.args) for r in caplog.records)
