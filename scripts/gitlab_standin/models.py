@@ -526,19 +526,19 @@ class Backend:
 
     def _plan_and_start(self, project: Project, pipeline: Pipeline, *, refuse: bool) -> Pipeline:
         """Ask the runner which jobs run (outside the lock: it may take a second), then start them."""
-        if self.runner is None:
+        runner, ctx = self.runner, pipeline.context
+        if runner is None or ctx is None:
             with self.lock:
                 self.pipelines[pipeline.id] = pipeline
             return pipeline
-        assert pipeline.context is not None
         try:
-            specs = self.runner.plan(pipeline.context)
+            specs = runner.plan(ctx)
         except PipelineConfigError as e:
             if refuse:
                 raise PipelineRefused(str(e)) from None
             specs, pipeline.status = [], "failed"
         if not specs and pipeline.status != "failed":
-            shutil.rmtree(pipeline.context.work_dir, ignore_errors=True)
+            shutil.rmtree(ctx.work_dir, ignore_errors=True)
             if refuse:
                 raise PipelineRefused(NO_JOBS)
             return pipeline  # GitLab creates no pipeline for a push whose rules select nothing
@@ -549,7 +549,7 @@ class Backend:
             self.pipelines[pipeline.id] = pipeline
             self._refresh(pipeline)
         if specs:
-            self._background(lambda: self.runner.run(pipeline.context, _Sink(self, pipeline)), pipeline)  # type: ignore[union-attr]
+            self._background(lambda: runner.run(ctx, _Sink(self, pipeline)), pipeline)
         return pipeline
 
     def _new_job(self, pipeline: Pipeline, spec: JobSpec) -> Job:
@@ -585,8 +585,9 @@ class Backend:
                 raise BadRequest("400 Bad request - Unplayable Job")
             job.status = "pending"
             self._refresh(pipeline)
-        runner = self.runner
-        self._background(lambda: runner.play(pipeline.context, job.name, _Sink(self, pipeline)), pipeline)  # type: ignore[arg-type]
+        runner, ctx = self.runner, pipeline.context
+        assert ctx is not None
+        self._background(lambda: runner.play(ctx, job.name, _Sink(self, pipeline)), pipeline)
         return job
 
     def pipeline(self, project: Project, pipeline_id: str | int) -> Pipeline:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlencode
@@ -23,7 +23,7 @@ class Request:
     path: str  # raw, still percent-encoded, without the query string
     query: dict[str, list[str]]
     body: bytes
-    headers: Mapping[str, str]
+    headers: Any  # case-insensitive .get(), like http.client's HTTPMessage
     base_url: str  # how the client reached us (for Link headers)
     _params: dict[str, Any] | None = None
 
@@ -261,7 +261,8 @@ def list_variables(b: Backend, req: Request, m: dict[str, str]) -> Response:
 
 
 def _scope(req: Request) -> str | None:
-    return req.get("filter[environment_scope]")
+    scope = req.get("filter[environment_scope]")
+    return None if scope is None else str(scope)
 
 
 def get_variable(b: Backend, req: Request, m: dict[str, str]) -> Response:

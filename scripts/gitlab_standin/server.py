@@ -59,7 +59,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _body(self) -> bytes:
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            chunks = []
+            chunks: list[bytes] = []
             while True:
                 size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
                 if size == 0:
@@ -160,7 +160,10 @@ class Standin:
         self.port: int = self._server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
         self.backend.base_url = self.url
-        self._thread = threading.Thread(target=self._server.serve_forever, name="gitlab-standin", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="gitlab-standin",
+            daemon=True,
+        )
         self._thread.start()
         self._stopped = False
 
