@@ -1,0 +1,88 @@
+"""The endpoint template's contract with the steps: parameters, conditions, names and outputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from steps.build import BUILD_PARAMETERS
+
+SEED = Path(__file__).resolve().parents[2]
+
+
+class Loader(yaml.SafeLoader):
+    pass
+
+
+def intrinsic(loader: yaml.SafeLoader, tag: str, node: yaml.Node) -> dict[str, Any]:
+    """`!Ref X` -> {"Ref": X}: short-form intrinsics as plain data."""
+    if isinstance(node, yaml.ScalarNode):
+        return {tag: loader.construct_scalar(node)}
+    if isinstance(node, yaml.SequenceNode):
+        return {tag: loader.construct_sequence(node, deep=True)}
+    return {tag: loader.construct_mapping(node, deep=True)}  # type: ignore[arg-type]
+
+
+Loader.add_multi_constructor("!", intrinsic)
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    return dict(yaml.load((SEED / "endpoint-config-template.yml").read_text(), Loader=Loader))  # noqa: S506
+
+
+def test_the_model_serves_the_package_with_network_isolation(template: dict[str, Any]):
+    model = template["Resources"]["Model"]["Properties"]
+    assert model["PrimaryContainer"] == {"ModelPackageName": {"Ref": "ModelPackageArn"}}
+    assert model["EnableNetworkIsolation"] is True
+    # Unnamed, so a new package can replace the model and endpoint config.
+    assert "ModelName" not in model
+    assert "EndpointConfigName" not in template["Resources"]["EndpointConfig"]["Properties"]
+
+
+def test_the_endpoint_is_named_after_project_and_stage(template: dict[str, Any]):
+    endpoint = template["Resources"]["Endpoint"]["Properties"]
+    assert endpoint["EndpointName"] == {"Sub": "${SageMakerProjectName}-${StageName}"}
+    assert template["Parameters"]["StageName"]["AllowedValues"] == ["staging", "prod"]
+
+
+def test_autoscaling_and_data_capture_are_optional(template: dict[str, Any]):
+    resources = template["Resources"]
+    assert (
+        resources["ScalableTarget"]["Condition"]
+        == resources["ScalingPolicy"]["Condition"]
+        == "AutoScalingEnabled"
+    )
+    tracking = resources["ScalingPolicy"]["Properties"]["TargetTrackingScalingPolicyConfiguration"]
+    assert (
+        tracking["PredefinedMetricSpecification"]["PredefinedMetricType"]
+        == "SageMakerVariantInvocationsPerInstance"
+    )
+    capture = resources["EndpointConfig"]["Properties"]["DataCaptureConfig"]["If"]
+    assert capture[0] == "DataCaptureEnabled"
+    assert capture[1]["DestinationS3Uri"] == {"Sub": "s3://${ArtifactBucket}/data-capture/${StageName}"}
+
+
+def test_outputs_name_the_endpoint_model_and_config(template: dict[str, Any]):
+    assert {"EndpointName", "ModelName", "EndpointConfigName"} <= set(template["Outputs"])
+
+
+def test_every_parameter_without_default_is_filled_by_the_build_step(template: dict[str, Any]):
+    required = {name for name, spec in template["Parameters"].items() if "Default" not in spec}
+    assert required == set(BUILD_PARAMETERS)
+
+
+@pytest.mark.parametrize("config", ["staging-config.json", "prod-config.json"])
+def test_stage_configs_only_set_template_parameters(template: dict[str, Any], config: str):
+    settings = json.loads((SEED / config).read_text())
+    assert set(settings["Parameters"]) <= set(template["Parameters"]) - set(BUILD_PARAMETERS)
+
+
+def test_production_scales_and_captures_data_by_default():
+    prod = json.loads((SEED / "prod-config.json").read_text())["Parameters"]
+    assert prod["EnableAutoScaling"] is True
+    assert prod["EnableDataCapture"] is True
+    assert prod["AutoScalingMinCapacity"] <= prod["AutoScalingMaxCapacity"]
