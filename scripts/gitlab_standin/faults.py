@@ -20,7 +20,9 @@ class Fault:
     """Answer matching requests with `status` (None: only wait `delay` seconds, then serve normally).
 
     `path_regex` is searched in the raw request path (e.g. `/api/v4/projects$`); `method` None matches
-    any; `count` None means for ever; `retry_after` adds the Retry-After header (seconds).
+    any; `count` None means for ever; `retry_after` adds the Retry-After header (seconds);
+    `after` True serves the request first and then answers the fault instead (the change happened,
+    the client never saw it: a retried create then meets "has already been taken").
     """
 
     path_regex: str
@@ -30,6 +32,7 @@ class Fault:
     retry_after: int | None = None
     body: Any = None
     delay: float = 0.0
+    after: bool = False
     id: int = 0
     hits: int = 0
     _regex: re.Pattern[str] = field(init=False, repr=False)
@@ -45,8 +48,9 @@ class Fault:
         return (self.method in (None, method)) and bool(self._regex.search(path))
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "path_regex": self.path_regex, "status": self.status, "method": self.method,
-                "count": self.count, "retry_after": self.retry_after, "delay": self.delay, "hits": self.hits}
+        return {"id": self.id, "path_regex": self.path_regex, "status": self.status,
+                "method": self.method, "count": self.count, "retry_after": self.retry_after,
+                "delay": self.delay, "after": self.after, "hits": self.hits}
 
 
 class FaultInjector:

@@ -6,7 +6,8 @@ with gitlab-ci-local's shell executor (no Docker: `image:` is ignored, jobs run 
 Reproduced: which jobs a source (push, api, trigger, web) selects through `rules:`, manual jobs that
 wait to be played, project and pipeline variables, artifacts between jobs, per-job status and logs.
 Left out: runners and tags, `services:`, caches, retries, `needs:` across pipelines, child pipelines,
-environments, and `id_tokens:` (gitlab-ci-local gives them a dummy value; no OIDC issuer exists here).
+environments, and `id_tokens:` (gitlab-ci-local leaves those variables unset; no OIDC issuer exists here).
+Jobs run as subprocesses of the stand-in and inherit its environment plus `env=`.
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ smart HTTP (through `git http-backend`) at each project's http_url_to_repo, and 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -90,12 +91,17 @@ class _Handler(BaseHTTPRequestHandler):
         if path.startswith(ADMIN_PREFIX + "/"):
             return standin._admin(method, path[len(ADMIN_PREFIX):], body)
         fault = standin.faults.take(method, path)
-        if fault is not None:
-            if fault.delay:
-                threading.Event().wait(fault.delay)
-            if fault.status is not None:
-                headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
-                return Response(fault.status, fault.body, headers)
+        if fault is not None and fault.delay:
+            threading.Event().wait(fault.delay)
+        if fault is not None and fault.status is not None:
+            if fault.after:
+                with contextlib.suppress(StandinError):
+                    self._serve_normally(standin, method, path, query, body)
+            headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
+            return Response(fault.status, fault.body, headers)
+        return self._serve_normally(standin, method, path, query, body)
+
+    def _serve_normally(self, standin: Standin, method: str, path: str, query: str, body: bytes) -> Response:
         if path.startswith(API_PREFIX + "/"):
             token = self.headers.get("PRIVATE-TOKEN") or ""
             auth = self.headers.get("Authorization") or ""
@@ -229,7 +235,7 @@ class Standin:
         if (method, path) == ("GET", "/health"):
             return Response(200, {"status": "ok"})
         if (method, path) == ("POST", "/faults"):
-            fields = ("path_regex", "status", "method", "count", "retry_after", "body", "delay")
+            fields = ("path_regex", "status", "method", "count", "retry_after", "body", "delay", "after")
             fault = self.add_fault(**{k: data[k] for k in fields if k in data})
             return Response(201, fault.to_json())
         if (method, path) == ("GET", "/faults"):

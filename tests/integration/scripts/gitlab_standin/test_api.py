@@ -185,6 +185,15 @@ def test_500s_then_success_only_with_retry_transient_errors(gitlab_standin: Stan
     assert failed.value.response_code == 503
 
 
+def test_fault_after_processing_makes_a_retried_create_meet_its_own_project(gitlab_standin: Standin) -> None:
+    gitlab_standin.add_fault(r"/api/v4/projects$", 502, method="POST", after=True)
+    with pytest.raises(gitlab.GitlabCreateError) as retried:
+        make_project(client(gitlab_standin, retry_transient_errors=True))
+    assert retried.value.error_message["path"] == ["has already been taken"]  # type: ignore[index]
+    assert [r["status"] for r in gitlab_standin.requests("POST", r"/projects$")] == [502, 400]
+    assert client(gitlab_standin).projects.get("ml-team/model-build").name == "model-build"
+
+
 def test_faults_over_http_slow_responses_and_unreachable_server(gitlab_standin: Standin) -> None:
     added = requests.post(f"{gitlab_standin.url}/-/standin/faults",
                           json={"path_regex": "/user$", "delay": 1.5, "count": 1}, timeout=5)
