@@ -263,3 +263,16 @@ def test_cli_prints_url_and_token_and_serves(tmp_path: Path) -> None:
 
 def test_base64_helper_matches_commit_encoding() -> None:
     assert base64.b64decode(b64(BINARY)) == BINARY
+
+
+def test_token_never_reaches_the_server_log(capfd: pytest.CaptureFixture[str]) -> None:
+    from scripts.gitlab_standin.testing import standin
+
+    with standin(verbose=True, tokens=["glpat-do-not-log-me"]) as server:
+        gl = client(server)
+        gl.auth()
+        requests.get(f"{server.api_url}/user", params={"private_token": "glpat-do-not-log-me"}, timeout=5)
+        requests.get(f"{server.api_url}/user", headers={"PRIVATE-TOKEN": "glpat-wrong-one"}, timeout=5)
+    err = capfd.readouterr().err
+    assert "GET /api/v4/user 200" in err  # the log exists...
+    assert "glpat-" not in err  # ...and holds no token, right or wrong
