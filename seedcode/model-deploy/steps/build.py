@@ -33,6 +33,7 @@ from steps.common import (
     environ,
     parameters_file,
     read_json,
+    read_text,
     run_cli,
     tags_file,
     write_json,
@@ -218,7 +219,7 @@ def build(
 ) -> ModelPackage:
     """Select and check the package, then write model-package.json and every stage's files into out_dir."""
     package = select_model_package(sm, project.model_package_group, requested_arn)
-    template_params = template_parameters((repo_dir / TEMPLATE_FILE).read_text(encoding="utf-8"))
+    template_params = template_parameters(read_text(repo_dir / TEMPLATE_FILE))
     outputs: dict[str, Any] = {}
     for stage in STAGES:
         config_path = repo_dir / f"{stage}-config.json"

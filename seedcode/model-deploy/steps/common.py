@@ -124,6 +124,13 @@ def read_s3_text(s3: Any, uri: str) -> str:
     return str(body.decode("utf-8"))
 
 
+def read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise StepError(f"{path} is missing; run the step from the repository root or pass its path") from exc
+
+
 def read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
