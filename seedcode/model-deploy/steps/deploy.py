@@ -204,8 +204,8 @@ def endpoint_of_stack(cfn: Any, stack_name: str) -> str:
         if output["OutputKey"] == "EndpointName":
             return str(output["OutputValue"])
     # Outputs are missing only where the emulator (moto) skips them for change sets.
-    resource = cfn.describe_stack_resource(StackName=stack_name, LogicalResourceId="Endpoint")
-    physical = str(resource["StackResourceDetail"]["PhysicalResourceId"])
+    resources = cfn.describe_stack_resources(StackName=stack_name, LogicalResourceId="Endpoint")
+    physical = str(resources["StackResources"][0]["PhysicalResourceId"])
     return physical.rsplit("endpoint/", 1)[-1] if physical.startswith("arn:") else physical
 
 
