@@ -201,7 +201,7 @@ def default_bucket(account_id: str, region: str) -> str:
 
 
 def stack_names(stack_prefix: str) -> dict[str, str]:
-    return {"oidc": f"{stack_prefix}-gitlab-oidc", "catalog": f"{stack_prefix}-service-catalog"}
+    return {"bootstrap": f"{stack_prefix}-bootstrap", "catalog": f"{stack_prefix}-service-catalog"}
 
 
 def object_url(bucket: str, region: str, key: str) -> str:
@@ -621,11 +621,12 @@ def oidc_provider_arn_for(partition: str, account_id: str, gitlab_url: str) -> s
 
 TEMPLATES_DIR = REPO_ROOT / "templates"
 RENDERER = REPO_ROOT / "scripts" / "render_template.py"
-OIDC_TEMPLATE = "bootstrap.yml"
+BOOTSTRAP_TEMPLATE = "bootstrap.yml"
 CATALOG_TEMPLATE = "service-catalog.yml"
 OIDC_OUTPUT = "GitLabOidcProviderArn"
+BUCKET_OUTPUT = "BundleBucketName"
 PROJECT_TEMPLATE_PATH = TEMPLATES_DIR / "project.yml"
-OIDC_TEMPLATE_PATH = TEMPLATES_DIR / OIDC_TEMPLATE
+BOOTSTRAP_TEMPLATE_PATH = TEMPLATES_DIR / BOOTSTRAP_TEMPLATE
 CATALOG_TEMPLATE_PATH = TEMPLATES_DIR / CATALOG_TEMPLATE
 
 
@@ -710,14 +711,12 @@ def run(
 ) -> dict[str, str]:
     """The whole bootstrap; returns what the next-steps text needs."""
     region = clients.s3.meta.region_name
+    names = stack_names(settings.stack_prefix)
     console.step("Checking account, inputs and templates")
     identity = clients.sts.get_caller_identity()
-    account_id, partition = str(identity["Account"]), str(identity["Arn"]).split(":")[1]
-    bucket = settings.bucket or default_bucket(account_id, region)
-    console.detail(f"account {account_id}, region {region}, bucket {bucket}, mode {settings.mode}")
-    needed = [RENDERER, PROJECT_TEMPLATE_PATH]
-    if settings.gitlab_url:
-        needed.append(OIDC_TEMPLATE_PATH)
+    account_id = str(identity["Account"])
+    console.detail(f"account {account_id}, region {region}, mode {settings.mode}")
+    needed = [RENDERER, PROJECT_TEMPLATE_PATH, BOOTSTRAP_TEMPLATE_PATH]
     if settings.mode == "service-catalog":
         needed.append(CATALOG_TEMPLATE_PATH)
     for path in needed:
@@ -728,37 +727,51 @@ def run(
             f"no GitLab token: secret {settings.token_secret_name} does not exist yet; set {TOKEN_ENV} "
             "or pipe the token with --token-stdin"
         )
-    oidc_arn = settings.oidc_provider_arn
-    if settings.gitlab_url:
-        oidc_arn = oidc_provider_arn_for(partition, account_id, settings.gitlab_url)
-    else:
-        console.detail(
-            "no --gitlab-url or --oidc-provider-arn: projects can only use CiAuthMode=access-keys"
-            if not oidc_arn
-            else f"reusing OIDC provider {oidc_arn}"
-        )
+    create_oidc, existing_oidc = oidc_choice(
+        settings, clients.cloudformation, clients.iam, names["bootstrap"]
+    )
+    console.detail(
+        {
+            "create": f"OIDC provider for {settings.gitlab_url}: managed by the bootstrap stack",
+            "existing": f"OIDC provider: reusing {existing_oidc}",
+            "none": "no --gitlab-url or --oidc-provider-arn: projects can only use CiAuthMode=access-keys",
+        }[create_oidc]
+    )
 
     console.step("Packaging Lambdas and seed repositories")
     manifest = package(settings.build_dir)
-    rendered = render_project_template(settings.build_dir, bucket, settings.prefix, oidc_arn)
-    console.detail(f"rendered {settings.build_dir / 'project.yml'}")
+    # A dry render now, so a template problem stops the run before anything is created.
+    render_project_template(settings.build_dir, settings.bucket or "placeholder-bucket", settings.prefix, "")
 
-    console.step(f"Ensuring bucket s3://{bucket}")
-    ensure_bucket(clients.s3, bucket, region, console.detail)
+    console.step("Deploying the bootstrap stack (OIDC provider, permissions boundary, launch role, bucket)")
+    bootstrap_body = BOOTSTRAP_TEMPLATE_PATH.read_text(encoding="utf-8")
+    offered = {
+        "GitLabServerUrl": settings.gitlab_url,
+        "CreateOidcProvider": create_oidc,
+        "ExistingOidcProviderArn": existing_oidc,
+        "EnableS3ProjectTemplates": "true" if settings.mode == "s3-template" else "false",
+    }
+    outputs = deploy_stack(
+        clients.cloudformation,
+        names["bootstrap"],
+        {"TemplateBody": bootstrap_body},
+        stack_parameters(bootstrap_body, {k: v for k, v in offered.items() if v}, BOOTSTRAP_TEMPLATE),
+        console.detail,
+    )
+    oidc_arn = outputs.get(OIDC_OUTPUT) or existing_oidc
+    bucket = settings.bucket or outputs.get(BUCKET_OUTPUT) or default_bucket(account_id, region)
+
+    console.step(f"Bundle bucket s3://{bucket}")
+    if outputs.get(BUCKET_OUTPUT) == bucket:
+        console.detail("owned by the bootstrap stack (encrypted, private, versioned, TLS-only)")
+    else:
+        # --bucket, or a stack that reports no bucket: make sure the named one is set up the same way.
+        ensure_bucket(clients.s3, bucket, region, console.detail)
 
     console.step(f"Uploading artifacts to s3://{bucket}/{settings.prefix}/")
     upload_artifacts(clients.s3, bucket, settings.prefix, settings.build_dir, manifest, console.detail)
-
-    console.step("GitLab OIDC identity provider")
-    names = stack_names(settings.stack_prefix)
-    if settings.gitlab_url:
-        oidc_arn = ensure_oidc_provider(
-            clients, settings, names["oidc"], oidc_arn, bucket, region, console.detail
-        )
-        if oidc_arn != oidc_provider_arn_for(partition, account_id, settings.gitlab_url):
-            rendered = render_project_template(settings.build_dir, bucket, settings.prefix, oidc_arn)
-    else:
-        console.detail("skipped" if not oidc_arn else f"using {oidc_arn}")
+    rendered = render_project_template(settings.build_dir, bucket, settings.prefix, oidc_arn)
+    console.detail(f"rendered {settings.build_dir / 'project.yml'}")
 
     console.step(f"GitLab token secret {settings.token_secret_name}")
     secret_arn = ensure_token_secret(
@@ -772,6 +785,7 @@ def run(
         "secret_arn": secret_arn,
         "secret_name": settings.token_secret_name,
         "oidc_arn": oidc_arn,
+        **{f"output:{k}": v for k, v in outputs.items()},
     }
     if settings.mode == "s3-template":
         console.step("Publishing the S3 project template")
@@ -789,8 +803,8 @@ def run(
         uploaded = put_if_changed(clients.s3, bucket, key, rendered, content_type="application/x-yaml")
         console.detail(f"{'uploaded ' if uploaded else 'unchanged'} s3://{bucket}/{key}")
         body = CATALOG_TEMPLATE_PATH.read_text(encoding="utf-8")
-        offered = catalog_parameters(settings, bucket, region, key, sha256_hex(rendered)[:12])
-        outputs = deploy_stack(
+        offered = catalog_parameters(settings, bucket, region, key, sha256_hex(rendered)[:12], outputs)
+        catalog_outputs = deploy_stack(
             clients.cloudformation,
             names["catalog"],
             template_argument(
@@ -800,49 +814,56 @@ def run(
             console.detail,
         )
         result["template_key"] = key
-        result.update({f"output:{k}": v for k, v in outputs.items()})
+        result.update({f"output:{k}": v for k, v in catalog_outputs.items()})
     return result
 
 
 def catalog_parameters(
-    settings: Settings, bucket: str, region: str, key: str, version: str
+    settings: Settings,
+    bucket: str,
+    region: str,
+    key: str,
+    version: str,
+    bootstrap_outputs: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """What bootstrap can give templates/service-catalog.yml; only the parameters it declares are passed."""
-    return {
+    outputs = bootstrap_outputs or {}
+    offered = {
         "ProductTemplateUrl": object_url(bucket, region, key),
         "ProductVersion": version,
         "BundleBucket": bucket,
         "StudioRoleArn": settings.studio_role_arn,
+        "LaunchRoleArn": outputs.get("LaunchRoleArn", ""),
     }
+    return {k: v for k, v in offered.items() if v}
 
 
-def ensure_oidc_provider(
-    clients: Clients,
-    settings: Settings,
-    stack: str,
-    expected_arn: str,
-    bucket: str,
-    region: str,
-    log: Callable[[str], None],
-) -> str:
-    """Deploy the OIDC stack, or reuse a provider for this issuer that something else created."""
-    if _stack_status(clients.cloudformation, stack) is None:
-        existing = find_oidc_provider(clients.iam, settings.gitlab_url)
-        if existing:
-            log(f"reusing existing OIDC provider {existing} (created outside this bundle)")
-            return existing
-    body = OIDC_TEMPLATE_PATH.read_text(encoding="utf-8")
-    offered = {"GitLabUrl": settings.gitlab_url, "GitLabServerUrl": settings.gitlab_url}
-    outputs = deploy_stack(
-        clients.cloudformation,
-        stack,
-        template_argument(clients.s3, bucket, region, f"{settings.prefix}/{OIDC_TEMPLATE}", body.encode()),
-        stack_parameters(body, offered, OIDC_TEMPLATE),
-        log,
-    )
-    arn = outputs.get(OIDC_OUTPUT) or expected_arn
-    log(f"OIDC provider {arn}")
-    return arn
+def oidc_choice(settings: Settings, cfn: Any, iam: Any, stack: str) -> tuple[str, str]:
+    """(CreateOidcProvider, ExistingOidcProviderArn) for the bootstrap stack.
+
+    An account has one IAM OIDC provider per issuer: keep the one this stack made, reuse one that
+    something else made, create one otherwise.
+    """
+    if settings.oidc_provider_arn:
+        return "existing", settings.oidc_provider_arn
+    if not settings.gitlab_url:
+        return "none", ""
+    previous = current_stack_parameters(cfn, stack)
+    if (
+        previous.get("CreateOidcProvider") == "create"
+        and previous.get("GitLabServerUrl") == settings.gitlab_url
+    ):
+        return "create", ""
+    existing = find_oidc_provider(iam, settings.gitlab_url)
+    return ("existing", existing) if existing else ("create", "")
+
+
+def current_stack_parameters(cfn: Any, name: str) -> dict[str, str]:
+    """The parameter values a deployed stack runs with; {} when there is no stack."""
+    if _stack_status(cfn, name) is None:
+        return {}
+    stack = cfn.describe_stacks(StackName=name)["Stacks"][0]
+    return {p["ParameterKey"]: p.get("ParameterValue", "") for p in stack.get("Parameters", [])}
 
 
 def next_steps(settings: Settings, result: Mapping[str, str]) -> str:
@@ -854,6 +875,9 @@ def next_steps(settings: Settings, result: Mapping[str, str]) -> str:
             "         --resource-arn <studio-domain-arn> \\",
             f"         --tags Key={DOMAIN_TEMPLATES_TAG},Value={result['templates_location']}",
         ]
+        policy = result.get("output:StudioS3TemplatesPolicyArn")
+        if policy:
+            lines.append(f"     and attach {policy} to the Studio execution role(s) that create projects.")
     else:
         who = (
             settings.studio_role_arn

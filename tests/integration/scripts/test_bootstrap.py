@@ -27,6 +27,7 @@ Parameters:
   ProductTemplateUrl: {Type: String}
   ProductVersion: {Type: String}
   StudioRoleArn: {Type: String, Default: ""}
+  LaunchRoleArn: {Type: String, Default: ""}
 Resources:
   Portfolio:
     Type: AWS::ServiceCatalog::Portfolio
@@ -68,46 +69,65 @@ def test_service_catalog_mode_uploads_the_rendered_template_and_deploys_the_port
     cfn = boto3.client("cloudformation", region_name=REGION)
     s3 = aws_client("s3")
     clients = bootstrap.Clients(aws_client("sts"), s3, aws_client("secretsmanager"), cfn, aws_client("iam"))
-    bucket = "sagemaker-gitlab-mlops-123456789012-us-east-1"
-    stack = "sagemaker-gitlab-mlops-service-catalog"
-    missing = {
-        "service_error_code": "ValidationError",
-        "service_message": f"Stack with id {stack} does not exist",
+    bucket = "bootstrap-bundlebucket-abc123"  # named by CloudFormation: the bootstrap stack owns it
+    s3.create_bucket(Bucket=bucket)
+    launch_role = "arn:aws:iam::123456789012:role/sagemaker-gitlab-bootstrap/launch"
+    boot, stack = "sagemaker-gitlab-mlops-bootstrap", "sagemaker-gitlab-mlops-service-catalog"
+    boot_outputs = {
+        "BundleBucketName": bucket,
+        "LaunchRoleArn": launch_role,
+        "GitLabOidcProviderArn": OIDC_ARN,
     }
-    created = {
-        "Stacks": [
-            {
-                "StackName": stack,
-                "StackStatus": "CREATE_COMPLETE",
-                "CreationTime": "2026-01-01T00:00:00Z",
-                "Outputs": [{"OutputKey": "PortfolioId", "OutputValue": "port-123"}],
-            }
-        ]
-    }
+
+    def missing(name: str) -> dict[str, str]:
+        return {
+            "service_error_code": "ValidationError",
+            "service_message": f"Stack with id {name} does not exist",
+        }
+
+    def complete(name: str, outputs: dict[str, str]) -> dict[str, Any]:
+        stack_outputs = [{"OutputKey": k, "OutputValue": v} for k, v in outputs.items()]
+        return {
+            "Stacks": [
+                {
+                    "StackName": name,
+                    "StackStatus": "CREATE_COMPLETE",
+                    "CreationTime": "2026-01-01T00:00:00Z",
+                    "Outputs": stack_outputs,
+                }
+            ]
+        }
+
+    def expect_create(stub: Stubber, name: str, body: str, params: Any, outputs: dict[str, str]) -> None:
+        stub.add_client_error("describe_stacks", **missing(name))
+        expected = {
+            "StackName": name,
+            "ChangeSetName": ANY,
+            "ChangeSetType": "CREATE",
+            "TemplateBody": body,
+            "Parameters": params,
+            "Capabilities": ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM"],
+            "Tags": [],
+        }
+        stub.add_response("create_change_set", {"Id": "cs"}, expected)
+        stub.add_response("describe_change_set", {"Status": "CREATE_COMPLETE"})
+        stub.add_response("execute_change_set", {})
+        stub.add_response("describe_stacks", complete(name, outputs))
+        stub.add_response("describe_stacks", complete(name, outputs))
+
     lines: list[str] = []
     sent: list[dict[str, Any]] = []
     cfn.meta.events.register(
         "provide-client-params.cloudformation.CreateChangeSet", lambda params, **_: sent.append(dict(params))
     )
+    boot_params = [
+        {"ParameterKey": "CreateOidcProvider", "ParameterValue": "existing"},
+        {"ParameterKey": "EnableS3ProjectTemplates", "ParameterValue": "false"},
+        {"ParameterKey": "ExistingOidcProviderArn", "ParameterValue": OIDC_ARN},
+    ]
     with Stubber(cfn) as stub:
-        stub.add_client_error("describe_stacks", **missing)
-        stub.add_response(
-            "create_change_set",
-            {"Id": "cs", "StackId": "s"},
-            {
-                "StackName": stack,
-                "ChangeSetName": ANY,
-                "ChangeSetType": "CREATE",
-                "TemplateBody": CATALOG_TEMPLATE,
-                "Parameters": ANY,
-                "Capabilities": ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM"],
-                "Tags": [],
-            },
-        )
-        stub.add_response("describe_change_set", {"Status": "CREATE_COMPLETE"})
-        stub.add_response("execute_change_set", {})
-        stub.add_response("describe_stacks", created)
-        stub.add_response("describe_stacks", created)
+        expect_create(stub, boot, bootstrap.BOOTSTRAP_TEMPLATE_PATH.read_text(), boot_params, boot_outputs)
+        expect_create(stub, stack, CATALOG_TEMPLATE, ANY, {"PortfolioId": "port-123"})
         result = bootstrap.run(
             settings(build_dir),
             clients,
@@ -117,11 +137,13 @@ def test_service_catalog_mode_uploads_the_rendered_template_and_deploys_the_port
         stub.assert_no_pending_responses()
 
     assert result["output:PortfolioId"] == "port-123"
+    assert result["bucket"] == bucket
     rendered = (build_dir / "project.yml").read_bytes()
     key = f"bundle/project-{hashlib.sha256(rendered).hexdigest()[:12]}.yml"
     assert result["template_key"] == key
     assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == rendered
-    assert sent[0]["Parameters"] == [
+    assert sent[1]["Parameters"] == [
+        {"ParameterKey": "LaunchRoleArn", "ParameterValue": launch_role},
         {
             "ParameterKey": "ProductTemplateUrl",
             "ParameterValue": f"https://{bucket}.s3.{REGION}.amazonaws.com/{key}",
@@ -152,31 +174,17 @@ def test_catalog_stack_gets_the_template_url_version_and_studio_role(build_dir: 
     ]
 
 
-def test_an_existing_oidc_provider_for_the_issuer_is_reused_without_a_stack(
+def test_an_existing_oidc_provider_for_the_issuer_is_reused_not_recreated(
     aws_client: Any, build_dir: Path
 ) -> None:
     iam = aws_client("iam")
     arn = iam.create_open_id_connect_provider(
         Url="https://gitlab.example.com", ClientIDList=["sts.amazonaws.com"], ThumbprintList=["a" * 40]
     )["OpenIDConnectProviderArn"]
-    cfn = boto3.client("cloudformation", region_name=REGION)
-    clients = bootstrap.Clients(aws_client("sts"), aws_client("s3"), aws_client("secretsmanager"), cfn, iam)
-    lines: list[str] = []
-    with Stubber(cfn) as stub:
-        stub.add_client_error(
-            "describe_stacks",
-            service_error_code="ValidationError",
-            service_message="Stack with id x does not exist",
-        )
-        got = bootstrap.ensure_oidc_provider(
-            clients,
-            settings(build_dir, gitlab_url="https://gitlab.example.com", oidc_provider_arn=""),
-            "sagemaker-gitlab-mlops-gitlab-oidc",
-            "unused",
-            "bucket",
-            REGION,
-            lines.append,
-        )
-        stub.assert_no_pending_responses()
-    assert got == arn
-    assert "reusing existing OIDC provider" in lines[0]
+    cfn = aws_client("cloudformation")
+    wanted = settings(build_dir, gitlab_url="https://gitlab.example.com", oidc_provider_arn="")
+    assert bootstrap.oidc_choice(wanted, cfn, iam, "no-such-stack") == ("existing", arn)
+    other = settings(build_dir, gitlab_url="https://gitlab.other.example", oidc_provider_arn="")
+    assert bootstrap.oidc_choice(other, cfn, iam, "no-such-stack") == ("create", "")
+    assert bootstrap.oidc_choice(settings(build_dir), cfn, iam, "no-such-stack") == ("existing", OIDC_ARN)
+    assert bootstrap.oidc_choice(settings(build_dir, oidc_provider_arn=""), cfn, iam, "x") == ("none", "")
