@@ -433,7 +433,7 @@ def test_taggable_resources_carry_the_sagemaker_project_tags() -> None:
     ev = evaluator(CiAuthMode="access-keys")
     untaggable = {"AWS::S3::BucketPolicy", "AWS::SQS::QueuePolicy", "AWS::IAM::RolePolicy",
                   "AWS::IAM::ManagedPolicy", "AWS::IAM::AccessKey", "AWS::Lambda::Permission",
-                  "AWS::Lambda::EventInvokeConfig", "AWS::Events::Rule",
+                  "AWS::Lambda::EventInvokeConfig",
                   "Custom::GitLabSeedRepositories"}  # fmt: skip
     for logical_id, resource in RESOURCES.items():
         if resource["Type"] in untaggable or not Evaluator(TEMPLATE, ev.refs, SEED_DATA).resource_exists(
