@@ -59,6 +59,14 @@ for _tag, _full in _SHORT_TAGS.items():
     _CfnLoader.add_constructor(f"!{_tag}", _short_form(_full))
 
 
+def _other_short_form(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
+    """Any other `!X` (rule functions such as !Contains, !EachMemberIn) becomes `Fn::X`."""
+    return _short_form(f"Fn::{suffix}")(loader, node)
+
+
+_CfnLoader.add_multi_constructor("!", _other_short_form)
+
+
 def load_template(body: str | Mapping[str, Any]) -> dict[str, Any]:
     """A template as a dict, from the JSON or YAML text (or the dict boto3 already parsed)."""
     if isinstance(body, Mapping):

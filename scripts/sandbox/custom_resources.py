@@ -105,6 +105,18 @@ class Outcome:
         return self.response
 
 
+@dataclass(frozen=True)
+class Deletion:
+    """The Delete requests sent for a stack's custom resources, and moto's own stack deletion error."""
+
+    outcomes: tuple[Outcome, ...]
+    stack_error: str | None
+
+    @property
+    def ok(self) -> bool:
+        return self.stack_error is None and all(o.ok for o in self.outcomes)
+
+
 class ResponseEndpoint:
     """HTTPS server standing in for CloudFormation's pre-signed response URLs.
 
@@ -283,11 +295,18 @@ class CustomResourceBridge:
         self._save()
         return outcomes
 
-    def delete_stack(self, stack_name: str) -> list[Outcome]:
-        """Delete the custom resources first (their Lambdas still exist), then the stack in moto."""
+    def delete_stack(self, stack_name: str) -> Deletion:
+        """Delete the custom resources first (their Lambdas still exist), then the stack in moto.
+
+        moto's own stack deletion can fail where AWS's would not (e.g. "DeleteConflict" for a role with
+        a managed policy attached): that is reported in `stack_error`, after the Delete requests ran.
+        """
         outcomes = self.delete(stack_name)
-        self.cfn.delete_stack(StackName=stack_name)
-        return outcomes
+        try:
+            self.cfn.delete_stack(StackName=stack_name)
+        except self.cfn.exceptions.ClientError as exc:
+            return Deletion(tuple(outcomes), f"moto could not delete stack {stack_name}: {exc}")
+        return Deletion(tuple(outcomes), None)
 
     # --- internals --------------------------------------------------------------------------------
 
@@ -307,7 +326,9 @@ class CustomResourceBridge:
                 "AWS::StackName": stack["StackName"], "AWS::StackId": stack["StackId"],
                 "AWS::URLSuffix": "amazonaws.com",
             },
-            physical_ids={r["LogicalResourceId"]: r["PhysicalResourceId"] for r in resources},
+            # moto lists resources it skipped without ids
+            physical_ids={r["LogicalResourceId"]: r["PhysicalResourceId"] for r in resources
+                          if r.get("LogicalResourceId") and r.get("PhysicalResourceId")},
             attribute=AwsAttributes(self.clients, self.region, self.account),
         )
         return stack, template, resolver

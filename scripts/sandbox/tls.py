@@ -7,9 +7,12 @@ verification and needs no switch. Leaves out: revocation, intermediates, any pub
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import ipaddress
+import socket
 import ssl
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,3 +129,70 @@ class LocalCA:
         )
         _write_key(key_file, key)
         return ServerCertificate(cert_file, key_file)
+
+
+class TlsTerminator:
+    """HTTPS in front of a plain-HTTP server on 127.0.0.1: decrypts and pipes bytes to `target_port`.
+
+    For stand-ins that only speak HTTP (the GitLab API stand-in) where product code insists on https.
+    The backend sees the client's Host header unchanged; it does not know the scheme was https.
+    """
+
+    def __init__(self, certificate: ServerCertificate, target_port: int, host: str = "127.0.0.1") -> None:
+        self._target = (host, target_port)
+        self._context = certificate.server_context()
+        self._listener = socket.create_server((host, 0))
+        self._listener.settimeout(0.2)
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="tls-terminator", daemon=True)
+
+    @property
+    def port(self) -> int:
+        return int(self._listener.getsockname()[1])
+
+    @property
+    def url(self) -> str:
+        return f"https://{self._target[0]}:{self.port}"
+
+    def start(self) -> TlsTerminator:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join(timeout=2)
+        self._listener.close()
+
+    def _serve(self) -> None:
+        while not self._stopped.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=self._handle, args=(client,), daemon=True).start()
+
+    def _handle(self, client: socket.socket) -> None:
+        try:
+            client.settimeout(30)
+            secure = self._context.wrap_socket(client, server_side=True)
+            backend = socket.create_connection(self._target, timeout=30)
+        except OSError:
+            client.close()
+            return
+        threading.Thread(target=_pipe, args=(backend, secure), daemon=True).start()
+        _pipe(secure, backend)
+
+
+def _pipe(source: socket.socket, sink: socket.socket) -> None:
+    try:
+        while chunk := source.recv(65536):
+            sink.sendall(chunk)
+    except OSError:
+        pass
+    finally:
+        for sock in (source, sink):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()

@@ -206,8 +206,10 @@ def test_delete_sends_the_created_physical_id_before_the_stack_goes(
     bridge_factory().create("widgets")
 
     # a later process (e.g. `demo down`) picks the created resource up from the state file
-    (outcome,) = bridge_factory().delete_stack("widgets")
+    deletion = bridge_factory().delete_stack("widgets")
 
+    assert deletion.ok, deletion
+    (outcome,) = deletion.outcomes
     assert outcome.ok, outcome.message
     request = recorded(aws_client, "Delete")
     assert request["PhysicalResourceId"] == "widget-gamma"
