@@ -722,6 +722,18 @@ def run(
     for path in needed:
         if not path.is_file():
             raise BootstrapError(f"{path} is missing: run init.sh from a complete checkout")
+    if settings.mode == "service-catalog":
+        if not settings.studio_role_arn:
+            raise BootstrapError(
+                "--studio-role-arn is required in service-catalog mode: the execution role of your Studio "
+                "users, which is given access to the portfolio (or use --mode s3-template)"
+            )
+        placeholders = {"LaunchRoleArn": f"arn:aws:iam::{account_id}:role/placeholder"}
+        stack_parameters(
+            CATALOG_TEMPLATE_PATH.read_text(encoding="utf-8"),
+            catalog_parameters(settings, "bucket", region, "bundle/project-0.yml", "0", placeholders),
+            CATALOG_TEMPLATE,
+        )
     if settings.token is None and not secret_exists(clients.secretsmanager, settings.token_secret_name):
         raise BootstrapError(
             f"no GitLab token: secret {settings.token_secret_name} does not exist yet; set {TOKEN_ENV} "

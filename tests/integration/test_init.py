@@ -206,3 +206,13 @@ def test_bad_credentials_are_reported(run_init, monkeypatch: pytest.MonkeyPatch,
     done = run_init(*default_args())
     assert done.returncode == 1
     assert "no working AWS credentials" in done.stderr and "aws configure" in done.stderr
+
+
+def test_service_catalog_mode_without_studio_role_fails_before_creating_anything(
+    run_init, aws_client
+) -> None:  # type: ignore[no-untyped-def]
+    done = run_init(*default_args(), "--mode", "service-catalog")
+    assert done.returncode == 1
+    assert "--studio-role-arn is required in service-catalog mode" in done.stderr
+    assert aws_client("s3").list_buckets()["Buckets"] == []
+    assert aws_client("cloudformation").list_stacks()["StackSummaries"] == []

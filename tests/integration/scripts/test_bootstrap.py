@@ -188,3 +188,28 @@ def test_an_existing_oidc_provider_for_the_issuer_is_reused_not_recreated(
     assert bootstrap.oidc_choice(other, cfn, iam, "no-such-stack") == ("create", "")
     assert bootstrap.oidc_choice(settings(build_dir), cfn, iam, "no-such-stack") == ("existing", OIDC_ARN)
     assert bootstrap.oidc_choice(settings(build_dir, oidc_provider_arn=""), cfn, iam, "x") == ("none", "")
+
+
+def test_the_real_catalog_template_gets_every_parameter_it_requires(build_dir: Path) -> None:
+    body = bootstrap.CATALOG_TEMPLATE_PATH.read_text()
+    offered = bootstrap.catalog_parameters(
+        settings(build_dir),
+        "b",
+        REGION,
+        "bundle/project-abc.yml",
+        "abc",
+        {"LaunchRoleArn": "arn:aws:iam::1:role/l"},
+    )
+    passed = {p["ParameterKey"] for p in bootstrap.stack_parameters(body, offered, "service-catalog.yml")}
+    assert passed == {"ProductTemplateUrl", "ProductVersion", "LaunchRoleArn", "StudioRoleArn"}
+
+
+def test_the_real_bootstrap_template_declares_what_bootstrap_passes() -> None:
+    declared = bootstrap.template_parameters(bootstrap.BOOTSTRAP_TEMPLATE_PATH.read_text())
+    assert {
+        "GitLabServerUrl",
+        "CreateOidcProvider",
+        "ExistingOidcProviderArn",
+        "EnableS3ProjectTemplates",
+    } <= set(declared)
+    assert set(declared["CreateOidcProvider"]["AllowedValues"]) == {"create", "existing", "none"}
