@@ -48,9 +48,10 @@ class SeedFile:
             result.update(content=self.content.decode("utf-8"), encoding="text")
         else:
             result.update(content=base64.b64encode(self.content).decode("ascii"), encoding="base64")
-        if self.executable:
-            result["execute_filemode"] = True
         return result
+
+    def chmod_action(self) -> dict[str, Any]:
+        return {"action": "chmod", "file_path": self.path, "execute_filemode": self.executable}
 
 
 @dataclass(frozen=True)
@@ -66,21 +67,27 @@ class Seed:
         return h.hexdigest()
 
     def create_actions(self) -> list[dict[str, Any]]:
-        return [f.action("create") for f in self.files]
+        """GitLab ignores execute_filemode on create: executables get a chmod in the same commit."""
+        creates = [f.action("create") for f in self.files]
+        return creates + [f.chmod_action() for f in self.files if f.executable]
 
     def sync_actions(self, tree: Iterable[TreeEntry]) -> list[dict[str, Any]]:
         """Actions that make the repository hold the seed's files (other files are left alone)."""
         have = {entry.path: entry for entry in tree}
         actions: list[dict[str, Any]] = []
+        chmods: list[dict[str, Any]] = []
         for f in self.files:
             entry = have.get(f.path)
             if entry is None:
                 actions.append(f.action("create"))
-            elif entry.blob_id != f.blob_id:
+                if f.executable:
+                    chmods.append(f.chmod_action())
+                continue
+            if entry.blob_id != f.blob_id:
                 actions.append(f.action("update"))
-            elif (entry.mode == EXECUTABLE_MODE) != f.executable:
-                actions.append({"action": "chmod", "file_path": f.path, "execute_filemode": f.executable})
-        return actions
+            if (entry.mode == EXECUTABLE_MODE) != f.executable:
+                chmods.append(f.chmod_action())
+        return actions + chmods
 
 
 def read_seed_zip(data: bytes, name: str) -> Seed:
