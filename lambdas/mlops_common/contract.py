@@ -21,10 +21,10 @@ VAR_SAGEMAKER_EXECUTION_ROLE: Final = "SAGEMAKER_EXECUTION_ROLE_ARN"
 VAR_AUTH_MODE: Final = "AWS_AUTH_MODE"
 # OIDC mode: boto3 assumes this role by itself from AWS_ROLE_ARN + AWS_WEB_IDENTITY_TOKEN_FILE.
 VAR_CI_ROLE: Final = "AWS_ROLE_ARN"
-VAR_WEB_IDENTITY_TOKEN_FILE: Final = "AWS_WEB_IDENTITY_TOKEN_FILE"
+VAR_WEB_IDENTITY_TOKEN_FILE: Final = "AWS_WEB_IDENTITY_TOKEN_FILE"  # noqa: S105 - a variable name, not a secret
 # Access-key mode only; always masked and protected.
 VAR_ACCESS_KEY_ID: Final = "AWS_ACCESS_KEY_ID"
-VAR_SECRET_ACCESS_KEY: Final = "AWS_SECRET_ACCESS_KEY"
+VAR_SECRET_ACCESS_KEY: Final = "AWS_SECRET_ACCESS_KEY"  # noqa: S105 - a variable name, not a secret
 SECRET_VARIABLES: Final = frozenset({VAR_ACCESS_KEY_ID, VAR_SECRET_ACCESS_KEY})
 
 AUTH_MODE_OIDC: Final = "oidc"
@@ -32,7 +32,7 @@ AUTH_MODE_ACCESS_KEYS: Final = "access-keys"
 AUTH_MODES: Final = (AUTH_MODE_OIDC, AUTH_MODE_ACCESS_KEYS)
 
 # The `id_tokens:` entry seed CI jobs request, and the audience the IAM OIDC provider trusts.
-CI_ID_TOKEN_NAME: Final = "AWS_ID_TOKEN"
+CI_ID_TOKEN_NAME: Final = "AWS_ID_TOKEN"  # noqa: S105 - a variable name, not a secret
 OIDC_AUDIENCE: Final = "sts.amazonaws.com"
 
 # --- Variables the approval trigger passes to the model-deploy pipeline ---------------------------
