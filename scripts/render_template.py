@@ -45,6 +45,21 @@ class RenderError(Exception):
     """An expected failure: the message names the thing that is wrong and how to fix it."""
 
 
+class _CfnDumper(yaml.SafeDumper):
+    """Emits short-form tags unquoted (`!Ref Name`, not `!Ref 'Name'`) when that reads back the same."""
+
+    def choose_scalar_style(self) -> str:
+        event = self.event
+        if isinstance(event, yaml.ScalarEvent) and not event.style and (event.tag or "").startswith("!"):
+            if self.analysis is None:
+                self.analysis = self.analyze_scalar(event.value)
+            plain_ok = self.analysis.allow_flow_plain if self.flow_level else self.analysis.allow_block_plain
+            reads_as_text = self.resolve(ScalarNode, event.value, (True, False)) == STR_TAG
+            if plain_ok and reads_as_text and not self.analysis.empty and not self.analysis.multiline:
+                return ""
+        return str(super().choose_scalar_style())
+
+
 def _mapping_get(node: MappingNode, key: str) -> Node | None:
     for key_node, value_node in node.value:
         if isinstance(key_node, ScalarNode) and key_node.value == key:
@@ -114,7 +129,7 @@ def render(template_text: str, defaults: Mapping[str, str]) -> str:
             )
             parameter.value.insert(position, (_scalar("Default"), _scalar(value)))
 
-    rendered = yaml.serialize(root, Dumper=yaml.SafeDumper, width=4096, allow_unicode=True)
+    rendered = yaml.serialize(root, Dumper=_CfnDumper, width=4096, allow_unicode=True)
     return RENDERED_HEADER + str(rendered)
 
 
