@@ -276,3 +276,49 @@ _ATTRIBUTES: dict[tuple[str, str], Callable[[AwsAttributes, str], Any]] = {
     ("AWS::SecretsManager::Secret", "Id"): lambda a, pid: pid,
     ("AWS::IAM::ManagedPolicy", "PolicyArn"): lambda a, pid: pid,
 }
+
+
+@dataclass(frozen=True)
+class DeployedStack:
+    """A stack in (moto) CloudFormation with its template and a resolver bound to its values."""
+
+    description: Mapping[str, Any]
+    template: Mapping[str, Any]
+    resolver: Resolver
+
+    @property
+    def stack_id(self) -> str:
+        return str(self.description["StackId"])
+
+    def created(self, logical_id: str) -> bool:
+        """Whether CloudFormation should have created the resource (its Condition holds)."""
+        condition = self.template["Resources"][logical_id].get("Condition")
+        return condition is None or self.resolver.condition(condition)
+
+
+def load_stack(
+    cfn: Any, clients: Callable[[str], Any], region: str, account: str, stack_name: str,
+    parameters: Mapping[str, str] | None = None, refs: Mapping[str, str] | None = None,
+) -> DeployedStack:
+    """Read a stack's template, parameters and physical ids; `refs` adds ids of resources moto skipped."""
+    stack = cfn.describe_stacks(StackName=stack_name)["Stacks"][0]
+    template = load_template(cfn.get_template(StackName=stack_name)["TemplateBody"])
+    resources = cfn.describe_stack_resources(StackName=stack_name)["StackResources"]
+    values = {p["ParameterKey"]: p["ParameterValue"] for p in stack.get("Parameters", [])}
+    values.update(parameters or {})
+    # moto lists the resources it skipped without ids
+    physical_ids = {r["LogicalResourceId"]: r["PhysicalResourceId"] for r in resources
+                    if r.get("LogicalResourceId") and r.get("PhysicalResourceId")}
+    physical_ids.update(refs or {})
+    resolver = Resolver(
+        template=template,
+        parameters=values,
+        pseudo={
+            "AWS::Region": region, "AWS::AccountId": account, "AWS::Partition": "aws",
+            "AWS::StackName": stack["StackName"], "AWS::StackId": stack["StackId"],
+            "AWS::URLSuffix": "amazonaws.com",
+        },
+        physical_ids=physical_ids,
+        attribute=AwsAttributes(clients, region, account),
+    )
+    return DeployedStack(stack, template, resolver)

@@ -30,7 +30,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from .cfn_template import AwsAttributes, Resolver, load_template, references
+from .cfn_template import Resolver, load_stack, references
 from .exceptions import CustomResourceError
 from .lambda_runner import Invocation, LambdaRunner
 from .tls import ServerCertificate
@@ -224,6 +224,8 @@ class CustomResourceBridge:
     account: str
     state_file: Path
     answer_timeout: float = 5.0
+    # physical ids of resources moto skipped and the sandbox created itself (see stack_gaps)
+    extra_refs: dict[str, str] = field(default_factory=dict)
     _state: dict[str, dict[str, Any]] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
@@ -312,26 +314,10 @@ class CustomResourceBridge:
 
     def _load(
         self, stack_name: str, parameters: Mapping[str, str] | None
-    ) -> tuple[dict[str, Any], dict[str, Any], Resolver]:
-        stack = self.cfn.describe_stacks(StackName=stack_name)["Stacks"][0]
-        template = load_template(self.cfn.get_template(StackName=stack_name)["TemplateBody"])
-        resources = self.cfn.describe_stack_resources(StackName=stack_name)["StackResources"]
-        values = {p["ParameterKey"]: p["ParameterValue"] for p in stack.get("Parameters", [])}
-        values.update(parameters or {})
-        resolver = Resolver(
-            template=template,
-            parameters=values,
-            pseudo={
-                "AWS::Region": self.region, "AWS::AccountId": self.account, "AWS::Partition": "aws",
-                "AWS::StackName": stack["StackName"], "AWS::StackId": stack["StackId"],
-                "AWS::URLSuffix": "amazonaws.com",
-            },
-            # moto lists resources it skipped without ids
-            physical_ids={r["LogicalResourceId"]: r["PhysicalResourceId"] for r in resources
-                          if r.get("LogicalResourceId") and r.get("PhysicalResourceId")},
-            attribute=AwsAttributes(self.clients, self.region, self.account),
-        )
-        return stack, template, resolver
+    ) -> tuple[dict[str, Any], Mapping[str, Any], Resolver]:
+        deployed = load_stack(self.cfn, self.clients, self.region, self.account, stack_name, parameters,
+                              self.extra_refs)
+        return dict(deployed.description), deployed.template, deployed.resolver
 
     def _add_overrides(self, resolver: Resolver, stack_id: str) -> None:
         for logical_id, record in self._state.get(stack_id, {}).items():

@@ -1,0 +1,87 @@
+"""Resources moto's CloudFormation silently skips, created through the service APIs instead.
+
+Reproduces: `AWS::SageMaker::ModelPackageGroup` (name, description, tags) and
+`AWS::SecretsManager::Secret` (name, description, SecretString when it resolves, tags) of a created
+stack, so the project's model package group exists as it would in AWS. Their physical ids (group name,
+secret ARN) are returned for the custom resource bridge's `extra_refs`.
+
+Resources moto lists without a physical id but does create (AWS::Lambda::Permission) are only reported.
+Leaves out: deleting them with the stack (moto state is thrown away with the sandbox), resource
+policies, KMS keys, generated secret strings, and every other skipped type (listed as not created).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .cfn_template import DeployedStack, load_stack
+from .exceptions import TemplateResolutionError
+
+
+@dataclass(frozen=True)
+class Gaps:
+    created: Mapping[str, str]  # logical id -> physical id
+    not_created: Mapping[str, str]  # logical id -> why
+
+
+def _tags(properties: Mapping[str, Any]) -> list[dict[str, str]]:
+    return [{"Key": str(t["Key"]), "Value": str(t["Value"])} for t in properties.get("Tags", [])]
+
+
+def _model_package_group(clients: Callable[[str], Any], props: Mapping[str, Any]) -> str:
+    sm = clients("sagemaker")
+    name = str(props["ModelPackageGroupName"])
+    request: dict[str, Any] = {"ModelPackageGroupName": name, "Tags": _tags(props)}
+    if props.get("ModelPackageGroupDescription"):
+        request["ModelPackageGroupDescription"] = str(props["ModelPackageGroupDescription"])
+    try:
+        sm.create_model_package_group(**request)
+    except sm.exceptions.ClientError as exc:
+        if "already exists" not in str(exc).lower():
+            raise
+    return name
+
+
+def _secret(clients: Callable[[str], Any], props: Mapping[str, Any]) -> str:
+    sm = clients("secretsmanager")
+    request: dict[str, Any] = {"Name": str(props["Name"]), "Tags": _tags(props)}
+    if props.get("Description"):
+        request["Description"] = str(props["Description"])
+    if props.get("SecretString") is not None:
+        request["SecretString"] = str(props["SecretString"])
+    return str(sm.create_secret(**request)["ARN"])
+
+
+_CREATORS: dict[str, Callable[[Callable[[str], Any], Mapping[str, Any]], str]] = {
+    "AWS::SageMaker::ModelPackageGroup": _model_package_group,
+    "AWS::SecretsManager::Secret": _secret,
+}
+
+
+def fill_gaps(
+    cfn: Any, clients: Callable[[str], Any], region: str, account: str, stack_name: str
+) -> Gaps:
+    """Create the stack's resources moto skipped (those of the types above); report the others."""
+    stack: DeployedStack = load_stack(cfn, clients, region, account, stack_name)
+    created: dict[str, str] = {}
+    not_created: dict[str, str] = {}
+    for logical_id, resource in stack.template.get("Resources", {}).items():
+        if logical_id in stack.resolver.physical_ids or not stack.created(logical_id):
+            continue
+        creator = _CREATORS.get(resource["Type"])
+        if creator is None:
+            not_created[logical_id] = (
+                f"moto reports no physical id for this {resource['Type']} (skipped, or created without one "
+                "like AWS::Lambda::Permission); the sandbox leaves it alone"
+            )
+            continue
+        try:
+            properties = stack.resolver.resolve(resource.get("Properties", {}))
+        except TemplateResolutionError as exc:
+            not_created[logical_id] = str(exc)
+            continue
+        created[logical_id] = creator(clients, properties)
+        stack.resolver.physical_ids = {**stack.resolver.physical_ids, logical_id: created[logical_id]}
+    return Gaps(created, not_created)
