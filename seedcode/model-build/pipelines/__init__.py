@@ -1,0 +1,1 @@
+"""Model-build pipelines for this SageMaker project."""

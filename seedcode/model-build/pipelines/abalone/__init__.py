@@ -1,0 +1,1 @@
+"""Abalone age regression: preprocess, train (built-in XGBoost), evaluate, gate, register."""

@@ -1,0 +1,290 @@
+"""The Abalone model-build pipeline on the SageMaker Python SDK v3.
+
+preprocess (scikit-learn processing) -> train (built-in XGBoost, validation channel,
+early stopping) -> evaluate (evaluation.json) -> MSE <= threshold ? register : fail.
+
+Building the definition talks to S3 once: the SDK uploads preprocess.py and evaluate.py
+under s3://<default_bucket>/<pipeline_name>/code/<content hash>/, so the same sources give
+the same definition JSON.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pipelines.abalone import hyperparameters as hp
+
+BASE_DIR = Path(__file__).resolve().parent
+PROCESSING = "/opt/ml/processing"
+SKLEARN_PROCESSING_VERSION = "1.4-2"
+PROJECT_TAG_NAME = "sagemaker:project-name"
+PROJECT_TAG_ID = "sagemaker:project-id"
+METADATA_TEST_DATA_URI = "TestDataS3Uri"  # read by the model-deploy repository's staging test
+
+# Step names (the local runner and the tests refer to them).
+STEP_PREPROCESS = "PreprocessAbaloneData"
+STEP_TRAIN = "TrainAbaloneModel"
+STEP_EVALUATE = "EvaluateAbaloneModel"
+STEP_CONDITION = "CheckMSEAbaloneEvaluation"
+STEP_REGISTER = "RegisterAbaloneModel"
+STEP_FAIL = "FailMSEAboveThreshold"
+
+
+def default_input_data(region: str) -> str:
+    """The public Abalone copy the SageMaker project templates use."""
+    return f"s3://sagemaker-servicecatalog-seedcode-{region}/dataset/abalone-dataset.csv"
+
+
+def project_tags(project_name: str | None, project_id: str | None) -> list[dict[str, str]]:
+    """The tags SageMaker Studio uses to list a pipeline under its project."""
+    tags = []
+    if project_name:
+        tags.append({"Key": PROJECT_TAG_NAME, "Value": project_name})
+    if project_id:
+        tags.append({"Key": PROJECT_TAG_ID, "Value": project_id})
+    return tags
+
+
+def get_session(region: str, default_bucket: str) -> Any:
+    """A PipelineSession: SDK calls record job requests instead of starting jobs."""
+    import boto3
+    from sagemaker.core.workflow.pipeline_context import PipelineSession
+
+    return PipelineSession(boto_session=boto3.Session(region_name=region), default_bucket=default_bucket)
+
+
+def get_pipeline(
+    region: str,
+    role: str,
+    default_bucket: str,
+    pipeline_name: str = "AbalonePipeline",
+    model_package_group_name: str = "AbaloneModelPackageGroup",
+    base_job_prefix: str = "Abalone",
+    processing_instance_type: str = "ml.m5.xlarge",
+    training_instance_type: str = "ml.m5.xlarge",
+    inference_instance_types: tuple[str, ...] = ("ml.t2.medium", "ml.m5.large", "ml.m5.xlarge"),
+    transform_instance_types: tuple[str, ...] = ("ml.m5.large", "ml.m5.xlarge"),
+    mse_threshold: float = 6.0,
+    hyperparameters: dict[str, str] | None = None,
+    sagemaker_session: Any = None,
+) -> Any:
+    """Build the pipeline. Nothing runs until it is upserted and started."""
+    from sagemaker.core import image_uris
+    from sagemaker.core.model_metrics import MetricsSource, ModelMetrics
+    from sagemaker.core.processing import ProcessingInput, ProcessingOutput, ScriptProcessor
+    from sagemaker.core.shapes.shapes import ProcessingS3Input, ProcessingS3Output
+    from sagemaker.core.training.configs import Compute, InputData, OutputDataConfig, StoppingCondition
+    from sagemaker.core.workflow.conditions import ConditionLessThanOrEqualTo
+    from sagemaker.core.workflow.execution_variables import ExecutionVariables
+    from sagemaker.core.workflow.functions import Join, JsonGet
+    from sagemaker.core.workflow.parameters import ParameterFloat, ParameterInteger, ParameterString
+    from sagemaker.core.workflow.properties import PropertyFile
+    from sagemaker.mlops.workflow.condition_step import ConditionStep
+    from sagemaker.mlops.workflow.fail_step import FailStep
+    from sagemaker.mlops.workflow.model_step import ModelStep
+    from sagemaker.mlops.workflow.pipeline import Pipeline
+    from sagemaker.mlops.workflow.steps import ProcessingStep, TrainingStep
+    from sagemaker.serve.model_builder import ModelBuilder
+    from sagemaker.train import ModelTrainer
+
+    session = sagemaker_session or get_session(region, default_bucket)
+    prefix = f"s3://{default_bucket}/{base_job_prefix}"
+    # Per-execution paths: a registered model's TestDataS3Uri must keep pointing at its own rows.
+    run_prefix = Join(on="/", values=[prefix, ExecutionVariables.PIPELINE_EXECUTION_ID])
+
+    input_data = ParameterString(name="InputDataUrl", default_value=default_input_data(region))
+    processing_type = ParameterString(name="ProcessingInstanceType", default_value=processing_instance_type)
+    processing_count = ParameterInteger(name="ProcessingInstanceCount", default_value=1)
+    training_type = ParameterString(name="TrainingInstanceType", default_value=training_instance_type)
+    training_count = ParameterInteger(name="TrainingInstanceCount", default_value=1)
+    approval_status = ParameterString(name="ModelApprovalStatus", default_value="PendingManualApproval")
+    threshold = ParameterFloat(name="MseThreshold", default_value=mse_threshold)
+    split_seed = ParameterInteger(name="SplitSeed", default_value=42)
+
+    sklearn_image = image_uris.retrieve(
+        framework="sklearn", region=region, version=SKLEARN_PROCESSING_VERSION, instance_type=processing_instance_type
+    )
+    xgboost_image = image_uris.retrieve(framework="xgboost", region=region, version=hp.XGBOOST_CONTAINER_VERSION)
+
+    # --- preprocess -------------------------------------------------------------------------
+    preprocessor = ScriptProcessor(
+        image_uri=sklearn_image,
+        command=["python3"],
+        instance_type=processing_type,
+        instance_count=processing_count,
+        base_job_name=f"{base_job_prefix}-preprocess",
+        role=role,
+        sagemaker_session=session,
+    )
+    split_outputs = [
+        ProcessingOutput(
+            output_name=name,
+            s3_output=ProcessingS3Output(
+                s3_uri=Join(on="/", values=[run_prefix, "data", name]),
+                local_path=f"{PROCESSING}/{name}",
+                s3_upload_mode="EndOfJob",
+            ),
+        )
+        for name in ("train", "validation", "test")
+    ]
+    step_preprocess = ProcessingStep(
+        name=STEP_PREPROCESS,
+        step_args=preprocessor.run(
+            code=str(BASE_DIR / "preprocess.py"),
+            inputs=[
+                ProcessingInput(
+                    input_name="input",
+                    s3_input=ProcessingS3Input(
+                        s3_uri=input_data,
+                        local_path=f"{PROCESSING}/input",
+                        s3_data_type="S3Prefix",
+                        s3_input_mode="File",
+                    ),
+                )
+            ],
+            outputs=split_outputs,
+            arguments=[
+                "--input-dir",
+                f"{PROCESSING}/input",
+                "--output-dir",
+                PROCESSING,
+                "--seed",
+                split_seed.to_string(),
+            ],
+        ),
+    )
+    outputs = step_preprocess.properties.ProcessingOutputConfig.Outputs
+
+    # --- train ------------------------------------------------------------------------------
+    trainer = ModelTrainer(
+        training_image=xgboost_image,
+        role=role,
+        compute=Compute(instance_type=training_type, instance_count=training_count, volume_size_in_gb=30),
+        output_data_config=OutputDataConfig(s3_output_path=f"{prefix}/model"),
+        stopping_condition=StoppingCondition(max_runtime_in_seconds=3600),
+        hyperparameters=dict(hyperparameters or hp.DEFAULT),
+        base_job_name=f"{base_job_prefix}-train",
+        sagemaker_session=session,
+    )
+    step_train = TrainingStep(
+        name=STEP_TRAIN,
+        step_args=trainer.train(
+            input_data_config=[
+                InputData(channel_name=name, data_source=outputs[name].S3Output.S3Uri, content_type="text/csv")
+                for name in ("train", "validation")
+            ],
+            wait=False,
+        ),
+    )
+    model_data = step_train.properties.ModelArtifacts.S3ModelArtifacts
+
+    # --- evaluate ---------------------------------------------------------------------------
+    evaluation_report = PropertyFile(name="EvaluationReport", output_name="evaluation", path="evaluation.json")
+    evaluator = ScriptProcessor(
+        image_uri=xgboost_image,
+        command=["python3"],
+        instance_type=processing_type,
+        instance_count=1,
+        base_job_name=f"{base_job_prefix}-evaluate",
+        role=role,
+        sagemaker_session=session,
+    )
+    step_evaluate = ProcessingStep(
+        name=STEP_EVALUATE,
+        step_args=evaluator.run(
+            code=str(BASE_DIR / "evaluate.py"),
+            inputs=[
+                ProcessingInput(
+                    input_name="model",
+                    s3_input=ProcessingS3Input(
+                        s3_uri=model_data, local_path=f"{PROCESSING}/model", s3_data_type="S3Prefix"
+                    ),
+                ),
+                ProcessingInput(
+                    input_name="test",
+                    s3_input=ProcessingS3Input(
+                        s3_uri=outputs["test"].S3Output.S3Uri,
+                        local_path=f"{PROCESSING}/test",
+                        s3_data_type="S3Prefix",
+                    ),
+                ),
+            ],
+            outputs=[
+                ProcessingOutput(
+                    output_name="evaluation",
+                    s3_output=ProcessingS3Output(
+                        s3_uri=Join(on="/", values=[run_prefix, "evaluation"]),
+                        local_path=f"{PROCESSING}/evaluation",
+                        s3_upload_mode="EndOfJob",
+                    ),
+                )
+            ],
+            arguments=[
+                "--model-dir",
+                f"{PROCESSING}/model",
+                "--test-dir",
+                f"{PROCESSING}/test",
+                "--output-dir",
+                f"{PROCESSING}/evaluation",
+            ],
+        ),
+        property_files=[evaluation_report],
+    )
+    evaluation_uri = step_evaluate.properties.ProcessingOutputConfig.Outputs["evaluation"].S3Output.S3Uri
+
+    # --- register ---------------------------------------------------------------------------
+    model_metrics = ModelMetrics(
+        model_statistics=MetricsSource(
+            s3_uri=Join(on="/", values=[evaluation_uri, "evaluation.json"]), content_type="application/json"
+        )
+    )
+    model_builder = ModelBuilder(
+        image_uri=xgboost_image, s3_model_data_url=model_data, role_arn=role, sagemaker_session=session
+    )
+    step_register = ModelStep(
+        name=STEP_REGISTER,
+        step_args=model_builder.register(
+            model_package_group_name=model_package_group_name,
+            content_types=["text/csv"],
+            response_types=["text/csv"],
+            inference_instances=list(inference_instance_types),
+            transform_instances=list(transform_instance_types),
+            approval_status=approval_status,
+            model_metrics=model_metrics,
+            customer_metadata_properties={
+                METADATA_TEST_DATA_URI: Join(on="/", values=[outputs["test"].S3Output.S3Uri, "test.csv"])
+            },
+        ),
+    )
+
+    # --- quality gate -----------------------------------------------------------------------
+    mse = JsonGet(
+        step_name=step_evaluate.name, property_file=evaluation_report, json_path="regression_metrics.mse.value"
+    )
+    step_fail = FailStep(
+        name=STEP_FAIL,
+        error_message=Join(on=" ", values=["MSE", mse, "is above the threshold", threshold]),
+    )
+    step_condition = ConditionStep(
+        name=STEP_CONDITION,
+        conditions=[ConditionLessThanOrEqualTo(left=mse, right=threshold)],
+        if_steps=[step_register],
+        else_steps=[step_fail],
+    )
+
+    return Pipeline(
+        name=pipeline_name,
+        parameters=[
+            input_data,
+            processing_type,
+            processing_count,
+            training_type,
+            training_count,
+            approval_status,
+            threshold,
+            split_seed,
+        ],
+        steps=[step_preprocess, step_train, step_evaluate, step_condition],
+        sagemaker_session=session,
+    )

@@ -1,0 +1,1 @@
+"""Run a SageMaker pipeline definition on this machine (no Docker, no SageMaker jobs)."""
