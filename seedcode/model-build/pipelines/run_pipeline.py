@@ -143,7 +143,7 @@ def run_local(config: RunConfig, definition: str, workdir: Path | None) -> int:
     s3, sagemaker = _clients(config.region)
     parameters = stage_input(s3, config)
     execution_id = f"local-{uuid.uuid4().hex[:12]}"
-    root = workdir or Path(".pipeline-local")
+    root = (workdir or Path(".pipeline-local")).resolve()  # scripts run with the step dir as cwd
     print(f"running {config.pipeline_name} locally (execution {execution_id}, work dir {root / execution_id})")
     runner = LocalRunner(
         json.loads(definition),

@@ -58,14 +58,17 @@ def test_local_run_registers_a_pending_model_with_real_metrics_and_test_data(pro
     assert evaluate.sniff_model_format(model_bytes[:16]) == "ubjson"
 
 
-def test_a_model_above_the_threshold_hits_the_fail_step_with_the_metric_and_threshold(project, tmp_path, capsys):
+def test_a_model_above_the_threshold_hits_the_fail_step_with_the_metric_and_threshold(
+    project, tmp_path, capsys, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)  # a relative work dir, as in CI
     code = run_pipeline.run_pipeline(
         [
             "--local",
             "--input-data",
             str(project),
             "--workdir",
-            str(tmp_path / "w"),
+            "w",
             "--parameter",
             "MseThreshold=0.0001",
         ]
