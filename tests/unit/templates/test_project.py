@@ -516,6 +516,16 @@ def test_ci_can_pass_only_the_execution_role_and_only_to_sagemaker() -> None:
     assert passes[0]["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
 
 
+def test_ci_pipeline_rights_cover_the_build_seeds_pipeline_and_its_executions() -> None:
+    statements = {s["Sid"]: s for s in evaluator().properties("CiPolicy")["PolicyDocument"]["Statement"]}
+    base = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:pipeline/"
+    # seedcode/model-build's run-pipeline defaults the pipeline name to <project-name>-model-build.
+    for arn in (f"{base}abalone-model-build", f"{base}abalone-model-build/execution/abc123"):
+        assert any(fnmatch.fnmatchcase(arn, p) for p in statements["Pipeline"]["Resource"]), arn
+    for arn in (f"{base}abalone-other", f"{base}abalone-model-build-x"):
+        assert not any(fnmatch.fnmatchcase(arn, p) for p in statements["Pipeline"]["Resource"]), arn
+
+
 def test_ci_deploy_rights_cover_the_deploy_seeds_stack_and_endpoint_names() -> None:
     statements = {s["Sid"]: s for s in evaluator().properties("CiPolicy")["PolicyDocument"]["Statement"]}
     for stage in contract.STAGES:
