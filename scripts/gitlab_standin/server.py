@@ -114,8 +114,9 @@ class _Handler(BaseHTTPRequestHandler):
                 raise RouteNotFound()
             handler, groups = found
             host = self.headers.get("Host") or f"127.0.0.1:{standin.port}"
+            base_url = standin.external_url or f"http://{host}"
             request = Request(method, path, parse_qs(query, keep_blank_values=True), body,
-                              self.headers, f"http://{host}")
+                              self.headers, base_url)
             return handler(standin.backend, request, groups)
         git = _GIT_PATH.match(path)
         if git:
@@ -149,6 +150,7 @@ class Standin:
         pipelines_on_push: bool | None = None,
         new_project_override_role: str = "no_one_allowed",
         verbose: bool = False,
+        external_url: str | None = None,
     ) -> None:
         self._own_dir = data_dir is None
         self.data_dir = Path(data_dir) if data_dir else Path(tempfile.mkdtemp(prefix="gitlab-standin-"))
@@ -165,13 +167,22 @@ class Standin:
         self._server = _Server(("127.0.0.1", port), self)
         self.port: int = self._server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        self.backend.base_url = self.url
+        self.external_url: str | None = None
+        self.set_external_url(external_url)
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="gitlab-standin",
             daemon=True,
         )
         self._thread.start()
         self._stopped = False
+
+    def set_external_url(self, external_url: str | None) -> None:
+        """The URL clients reach the stand-in at (e.g. https through a TLS terminator in front of it).
+
+        Used for web_url, http_url_to_repo, pagination links and CI_SERVER_URL; None: the plain http url.
+        """
+        self.external_url = external_url.rstrip("/") if external_url else None
+        self.backend.base_url = self.external_url or self.url
 
     @property
     def token(self) -> str:
@@ -300,16 +311,19 @@ def start_standin(
     pipelines_on_push: bool | None = None,
     new_project_override_role: str = "no_one_allowed",
     verbose: bool = False,
+    external_url: str | None = None,
 ) -> Standin:
     """Start a stand-in on 127.0.0.1 (port 0: any free port) and return it, already serving.
 
     `groups` pre-creates groups by full path (e.g. "ml-team"); `runner` executes pipelines (None:
     pipelines only record "created"); `pipelines_on_push` (default: when a runner is given) starts a
     "push" pipeline for each commit, as GitLab does; `new_project_override_role` is the
-    ci_pipeline_variables_minimum_override_role new projects get ("no_one_allowed" like GitLab.com).
+    ci_pipeline_variables_minimum_override_role new projects get ("no_one_allowed" like GitLab.com);
+    `external_url` is the base of the URLs the API returns when clients reach it through a proxy
+    (settable later with `Standin.set_external_url`).
     """
     return Standin(
         port=port, data_dir=data_dir, tokens=tokens, groups=groups, runner=runner,
         pipelines_on_push=pipelines_on_push, new_project_override_role=new_project_override_role,
-        verbose=verbose,
+        verbose=verbose, external_url=external_url,
     )
