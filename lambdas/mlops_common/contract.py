@@ -43,6 +43,8 @@ PIPELINE_VAR_APPROVAL_STATUS: Final = "MODEL_APPROVAL_STATUS"
 # --- Sandbox / local execution switches (never set on real projects) ------------------------------
 # model-build: "local" runs the same pipeline definition on the CI machine (no SageMaker jobs).
 VAR_PIPELINE_RUN_MODE: Final = "PIPELINE_RUN_MODE"
+# model-build: input data override (s3:// URI or a path on the runner) passed as --input-data.
+VAR_PIPELINE_INPUT_DATA: Final = "PIPELINE_INPUT_DATA"
 # Any AWS endpoint override (moto in the sandbox); boto3 and the AWS CLI honour it natively.
 VAR_AWS_ENDPOINT_URL: Final = "AWS_ENDPOINT_URL"
 

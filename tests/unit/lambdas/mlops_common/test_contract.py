@@ -1,0 +1,98 @@
+"""The names in contract.py are the ones the other parts actually use.
+
+The seed repositories cannot import contract.py (they live in the user's GitLab), so these tests read
+their CI files and scripts and fail when a name drifts.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+from mlops_common import contract
+
+ROOT = Path(__file__).resolve().parents[4]
+SEEDS = ROOT / "seedcode"
+CONTRACT_NAMES = {
+    value for name, value in vars(contract).items() if name.startswith(("VAR_", "PIPELINE_VAR_"))
+}
+# Names the seeds use for their own purposes (not set by the platform).
+SEED_LOCAL_NAMES = {
+    "SAGEMAKER_VALIDATE_ROLE",  # SageMaker SDK v3 switch, set by the seed's tests
+    "MODEL_PACKAGE_FILE",  # model-deploy: build artifact path between its jobs
+    "PIPELINE_EXECUTION_ID",  # model-build: the execution the local runner creates
+}
+PLATFORM_NAME = re.compile(
+    r"\b(SAGEMAKER_[A-Z_]+|MODEL_PACKAGE_[A-Z_]+|MODEL_APPROVAL_STATUS|ARTIFACT_BUCKET|AWS_AUTH_MODE"
+    r"|PIPELINE_[A-Z_]+|AWS_ROLE_ARN)\b"
+)
+
+
+def _seed_files() -> list[Path]:
+    return sorted(
+        p
+        for p in SEEDS.rglob("*")
+        if p.is_file() and p.suffix in {".py", ".yml", ".yaml", ".json"} and "__pycache__" not in p.parts
+    )
+
+
+def test_model_package_group_name_joins_project_name_and_id() -> None:
+    assert contract.model_package_group_name("churn", "p-abc123") == "churn-p-abc123"
+
+
+@pytest.mark.parametrize("name", ["x" * 60, "bad_name", "-leading"])
+def test_model_package_group_name_refuses_what_sagemaker_refuses(name: str) -> None:
+    with pytest.raises(ValueError, match="model package group name"):
+        contract.model_package_group_name(name, "p-abc123")
+
+
+def test_endpoint_name_refuses_an_unknown_stage() -> None:
+    assert contract.endpoint_name("churn", "staging") == "churn-staging"
+    with pytest.raises(ValueError, match="unknown stage 'dev'"):
+        contract.endpoint_name("churn", "dev")
+
+
+@pytest.mark.parametrize("seed", ["model-build", "model-deploy"])
+def test_seed_ci_jobs_ask_for_the_id_token_the_oidc_provider_trusts(seed: str) -> None:
+    ci = yaml.safe_load((SEEDS / seed / ".gitlab-ci.yml").read_text())
+    tokens = [job["id_tokens"] for job in ci.values() if isinstance(job, dict) and "id_tokens" in job]
+    assert tokens, f"no job of {seed} asks for an OIDC id token"
+    for token in tokens:
+        assert token == {contract.CI_ID_TOKEN_NAME: {"aud": contract.OIDC_AUDIENCE}}
+
+
+@pytest.mark.parametrize("seed", ["model-build", "model-deploy"])
+def test_seed_ci_switches_on_the_auth_mode_values_the_checkin_sets(seed: str) -> None:
+    text = (SEEDS / seed / ".gitlab-ci.yml").read_text()
+    assert contract.VAR_AUTH_MODE in text
+    for mode in contract.AUTH_MODES:
+        assert re.search(rf"(^|[\s\"'=(]){re.escape(mode)}([\s\"')]|$)", text, re.M), f"{seed} ignores {mode}"
+    assert contract.VAR_WEB_IDENTITY_TOKEN_FILE in text
+
+
+def test_seeds_use_only_platform_names_the_contract_defines() -> None:
+    unknown: dict[str, set[str]] = {}
+    for path in _seed_files():
+        for name in PLATFORM_NAME.findall(path.read_text(errors="replace")):
+            if name not in CONTRACT_NAMES and name not in SEED_LOCAL_NAMES:
+                unknown.setdefault(name, set()).add(str(path.relative_to(ROOT)))
+    assert not unknown, f"names not in contract.py (typo, or add them there): {unknown}"
+
+
+def test_deploy_seed_reads_every_variable_the_trigger_passes() -> None:
+    used = "\n".join(p.read_text() for p in (SEEDS / "model-deploy").rglob("*.py"))
+    used += (SEEDS / "model-deploy" / ".gitlab-ci.yml").read_text()
+    for name in (
+        contract.PIPELINE_VAR_MODEL_PACKAGE_ARN,
+        contract.PIPELINE_VAR_MODEL_PACKAGE_GROUP,
+        contract.PIPELINE_VAR_APPROVAL_STATUS,
+    ):
+        assert name in used, f"the model-deploy seed ignores {name}"
+
+
+def test_build_seed_honours_the_local_run_switch() -> None:
+    ci = (SEEDS / "model-build" / ".gitlab-ci.yml").read_text()
+    assert f'"${{{contract.VAR_PIPELINE_RUN_MODE}:-}}" = "local"' in ci
+    assert contract.VAR_PIPELINE_INPUT_DATA in ci
