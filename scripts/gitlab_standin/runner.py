@@ -106,6 +106,15 @@ class GitlabCiLocalRunner:
         self.env = dict(env or {})
         self.timeout = timeout
         self.extra_args = tuple(extra_args)
+        self._live: set[subprocess.Popen[bytes]] = set()
+        self._live_lock = threading.Lock()
+
+    def kill_all(self) -> None:
+        """Kill every gitlab-ci-local run still going (with its jobs): for shutting a sandbox down."""
+        with self._live_lock:
+            live = list(self._live)
+        for proc in live:
+            _kill_group(proc)
 
     # --- PipelineRunner -----------------------------------------------------------------------
     def plan(self, ctx: RunContext) -> list[JobSpec]:
@@ -202,6 +211,8 @@ class GitlabCiLocalRunner:
             cmd, cwd=src, env=self._env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, start_new_session=True,
         )
+        with self._live_lock:
+            self._live.add(proc)
         timer = threading.Timer(self.timeout, _kill_group, args=(proc,))
         timer.start()
         started: list[str] = []
@@ -222,6 +233,8 @@ class GitlabCiLocalRunner:
             proc.wait()
         finally:
             timer.cancel()
+            with self._live_lock:
+                self._live.discard(proc)
         timed_out = proc.returncode in (-signal.SIGKILL, -signal.SIGTERM)
         for name in started + [n for n in outcome if n not in started]:
             status = outcome.get(name, "failed")

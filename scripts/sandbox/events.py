@@ -264,5 +264,10 @@ def set_approval(
     update: dict[str, Any] = {"ModelPackageArn": package_arn, "ModelApprovalStatus": status}
     if description:
         update["ApprovalDescription"] = description
+    # moto 5.2 replaces CustomerMetadataProperties with the request's (none) on every update; AWS keeps
+    # them. Sending the current ones back is a no-op in AWS and keeps moto's package intact.
+    current = sagemaker_client.describe_model_package(ModelPackageName=package_arn)
+    if current.get("CustomerMetadataProperties"):
+        update["CustomerMetadataProperties"] = current["CustomerMetadataProperties"]
     sagemaker_client.update_model_package(**update)
     return emit_model_package_change(sagemaker_client, bridge, package_arn)

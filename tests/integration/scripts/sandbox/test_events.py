@@ -92,3 +92,24 @@ def test_a_target_without_an_invoke_permission_is_not_run(
 
     assert delivery.invocation is None
     assert "AWS::Lambda::Permission" in str(delivery.not_delivered)
+
+
+def test_approval_keeps_the_packages_customer_metadata(
+    aws_client: Callable[[str], Any], bridge: EventBridge
+) -> None:
+    sm = aws_client("sagemaker")
+    sm.create_model_package_group(ModelPackageGroupName=GROUP)
+    arn = sm.create_model_package(
+        ModelPackageGroupName=GROUP, ModelApprovalStatus="PendingManualApproval",
+        CustomerMetadataProperties={"TestDataS3Uri": "s3://artifacts/test.csv"},
+        InferenceSpecification={
+            "Containers": [{"Image": "xgboost:3.0-5", "ModelDataUrl": "s3://artifacts/model.tar.gz"}],
+            "SupportedContentTypes": ["text/csv"], "SupportedResponseMIMETypes": ["text/csv"],
+        },
+    )["ModelPackageArn"]
+
+    emission = set_approval(sm, bridge, arn, "Approved")
+
+    described = sm.describe_model_package(ModelPackageName=arn)
+    assert described["CustomerMetadataProperties"] == {"TestDataS3Uri": "s3://artifacts/test.csv"}
+    assert emission.event["detail"]["CustomerMetadataProperties"] == {"TestDataS3Uri": "s3://artifacts/test.csv"}
