@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import ipaddress
+import select
 import socket
 import ssl
 import threading
@@ -181,18 +182,37 @@ class TlsTerminator:
         except OSError:
             client.close()
             return
-        threading.Thread(target=_pipe, args=(backend, secure), daemon=True).start()
-        _pipe(secure, backend)
+        _relay(secure, backend, self._stopped)
 
 
-def _pipe(source: socket.socket, sink: socket.socket) -> None:
+_IDLE_SECONDS = 120.0
+
+
+def _relay(secure: ssl.SSLSocket, backend: socket.socket, stopped: threading.Event) -> None:
+    """Pipe bytes both ways from ONE thread: an SSL socket must never be read and written by two threads
+    at once (OpenSSL objects are not thread-safe; doing so truncated responses under load)."""
+    idle = 0.0
     try:
-        while chunk := source.recv(65536):
-            sink.sendall(chunk)
+        while not stopped.is_set():
+            if secure.pending():
+                ready = [secure]
+            else:
+                ready, _, _ = select.select([secure, backend], [], [], 0.5)
+            if not ready:
+                idle += 0.5
+                if idle > _IDLE_SECONDS:
+                    return
+                continue
+            idle = 0.0
+            for source in ready:
+                chunk = source.recv(65536)
+                if not chunk:
+                    return
+                (backend if source is secure else secure).sendall(chunk)
     except OSError:
         pass
     finally:
-        for sock in (source, sink):
+        for sock in (secure, backend):
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
             sock.close()
