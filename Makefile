@@ -59,5 +59,8 @@ package: venv ## Build the Lambda zips and seed zips into build/ (reproducible)
 bench: venv ## Model quality benchmark on ABALONE_DATA (default ../shared/data/abalone.csv)
 	$(PY) scripts/bench_model.py --data $${ABALONE_DATA:-../shared/data/abalone.csv}
 
+demo: venv ## Run the whole lifecycle on the local sandbox (moto + GitLab stand-in + real CI runs)
+	$(PY) -m scripts.sandbox.demo $(ARGS)
+
 clean: ## Remove build output and virtualenvs
 	rm -rf build $(VENV) $(CHECKOV_VENV) node_modules .sandbox

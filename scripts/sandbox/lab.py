@@ -1,0 +1,511 @@
+"""The demo's steps against a running sandbox (see services.py): each is a short client of its URLs.
+
+`Lab` drives the product the way its users and AWS would: init.sh bootstraps, CloudFormation creates
+the project stack (the custom resource runs the packaged check-in Lambda), GitLab CI (gitlab-ci-local)
+trains and registers a model, an approval emits SageMaker's event to the packaged trigger Lambda, the
+deploy repository's CI deploys and tests staging, a person plays the production job, and a client calls
+the endpoint through sagemaker-runtime.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import time
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gitlab
+from mlops_common import contract
+
+from .custom_resources import CustomResourceBridge, Deletion, ResponseEndpoint
+from .events import Emission, EventBridge, emit_model_package_change, set_approval
+from .exceptions import SandboxError
+from .lambda_runner import LambdaRunner
+from .services import GROUP, REPO_ROOT, State
+from .stack_gaps import fill_gaps
+from .tls import LocalCA
+
+SEED_DATA_BUCKET = "sagemaker-servicecatalog-seedcode-{region}"
+SEED_DATA_KEY = "dataset/abalone-dataset.csv"
+UCI_ABALONE = "https://archive.ics.uci.edu/ml/machine-learning-databases/abalone/abalone.data"
+DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "abalone.csv"
+TOKEN_SECRET = "sagemaker-gitlab/token"  # noqa: S105 - a name
+CA_KEY = "sandbox/gitlab-ca.pem"
+BUILD_REPO, DEPLOY_REPO = "model-build", "model-deploy"
+SETTLED = ("success", "failed", "canceled", "skipped", "manual")
+
+Say = Callable[[str], None]
+
+
+class DemoError(SandboxError):
+    """A demo step failed; the message says which thing and where to look."""
+
+
+@dataclass
+class Project:
+    """The SageMaker project the demo created (saved as `<root>/project.json`)."""
+
+    name: str
+    id: str
+    stack_name: str
+    stack_id: str
+    deletion_policy: str
+    bundle_bucket: str
+    package_group: str = ""
+    artifact_bucket: str = ""
+    build_project_id: int = 0
+    deploy_project_id: int = 0
+    build_path: str = ""
+    deploy_path: str = ""
+    extra_refs: dict[str, str] = field(default_factory=dict)
+
+    def save(self, root: Path) -> None:
+        (root / "project.json").write_text(json.dumps(asdict(self), indent=2))
+
+    @classmethod
+    def load(cls, root: Path) -> Project:
+        path = root / "project.json"
+        if not path.exists():
+            raise DemoError("no project in this sandbox yet: run `demo create-project` first")
+        return cls(**json.loads(path.read_text()))
+
+    def endpoint_stack(self, stage: str) -> str:
+        # model-deploy's steps.common.Project.stack_name
+        return f"sagemaker-{self.name}-{self.id}-deploy-{stage}"
+
+
+def abalone_csv(say: Say) -> bytes:
+    """The Abalone data: $ABALONE_DATA, ../shared/data/abalone.csv, or a download from UCI."""
+    given = os.environ.get("ABALONE_DATA")
+    path = Path(given) if given else DEFAULT_DATA
+    if path.is_file():
+        say(f"Abalone data from {path}")
+        return path.read_bytes()
+    if given:
+        raise DemoError(f"ABALONE_DATA={given} does not exist: point it at the UCI abalone.data CSV")
+    say(f"downloading the Abalone data from {UCI_ABALONE} ...")
+    try:
+        with urllib.request.urlopen(UCI_ABALONE, timeout=30) as answer:  # noqa: S310 - fixed https URL
+            return bytes(answer.read())
+    except OSError as exc:
+        raise DemoError(
+            f"cannot download the Abalone data ({exc}); this machine may be offline: download {UCI_ABALONE} "
+            "elsewhere and set ABALONE_DATA=/path/to/abalone.data"
+        ) from None
+
+
+class Lab:
+    """Client-side steps of the demo against the sandbox described by `state`."""
+
+    def __init__(self, state: State, say: Say = print) -> None:
+        self.state = state
+        self.root = Path(state.root)
+        self.say = say
+        self.cfn = state.client("cloudformation")
+        self.sm = state.client("sagemaker")
+        self.s3 = state.client("s3")
+
+    # --- helpers -------------------------------------------------------------------------------------
+
+    def gitlab(self) -> gitlab.Gitlab:
+        return gitlab.Gitlab(
+            self.state.gitlab_url, private_token=self.state.token, ssl_verify=self.state.ca_file, timeout=30
+        )
+
+    def lambda_runner(self) -> LambdaRunner:
+        bundle = self.bundle_bucket()
+        return LambdaRunner(
+            lambda_client=self.state.client("lambda"),
+            s3_client=self.s3,
+            work_dir=self.root / "lambda",
+            aws_env=self.state.aws_env(),
+            extra_env={"SSL_CERT_FILE": self.state.ca_file},
+            code_buckets=(bundle,),
+        )
+
+    def bundle_bucket(self) -> str:
+        return f"sagemaker-gitlab-mlops-{self.state.account}-{self.state.region}"
+
+    def _bridge(self, endpoint: ResponseEndpoint, extra_refs: Mapping[str, str]) -> CustomResourceBridge:
+        return CustomResourceBridge(
+            cfn=self.cfn,
+            runner=self.lambda_runner(),
+            endpoint=endpoint,
+            clients=self.state.client,
+            region=self.state.region,
+            account=self.state.account,
+            state_file=self.root / "custom-resources.json",
+            extra_refs=dict(extra_refs),
+        )
+
+    def _endpoint(self) -> ResponseEndpoint:
+        ca = LocalCA.create(Path(self.state.ca_file).parent)
+        return ResponseEndpoint(ca.issue("cfn-response"), self.state.moto_url).start()
+
+    def event_bridge(self) -> EventBridge:
+        return EventBridge(self.state.client("events"), self.state.client("lambda"), self.lambda_runner())
+
+    # --- 1. bootstrap --------------------------------------------------------------------------------
+
+    def seed_public_data(self) -> str:
+        """The public seedcode dataset location the seed's pipeline reads by default, in moto S3."""
+        bucket = SEED_DATA_BUCKET.format(region=self.state.region)
+        self.s3.create_bucket(Bucket=bucket)
+        self.s3.put_object(Bucket=bucket, Key=SEED_DATA_KEY, Body=abalone_csv(self.say))
+        return f"s3://{bucket}/{SEED_DATA_KEY}"
+
+    def create_oidc_provider(self) -> str:
+        """The account's GitLab OIDC provider (moto's CloudFormation skips AWS::IAM::OIDCProvider)."""
+        iam = self.state.client("iam")
+        arn = iam.create_open_id_connect_provider(
+            Url=self.state.gitlab_url,
+            ClientIDList=["sts.amazonaws.com"],
+            ThumbprintList=["0" * 40],
+        )["OpenIDConnectProviderArn"]
+        return str(arn)
+
+    def bootstrap(self, oidc_arn: str) -> str:
+        """./init.sh in s3-template mode against moto; returns its output (the token never appears)."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_") and k != "GITLAB_TOKEN"}
+        env.update(self.state.aws_env())
+        command = [
+            "bash",
+            str(REPO_ROOT / "init.sh"),
+            "--region",
+            self.state.region,
+            "--mode",
+            "s3-template",
+            "--oidc-provider-arn",
+            oidc_arn,
+            "--token-stdin",
+        ]
+        done = subprocess.run(
+            command,
+            input=self.state.token,
+            env=env,
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        log = self.root / "logs" / "init.log"
+        log.write_text(done.stdout + done.stderr)
+        if done.returncode != 0:
+            last = (done.stderr.strip() or done.stdout.strip()).splitlines()[-1:]
+            raise DemoError(f"init.sh failed: {last[0] if last else done.returncode} (log: {log})")
+        return done.stdout
+
+    # --- 2. project ----------------------------------------------------------------------------------
+
+    def create_project(
+        self, name: str, project_id: str, deletion_policy: str, auth_mode: str = "oidc"
+    ) -> Project:
+        bundle = self.bundle_bucket()
+        self.s3.put_object(Bucket=bundle, Key=CA_KEY, Body=Path(self.state.ca_file).read_bytes())
+        template = self.s3.get_object(Bucket=bundle, Key="project-templates/sagemaker-gitlab-mlops.yml")
+        parameters = {
+            "SageMakerProjectName": name,
+            "SageMakerProjectId": project_id,
+            "GitLabServerUrl": self.state.gitlab_url,
+            "GitLabGroup": GROUP,
+            "GitLabTokenSecretName": TOKEN_SECRET,
+            "GitLabCaBundleS3Uri": f"s3://{bundle}/{CA_KEY}",
+            "RepositoryDeletionPolicy": deletion_policy,
+            "CiAuthMode": auth_mode,
+        }
+        stack_name = f"SC-{self.state.account}-pp-{name}"
+        stack_id = self.cfn.create_stack(
+            StackName=stack_name,
+            TemplateBody=template["Body"].read().decode(),
+            Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
+            Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM"],
+            Tags=[
+                {"Key": "sagemaker:project-name", "Value": name},
+                {"Key": "sagemaker:project-id", "Value": project_id},
+            ],
+        )["StackId"]
+        project = Project(name, project_id, stack_name, stack_id, deletion_policy, bundle)
+        gaps = fill_gaps(self.cfn, self.state.client, self.state.region, self.state.account, stack_name)
+        project.extra_refs = dict(gaps.created)
+        project.save(self.root)
+        endpoint = self._endpoint()
+        try:
+            outcomes = self._bridge(endpoint, gaps.created).create(stack_name)
+        finally:
+            endpoint.stop()
+        if not outcomes:
+            raise DemoError(
+                f"stack {stack_name} has no custom resource to run: is templates/project.yml right?"
+            )
+        for outcome in outcomes:
+            outcome.raise_for_failure()
+            self.say(outcome.message)
+            if outcome.updated_functions:
+                self.say(f"  dependants updated with its Data: {', '.join(outcome.updated_functions)}")
+        stack = self.cfn.describe_stacks(StackName=stack_name)["Stacks"][0]
+        if stack["StackStatus"] != "CREATE_COMPLETE":
+            raise DemoError(
+                f"stack {stack_name} is {stack['StackStatus']} after the custom resource answered"
+            )
+        outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+        project.package_group = outputs["ModelPackageGroupName"]
+        project.artifact_bucket = outputs["ArtifactsBucketName"]
+        project.build_project_id = int(outputs["ModelBuildProjectId"])
+        project.deploy_project_id = int(outputs["ModelDeployProjectId"])
+        project.build_path = outputs["ModelBuildRepositoryPath"]
+        project.deploy_path = outputs["ModelDeployRepositoryPath"]
+        project.save(self.root)
+        return project
+
+    def repositories(self, project: Project) -> dict[str, dict[str, Any]]:
+        """Each seeded repository: URLs, files on the default branch, CI variables (masked shown masked)."""
+        gl = self.gitlab()
+        shown: dict[str, dict[str, Any]] = {}
+        for label, project_id in (
+            (BUILD_REPO, project.build_project_id),
+            (DEPLOY_REPO, project.deploy_project_id),
+        ):
+            repo = gl.projects.get(project_id)
+            files = sorted(
+                item["path"]
+                for item in repo.repository_tree(ref=repo.default_branch, recursive=True, get_all=True)
+                if item["type"] == "blob"
+            )
+            variables = {}
+            for var in repo.variables.list(get_all=True):
+                value = "[MASKED]" if var.masked else var.value
+                variables[var.key] = {"value": value, "masked": var.masked, "protected": var.protected}
+            shown[label] = {
+                "path": repo.path_with_namespace,
+                "id": repo.id,
+                "clone_url": repo.http_url_to_repo,
+                "web_url": repo.web_url,
+                "default_branch": repo.default_branch,
+                "files": files,
+                "variables": variables,
+                "archived": repo.archived,
+            }
+        return shown
+
+    # --- 3. pipelines --------------------------------------------------------------------------------
+
+    def pipelines(self, project_id: int) -> list[dict[str, Any]]:
+        repo = self.gitlab().projects.get(project_id, lazy=True)
+        return [p.attributes for p in repo.pipelines.list(get_all=True)]
+
+    def pipeline_variables(self, project_id: int, pipeline_id: int) -> dict[str, str]:
+        repo = self.gitlab().projects.get(project_id, lazy=True)
+        pipeline = repo.pipelines.get(pipeline_id)
+        return {v.key: v.value for v in pipeline.variables.list(get_all=True)}
+
+    def wait_for_pipeline(
+        self,
+        project_id: int,
+        label: str,
+        *,
+        newer_than: int = 0,
+        source: str | None = None,
+        timeout: float = 600,
+        appear_timeout: float = 30,
+    ) -> dict[str, Any]:
+        """Wait for the first pipeline with id > newer_than (and `source`) to settle; shows job changes.
+
+        Settled: finished, or waiting at a blocking manual job. Returns the pipeline with its jobs.
+        """
+        repo = self.gitlab().projects.get(project_id, lazy=True)
+        deadline = time.monotonic() + appear_timeout
+        pipeline = None
+        while pipeline is None:
+            found = [
+                p
+                for p in repo.pipelines.list(get_all=True)
+                if p.id > newer_than and (source is None or p.source == source)
+            ]
+            if found:
+                pipeline = min(found, key=lambda p: p.id)
+                break
+            if time.monotonic() > deadline:
+                raise DemoError(
+                    f"no new {label} pipeline{f' ({source})' if source else ''} appeared within "
+                    f"{appear_timeout:.0f}s"
+                )
+            time.sleep(0.3)
+        self.say(f"{label} pipeline #{pipeline.id} ({pipeline.source}, {pipeline.ref}): {pipeline.web_url}")
+        return self._follow(repo, pipeline.id, label, timeout)
+
+    def _follow(self, repo: Any, pipeline_id: int, label: str, timeout: float) -> dict[str, Any]:
+        seen: dict[str, str] = {}
+        deadline = time.monotonic() + timeout
+        while True:
+            pipeline = repo.pipelines.get(pipeline_id)
+            jobs = sorted(pipeline.jobs.list(get_all=True), key=lambda j: j.id)
+            for job in jobs:
+                if seen.get(job.name) != job.status:
+                    seen[job.name] = job.status
+                    self.say(f"  {label} #{pipeline_id} {job.stage}/{job.name}: {job.status}")
+            active = [j for j in jobs if j.status in ("created", "pending", "running")]
+            if pipeline.status in SETTLED and not active:
+                return {
+                    **pipeline.attributes,
+                    "jobs": {j.name: {"id": j.id, "status": j.status, "stage": j.stage} for j in jobs},
+                }
+            if time.monotonic() > deadline:
+                raise DemoError(
+                    f"{label} pipeline #{pipeline_id} still {pipeline.status} after {timeout:.0f}s"
+                )
+            time.sleep(0.5)
+
+    def job_log(self, project_id: int, job_id: int) -> str:
+        job = self.gitlab().projects.get(project_id, lazy=True).jobs.get(job_id)
+        return bytes(job.trace()).decode("utf-8", "replace")
+
+    def failed_job_reason(self, project_id: int, pipeline: Mapping[str, Any]) -> str:
+        for name, job in pipeline["jobs"].items():
+            if job["status"] == "failed":
+                tail = [ln for ln in self.job_log(project_id, job["id"]).splitlines() if ln.strip()][-3:]
+                path = self.root / "logs" / f"job-{job['id']}-{name}.log"
+                path.write_text(self.job_log(project_id, job["id"]))
+                return f"job {name} failed: {' | '.join(tail)[-300:]} (log: {path})"
+        return f"pipeline #{pipeline['id']} is {pipeline['status']}"
+
+    def play(
+        self, project_id: int, pipeline_id: int, job_name: str, label: str, timeout: float = 600
+    ) -> dict[str, Any]:
+        repo = self.gitlab().projects.get(project_id, lazy=True)
+        jobs = {j.name: j for j in repo.pipelines.get(pipeline_id).jobs.list(get_all=True)}
+        if job_name not in jobs:
+            raise DemoError(
+                f"pipeline #{pipeline_id} has no job {job_name!r}; it has: {', '.join(sorted(jobs))}"
+            )
+        if jobs[job_name].status != "manual":
+            raise DemoError(
+                f"job {job_name} of pipeline #{pipeline_id} is {jobs[job_name].status}, not manual"
+            )
+        repo.jobs.get(jobs[job_name].id, lazy=True).play()
+        self.say(f"played {job_name} (job {jobs[job_name].id}) as a maintainer would in GitLab")
+        return self._follow(repo, pipeline_id, label, timeout)
+
+    def artifact(self, pipeline_id: int, job: str, name: str) -> Path | None:
+        """A file a job kept as an artifact (gitlab-ci-local keeps them in the pipeline's checkout)."""
+        base = (
+            self.root / "gitlab" / "pipelines" / str(pipeline_id) / "src" / ".gitlab-ci-local" / "artifacts"
+        )
+        found = sorted((base / job).rglob(name)) if (base / job).is_dir() else []
+        return found[0] if found else None
+
+    # --- 4. model registry and events ---------------------------------------------------------------
+
+    def packages(self, project: Project) -> list[dict[str, Any]]:
+        listed = self.sm.list_model_packages(
+            ModelPackageGroupName=project.package_group, SortBy="CreationTime", SortOrder="Ascending"
+        )
+        return [
+            self.sm.describe_model_package(ModelPackageName=p["ModelPackageArn"])
+            for p in listed["ModelPackageSummaryList"]
+        ]
+
+    def read_s3(self, uri: str) -> bytes:
+        bucket, _, key = uri.removeprefix("s3://").partition("/")
+        return bytes(self.s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+
+    def metrics(self, package: Mapping[str, Any]) -> dict[str, Any]:
+        # The SDK's ModelMetrics(model_statistics=...) is the API's ModelQuality.Statistics.
+        uri = package["ModelMetrics"]["ModelQuality"]["Statistics"]["S3Uri"]
+        return dict(json.loads(self.read_s3(uri)))
+
+    def emit(self, package_arn: str) -> Emission:
+        return emit_model_package_change(self.sm, self.event_bridge(), package_arn)
+
+    def set_status(self, package_arn: str, status: str) -> Emission:
+        emission = set_approval(
+            self.sm,
+            self.event_bridge(),
+            package_arn,
+            status,
+            description=f"{status} in the local sandbox demo",
+        )
+        for delivery in emission.deliveries:
+            if delivery.not_delivered:
+                raise DemoError(f"rule {delivery.rule}: {delivery.not_delivered}")
+            if delivery.invocation is not None:
+                delivery.invocation.raise_for_error()
+        return emission
+
+    # --- 5. endpoints and predictions ---------------------------------------------------------------
+
+    def endpoint(self, project: Project, stage: str) -> dict[str, Any] | None:
+        stack = project.endpoint_stack(stage)
+        try:
+            resources = self.cfn.describe_stack_resources(StackName=stack, LogicalResourceId="Endpoint")
+        except self.cfn.exceptions.ClientError:
+            return None
+        physical = str(resources["StackResources"][0]["PhysicalResourceId"])
+        name = physical.rsplit("endpoint/", 1)[-1]  # moto's physical id is the endpoint ARN
+        described = self.sm.describe_endpoint(EndpointName=name)
+        config = self.sm.describe_endpoint_config(EndpointConfigName=described["EndpointConfigName"])
+        model = self.sm.describe_model(ModelName=config["ProductionVariants"][0]["ModelName"])
+        container = model.get("PrimaryContainer", {})
+        return {
+            "name": name,
+            "status": described["EndpointStatus"],
+            "config": described["EndpointConfigName"],
+            "model": model["ModelName"],
+            "model_package": container.get("ModelPackageName", ""),
+            "model_data": container.get("ModelDataUrl", ""),
+            "stack": stack,
+        }
+
+    def test_rows(self, package: Mapping[str, Any], count: int) -> list[list[str]]:
+        uri = package["CustomerMetadataProperties"][contract.METADATA_TEST_DATA_URI]
+        rows = list(csv.reader(io.StringIO(self.read_s3(uri).decode())))
+        return [r for r in rows if r][:count]
+
+    def predict(self, endpoint_name: str, rows: Sequence[Sequence[str]]) -> list[float]:
+        runtime = self.state.client("sagemaker-runtime")
+        body = "\n".join(",".join(r) for r in rows)
+        answer = runtime.invoke_endpoint(
+            EndpointName=endpoint_name, ContentType="text/csv", Accept="text/csv", Body=body.encode()
+        )
+        text = answer["Body"].read().decode()
+        return [float(v) for v in text.replace(",", "\n").split() if v.strip()]
+
+    # --- 6. delete -----------------------------------------------------------------------------------
+
+    def delete_project(self, project: Project) -> tuple[Deletion, dict[str, str]]:
+        """Delete the project stack (custom resource Delete first) and check the deletion policy."""
+        endpoint = self._endpoint()
+        try:
+            deletion = self._bridge(endpoint, project.extra_refs).delete_stack(project.stack_name)
+        finally:
+            endpoint.stop()
+        for outcome in deletion.outcomes:
+            outcome.raise_for_failure()
+            self.say(outcome.message)
+        gl = self.gitlab()
+        states: dict[str, str] = {}
+        for label, project_id in (
+            (BUILD_REPO, project.build_project_id),
+            (DEPLOY_REPO, project.deploy_project_id),
+        ):
+            try:
+                repo = gl.projects.get(project_id)
+            except gitlab.GitlabGetError as exc:
+                if exc.response_code != 404:
+                    raise
+                states[label] = "deleted"
+                continue
+            states[label] = "archived" if repo.archived else "kept"
+        expected = {"delete": "deleted", "archive": "archived", "retain": "kept"}[project.deletion_policy]
+        wrong = {k: v for k, v in states.items() if v != expected}
+        if wrong:
+            raise DemoError(f"RepositoryDeletionPolicy {project.deletion_policy} not applied: {wrong}")
+        (self.root / "project.json").rename(self.root / f"project-deleted-{project.id}.json")
+        return deletion, states

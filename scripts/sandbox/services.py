@@ -1,0 +1,194 @@
+"""The sandbox's long-running servers, started together and described in `.sandbox/state.json`.
+
+One process hosts them (the demo itself for a full run, or a detached `demo serve` for `demo up`):
+moto (all of AWS the sandbox uses) on 127.0.0.1, the GitLab stand-in with a gitlab-ci-local pipeline
+runner behind an HTTPS terminator (certificate from the sandbox's local CA), and the local
+sagemaker-runtime (`InferenceServer`). Everything else the demo does is a short client of these URLs,
+so a second process can pick up from `state.json`.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import logging
+import os
+import secrets
+import sys
+import time
+import warnings
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from .lambda_runner import moto_environment
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+REGION = "us-east-1"
+ACCOUNT = "123456789012"  # moto's default account
+GROUP = "ml-team"
+FAIL_FAST = Config(retries={"max_attempts": 2}, connect_timeout=5, read_timeout=60)
+
+
+@dataclass(frozen=True)
+class State:
+    """What a client needs to reach a running sandbox (written to `<root>/state.json`)."""
+
+    root: str
+    moto_url: str
+    gitlab_url: str  # https, through the TLS terminator
+    gitlab_http_url: str  # the stand-in itself
+    inference_url: str
+    ca_file: str
+    token_file: str
+    pid: int
+    region: str = REGION
+    account: str = ACCOUNT
+
+    @property
+    def token(self) -> str:
+        return Path(self.token_file).read_text().strip()
+
+    def save(self) -> None:
+        path = Path(self.root) / "state.json"
+        path.write_text(json.dumps(asdict(self), indent=2))
+
+    @classmethod
+    def load(cls, root: Path) -> State:
+        return cls(**json.loads((root / "state.json").read_text()))
+
+    def aws_env(self) -> dict[str, str]:
+        """Variables for a process that must talk only to the sandbox's moto."""
+        return moto_environment(self.moto_url, self.region)
+
+    def client(self, service: str) -> Any:
+        if service == "sagemaker-runtime":
+            return boto3.client(
+                service,
+                region_name=self.region,
+                endpoint_url=self.inference_url,
+                aws_access_key_id="testing",
+                aws_secret_access_key="testing",  # noqa: S106
+                config=FAIL_FAST,
+            )
+        return boto3.client(
+            service,
+            region_name=self.region,
+            endpoint_url=self.moto_url,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",  # noqa: S106
+            config=FAIL_FAST,
+        )
+
+
+def fake_id_token(gitlab_url: str) -> str:
+    """A JWT-shaped GitLab id_token. moto's AssumeRoleWithWebIdentity checks no signature; nothing else
+    accepts it. (There is no OIDC issuer in the sandbox; gitlab-ci-local leaves id_tokens unset.)"""
+
+    def part(data: Mapping[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+
+    now = int(time.time())
+    claims = {
+        "iss": gitlab_url,
+        "aud": "sts.amazonaws.com",
+        "sub": f"project_path:{GROUP}/sandbox",
+        "iat": now,
+        "exp": now + 86400,
+    }
+    return f"{part({'alg': 'RS256', 'typ': 'JWT'})}.{part(claims)}.{part({'sandbox': 'unsigned'})}"
+
+
+def runner_environment(moto_url: str, inference_url: str, gitlab_url: str) -> dict[str, str]:
+    """What CI jobs get on top of the project's variables: the sandbox's switches and this venv first."""
+    venv_bin = REPO_ROOT / ".venv" / "bin"
+    path_parts = [str(venv_bin), str(Path(sys.executable).parent), os.environ.get("PATH", "/usr/bin:/bin")]
+    return {
+        **moto_environment(moto_url, REGION),
+        "PATH": os.pathsep.join(dict.fromkeys(path_parts)),
+        "PIPELINE_RUN_MODE": "local",
+        "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": inference_url,
+        "AWS_ID_TOKEN": fake_id_token(gitlab_url),
+        "SAGEMAKER_VALIDATE_ROLE": "false",
+        "PIP_NO_INDEX": "1",  # a job that would install something fails fast instead of downloading
+    }
+
+
+class Services:
+    """The running servers; `stop()` ends them (and any pipeline still running) and is idempotent."""
+
+    def __init__(self, root: Path) -> None:
+        from moto.server import ThreadedMotoServer
+
+        from scripts.gitlab_standin import GitlabCiLocalRunner, start_standin
+
+        from .inference import InferenceServer
+        from .tls import LocalCA, TlsTerminator
+
+        self.root = root
+        # moto's Werkzeug server logs every request to stderr: keep the demo's output readable.
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        # ... and its CloudFormation warns about every resource type it skips (stack_gaps reports those).
+        logging.getLogger("moto").setLevel(logging.CRITICAL)
+        warnings.filterwarnings("ignore", module=r"moto\..*")
+        for sub in ("logs", "gitlab", "lambda"):
+            (root / sub).mkdir(parents=True, exist_ok=True)
+        self._stack = contextlib.ExitStack()
+        try:
+            self.ca = LocalCA.create(root / "ca")
+            self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+            self.moto.start()
+            self._stack.callback(self.moto.stop)
+            host, port = self.moto.get_host_and_port()
+            moto_url = f"http://{host}:{port}"
+            # Lambda keeps moto's default docker backend: with use_docker false, functions created by
+            # CloudFormation are invisible to the Lambda API. Nothing runs in Docker (the sandbox runs them).
+            self.state_stub = State(str(root), moto_url, "", "", "", str(self.ca.ca_file), "", os.getpid())
+            self.inference = InferenceServer(
+                self.state_stub.client("sagemaker"),
+                self.state_stub.client("s3"),
+                ACCOUNT,
+                log_file=root / "logs" / "inference.log",
+            ).start()
+            self._stack.callback(self.inference.stop)
+            gitlab_cert = self.ca.issue("gitlab")
+            # The terminator needs the stand-in's port and the runner the terminator's URL: bind the
+            # terminator after the stand-in and hand the stand-in its external URL then.
+            self.runner = GitlabCiLocalRunner(timeout=600)
+            self.standin = start_standin(data_dir=root / "gitlab", groups=[GROUP], runner=self.runner)
+            self._stack.callback(self.standin.stop)
+            self._stack.callback(self.runner.kill_all)
+            self.terminator = TlsTerminator(gitlab_cert, self.standin.port).start()
+            self._stack.callback(self.terminator.stop)
+            self.standin.set_external_url(self.terminator.url)
+            self.runner.env.update(runner_environment(moto_url, self.inference.url, self.terminator.url))
+            token_file = root / "gitlab-token"
+            token_file.touch(mode=0o600)
+            token_file.chmod(0o600)
+            token_file.write_text(self.standin.token + "\n")
+            self.state = State(
+                root=str(root),
+                moto_url=moto_url,
+                gitlab_url=self.terminator.url,
+                gitlab_http_url=self.standin.url,
+                inference_url=self.inference.url,
+                ca_file=str(self.ca.ca_file),
+                token_file=str(token_file),
+                pid=os.getpid(),
+            )
+            self.state.save()
+        except BaseException:
+            self._stack.close()
+            raise
+
+    def stop(self) -> None:
+        self._stack.close()
+
+
+def new_project_id() -> str:
+    return "p-" + secrets.token_hex(6)
