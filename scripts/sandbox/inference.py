@@ -103,6 +103,12 @@ def format_predictions(predictions: Sequence[Any], accept: str) -> tuple[bytes, 
     return ("\n".join(lines) + "\n").encode(), "text/csv"
 
 
+def model_name(name_or_arn: str) -> str:
+    """A model's name. After a stack update moto's CloudFormation writes the replaced model's ARN into the
+    endpoint config where AWS keeps the name; describe_model only takes names."""
+    return name_or_arn.rsplit(":model/", 1)[-1] if name_or_arn.startswith("arn:") else name_or_arn
+
+
 @dataclass
 class _Resolved:
     variant: str
@@ -214,7 +220,7 @@ class InferenceServer:
             raise InvokeError(400, "ValidationError",
                               f"Endpoint {endpoint} of account {self.account} not found.") from exc
         variant = sm.describe_endpoint_config(EndpointConfigName=config_name)["ProductionVariants"][0]
-        model = sm.describe_model(ModelName=variant["ModelName"])
+        model = sm.describe_model(ModelName=model_name(variant["ModelName"]))
         container = model.get("PrimaryContainer") or (model.get("Containers") or [{}])[0]
         url = container.get("ModelDataUrl")
         if container.get("ModelPackageName"):

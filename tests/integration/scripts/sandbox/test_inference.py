@@ -155,3 +155,4 @@ def test_rows_the_model_cannot_take_are_a_model_error(
 
     assert caught.value.response["Error"]["Code"] == "ModelError"
     assert "csv" in caught.value.response["Error"]["Message"]
+
