@@ -103,10 +103,27 @@ def format_predictions(predictions: Sequence[Any], accept: str) -> tuple[bytes, 
     return ("\n".join(lines) + "\n").encode(), "text/csv"
 
 
-def model_name(name_or_arn: str) -> str:
-    """A model's name. After a stack update moto's CloudFormation writes the replaced model's ARN into the
-    endpoint config where AWS keeps the name; describe_model only takes names."""
-    return name_or_arn.rsplit(":model/", 1)[-1] if name_or_arn.startswith("arn:") else name_or_arn
+def describe_model(sm: Any, cfn: Any | None, config_name: str, name: str) -> dict[str, Any]:
+    """The model an endpoint config serves.
+
+    moto's CloudFormation `update_stack` replaces a stack's Model but leaves the new EndpointConfig naming
+    the old, deleted one (it does not re-point dependants). AWS would have the config name the new model:
+    so when the named model is gone, take the Model resource of the stack that owns the config.
+    """
+    try:
+        return dict(sm.describe_model(ModelName=name))
+    except sm.exceptions.ClientError:
+        if cfn is None:
+            raise
+    for stack in cfn.describe_stacks()["Stacks"]:
+        resources = cfn.describe_stack_resources(StackName=stack["StackName"])["StackResources"]
+        if any(r.get("ResourceType") == "AWS::SageMaker::EndpointConfig"
+               and r.get("PhysicalResourceId", "").rsplit("/", 1)[-1] == config_name for r in resources):
+            for r in resources:
+                if r.get("ResourceType") == "AWS::SageMaker::Model" and r.get("PhysicalResourceId"):
+                    physical = str(r["PhysicalResourceId"])
+                    return dict(sm.describe_model(ModelName=physical.rsplit(":model/", 1)[-1]))
+    return dict(sm.describe_model(ModelName=name))
 
 
 @dataclass
@@ -125,6 +142,7 @@ class InferenceServer:
     host: str = "127.0.0.1"
     port: int = 0
     log_file: Path | None = None
+    cfn_client: Any = None  # repairs moto's stale model references after stack updates (describe_model)
     _models: dict[tuple[str, str], Any] = field(default_factory=dict, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
     _server: ThreadingHTTPServer | None = field(default=None, init=False)
@@ -220,7 +238,7 @@ class InferenceServer:
             raise InvokeError(400, "ValidationError",
                               f"Endpoint {endpoint} of account {self.account} not found.") from exc
         variant = sm.describe_endpoint_config(EndpointConfigName=config_name)["ProductionVariants"][0]
-        model = sm.describe_model(ModelName=model_name(variant["ModelName"]))
+        model = describe_model(sm, self.cfn_client, config_name, variant["ModelName"])
         container = model.get("PrimaryContainer") or (model.get("Containers") or [{}])[0]
         url = container.get("ModelDataUrl")
         if container.get("ModelPackageName"):

@@ -27,6 +27,7 @@ from mlops_common import contract
 from .custom_resources import CustomResourceBridge, Deletion, ResponseEndpoint
 from .events import Emission, EventBridge, emit_model_package_change, set_approval
 from .exceptions import SandboxError
+from .inference import describe_model
 from .lambda_runner import LambdaRunner
 from .services import GROUP, REPO_ROOT, State
 from .stack_gaps import fill_gaps
@@ -451,7 +452,8 @@ class Lab:
         name = physical.rsplit("endpoint/", 1)[-1]  # moto's physical id is the endpoint ARN
         described = self.sm.describe_endpoint(EndpointName=name)
         config = self.sm.describe_endpoint_config(EndpointConfigName=described["EndpointConfigName"])
-        model = self.sm.describe_model(ModelName=config["ProductionVariants"][0]["ModelName"])
+        model = describe_model(self.sm, self.cfn, described["EndpointConfigName"],
+                               config["ProductionVariants"][0]["ModelName"])
         container = model.get("PrimaryContainer", {})
         return {
             "name": name,
@@ -507,5 +509,7 @@ class Lab:
         wrong = {k: v for k, v in states.items() if v != expected}
         if wrong:
             raise DemoError(f"RepositoryDeletionPolicy {project.deletion_policy} not applied: {wrong}")
-        (self.root / "project.json").rename(self.root / f"project-deleted-{project.id}.json")
+        current = self.root / "project.json"
+        if current.exists() and json.loads(current.read_text()).get("id") == project.id:
+            current.rename(self.root / f"project-deleted-{project.id}.json")
         return deletion, states

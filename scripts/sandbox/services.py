@@ -154,6 +154,7 @@ class Services:
                 self.state_stub.client("s3"),
                 ACCOUNT,
                 log_file=root / "logs" / "inference.log",
+                cfn_client=self.state_stub.client("cloudformation"),
             ).start()
             self._stack.callback(self.inference.stop)
             gitlab_cert = self.ca.issue("gitlab")
