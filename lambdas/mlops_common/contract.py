@@ -55,7 +55,8 @@ OWNER_TOPIC_PREFIX: Final = "sagemaker-project-"
 # The model package's CustomerMetadataProperties key holding the S3 URI of held-out rows (CSV, no
 # header, target first) that the staging test sends to the endpoint.
 METADATA_TEST_DATA_URI: Final = "TestDataS3Uri"
-# evaluation.json: {"regression_metrics": {"mse": {"value": .., "standard_deviation": ..}, ...}}
+# The package's ModelMetrics.ModelQuality.Statistics.S3Uri points at evaluation.json:
+# {"regression_metrics": {"mse": {"value": .., "standard_deviation": ..}, ...}}
 EVALUATION_METRICS_KEY: Final = "regression_metrics"
 
 # --- SageMaker events -----------------------------------------------------------------------------

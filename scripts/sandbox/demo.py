@@ -472,7 +472,7 @@ def lifecycle(
         run.prediction = step_predict(lab, report, project, run.prod["prod"]["name"], run.build["package"])
         stage.detail = f"MAE {run.prediction['mae']:.2f} rings"
     report.facts["logs"] = (
-        f"{root / 'logs'} (CI job logs via the GitLab API; Lambda logs {root / 'lambda/logs'})"
+        f"{root / 'logs'} (init.sh, CI jobs in ci/, inference server; Lambda logs {root / 'lambda/logs'})"
     )
     if extra is not None:
         with report.stage(EXTRA_STAGE):
@@ -483,6 +483,28 @@ def lifecycle(
         if deletion.stack_error:
             report.say(f"note: {deletion.stack_error}")
     return run
+
+
+def prune_to_logs(root: Path) -> None:
+    """Remove the sandbox's state but keep its logs (logs/, lambda/logs/), which the summary points at."""
+
+    def remove(path: Path) -> None:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+
+    if not root.is_dir():
+        return
+    for child in root.iterdir():
+        if child.name == "logs":
+            continue
+        if child.name == "lambda" and child.is_dir():
+            for sub in child.iterdir():
+                if sub.name != "logs":
+                    remove(sub)
+            continue
+        remove(child)
 
 
 def full_run(
@@ -532,7 +554,7 @@ def full_run(
                 f"{root} (logs, repositories, Lambda logs; `demo down` cleans)"
             )
         else:
-            shutil.rmtree(root, ignore_errors=True)
+            prune_to_logs(root)
     report.out(report.summary(len(FULL_STAGES) + (extra is not None)))
     return 0 if report.failure is None else 1
 

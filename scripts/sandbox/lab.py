@@ -14,6 +14,7 @@ import io
 import json
 import os
 import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
@@ -176,6 +177,8 @@ class Lab:
         """./init.sh in s3-template mode against moto; returns its output (the token never appears)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_") and k != "GITLAB_TOKEN"}
         env.update(self.state.aws_env())
+        # The AWS CLI init.sh drives comes with the project's venv (requirements/dev.txt).
+        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "/usr/bin:/bin")])
         command = [
             "bash",
             str(REPO_ROOT / "init.sh"),
@@ -354,6 +357,7 @@ class Lab:
                     self.say(f"  {label} #{pipeline_id} {job.stage}/{job.name}: {job.status}")
             active = [j for j in jobs if j.status in ("created", "pending", "running")]
             if pipeline.status in SETTLED and not active:
+                self._save_job_logs(repo, pipeline_id, label, jobs)
                 return {
                     **pipeline.attributes,
                     "jobs": {j.name: {"id": j.id, "status": j.status, "stage": j.stage} for j in jobs},
@@ -363,6 +367,15 @@ class Lab:
                     f"{label} pipeline #{pipeline_id} still {pipeline.status} after {timeout:.0f}s"
                 )
             time.sleep(0.5)
+
+    def _save_job_logs(self, repo: Any, pipeline_id: int, label: str, jobs: Sequence[Any]) -> None:
+        """Keep each finished job's trace under logs/ci/, where the summary says the logs are."""
+        folder = self.root / "logs" / "ci"
+        folder.mkdir(parents=True, exist_ok=True)
+        for job in jobs:
+            if job.status in ("success", "failed", "canceled"):
+                trace = bytes(repo.jobs.get(job.id, lazy=True).trace()).decode("utf-8", "replace")
+                (folder / f"{label}-{pipeline_id}-{job.name}.log").write_text(trace)
 
     def job_log(self, project_id: int, job_id: int) -> str:
         job = self.gitlab().projects.get(project_id, lazy=True).jobs.get(job_id)

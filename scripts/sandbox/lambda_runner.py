@@ -73,6 +73,14 @@ def error(kind, message, tb=None):
     print("[ERROR] " + kind + ": " + message, file=sys.stderr, flush=True)
     finish({"ok": False, "errorType": kind, "errorMessage": message, "stackTrace": stack})
 
+# Like Lambda's Python runtime: one handler on the root logger writing to the function's log stream,
+# so INFO records of loggers the function configures reach the log (as they reach CloudWatch).
+import logging
+_log_handler = logging.StreamHandler(sys.stdout)
+_log_format = "[%(levelname)s]\t%(asctime)s.%(msecs)03dZ\t" + meta["request_id"] + "\t%(message)s"
+_log_handler.setFormatter(logging.Formatter(_log_format, "%Y-%m-%dT%H:%M:%S"))
+logging.getLogger().addHandler(_log_handler)
+
 module_name, _, function_name = handler_name.rpartition(".")
 if not module_name or not function_name:
     error("Runtime.MalformedHandlerName", "Bad handler '" + handler_name + "': not enough values to unpack")

@@ -49,6 +49,23 @@ def test_runs_the_deployed_zip_with_its_environment_and_a_context(
     assert f"END RequestId: {result.request_id}" in log
 
 
+def test_info_logs_of_a_logger_the_function_configures_reach_its_log_like_cloudwatch(
+    deploy: Callable[..., str], runner: LambdaRunner
+) -> None:
+    code = (
+        "import logging\nlog = logging.getLogger('app')\nlog.setLevel(logging.INFO)\n"
+        "def handler(event, context):\n    log.info('ignored: %s', event['why'])\n    return 1\n"
+    )
+    deploy("logs", {"app.py": code})
+
+    result = runner.invoke("logs", {"why": "other group"})
+
+    assert result.log_file is not None
+    lines = [ln for ln in result.log_file.read_text().splitlines() if "ignored: other group" in ln]
+    assert len(lines) == 1
+    assert lines[0].startswith("[INFO]\t") and result.request_id in lines[0]
+
+
 def test_an_exception_becomes_the_lambda_error_shape(
     deploy: Callable[..., str], runner: LambdaRunner
 ) -> None:
