@@ -6,6 +6,7 @@ stack, so the project's model package group exists as it would in AWS. Their phy
 secret ARN) are returned for the custom resource bridge's `extra_refs`.
 
 Resources moto lists without a physical id but does create (AWS::Lambda::Permission) are only reported.
+`AWS::IAM::AccessKey` secrets, which moto never reveals, come from a key issued through IAM.
 Leaves out: deleting them with the stack (moto state is thrown away with the sandbox), resource
 policies, KMS keys, generated secret strings, and every other skipped type (listed as not created).
 """
@@ -60,6 +61,23 @@ _CREATORS: dict[str, Callable[[Callable[[str], Any], Mapping[str, Any]], str]] =
 }
 
 
+def _issue_access_keys(stack: DeployedStack, clients: Callable[[str], Any]) -> None:
+    """Give each AWS::IAM::AccessKey a secret the resolver can use.
+
+    moto creates the key but never reveals its secret (AWS reveals it only to CloudFormation, as
+    `GetAtt Key.SecretAccessKey`), so the sandbox issues the user a key through IAM and resolves the
+    resource's Ref and SecretAccessKey to it.
+    """
+    iam = clients("iam")
+    for logical_id, resource in stack.template.get("Resources", {}).items():
+        if resource["Type"] != "AWS::IAM::AccessKey" or not stack.created(logical_id):
+            continue
+        user = str(stack.resolver.resolve(resource["Properties"]["UserName"]))
+        key = iam.create_access_key(UserName=user)["AccessKey"]
+        stack.resolver.overrides[(logical_id, "Ref")] = key["AccessKeyId"]
+        stack.resolver.overrides[(logical_id, "SecretAccessKey")] = key["SecretAccessKey"]
+
+
 def fill_gaps(
     cfn: Any, clients: Callable[[str], Any], region: str, account: str, stack_name: str
 ) -> Gaps:
@@ -67,6 +85,7 @@ def fill_gaps(
     stack: DeployedStack = load_stack(cfn, clients, region, account, stack_name)
     created: dict[str, str] = {}
     not_created: dict[str, str] = {}
+    _issue_access_keys(stack, clients)
     for logical_id, resource in stack.template.get("Resources", {}).items():
         if logical_id in stack.resolver.physical_ids or not stack.created(logical_id):
             continue

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -64,3 +65,35 @@ def test_resources_whose_condition_is_false_are_left_out(
 
     assert "KeySecret" not in gaps.created
     assert "KeySecret" not in gaps.not_created
+
+
+ACCESS_KEY_TEMPLATE = """
+Resources:
+  CiUser: {Type: AWS::IAM::User}
+  CiKey:
+    Type: AWS::IAM::AccessKey
+    Properties: {UserName: !Ref CiUser, Status: Active}
+  CiKeySecret:
+    Type: AWS::SecretsManager::Secret
+    Properties:
+      Name: ci-key
+      SecretString: !Sub '{"AccessKeyId": "${CiKey}", "SecretAccessKey": "${CiKey.SecretAccessKey}"}'
+"""
+
+
+def test_an_access_key_secret_holds_a_working_key_of_the_stack_user(
+    aws_client: Callable[[str], Any], sandbox_aws: str
+) -> None:
+    cfn = aws_client("cloudformation")
+    cfn.create_stack(StackName="keys", TemplateBody=ACCESS_KEY_TEMPLATE)
+    user = cfn.describe_stack_resource(StackName="keys", LogicalResourceId="CiUser")[
+        "StackResourceDetail"]["PhysicalResourceId"]
+
+    gaps = fill_gaps(cfn, aws_client, REGION, "123456789012", "keys")
+
+    stored = json.loads(
+        aws_client("secretsmanager").get_secret_value(SecretId=gaps.created["CiKeySecret"])["SecretString"]
+    )
+    user_keys = aws_client("iam").list_access_keys(UserName=user)["AccessKeyMetadata"]
+    assert stored["AccessKeyId"] in {k["AccessKeyId"] for k in user_keys}
+    assert len(stored["SecretAccessKey"]) >= 20
