@@ -29,8 +29,9 @@ $(NODE_STAMP): package.json
 
 venv: $(STAMP) $(NODE_STAMP) ## Install the Python and Node tools into .venv and node_modules
 
-lint: venv ## ruff, cfn-lint on every template, GitLab CI schema on the seeds
+lint: venv ## ruff, mypy, cfn-lint on every template, GitLab CI schema on the seeds
 	$(VENV)/bin/ruff check lambdas scripts tests seedcode
+	$(VENV)/bin/mypy lambdas scripts
 	$(VENV)/bin/cfn-lint $(TEMPLATES)
 	$(VENV)/bin/check-jsonschema --builtin-schema vendor.gitlab-ci --data-transform gitlab-ci $(wildcard seedcode/*/.gitlab-ci.yml)
 

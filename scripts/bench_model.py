@@ -54,7 +54,7 @@ def test_metrics(
         tarball.write_bytes(xgb_local.model_tarball(booster, Path(tmp)))
         loaded = evaluate.load_booster(evaluate.extract_model(tarball, Path(tmp)))
     y_test, x_test = _rows(splits["test"], n_features)
-    return evaluate.evaluate(loaded, y_test, x_test)["regression_metrics"]
+    return dict(evaluate.evaluate(loaded, y_test, x_test)["regression_metrics"])
 
 
 def summarize(values: list[float]) -> tuple[float, float]:

@@ -458,21 +458,13 @@ def ensure_token_secret(sm: Any, name: str, token: str | None, log: Callable[[st
 
 def template_parameters(body: str) -> dict[str, dict[str, Any]]:
     """The Parameters section of a CloudFormation YAML/JSON template (short-form tags tolerated)."""
-    import yaml
+    from scripts.cfn_yaml import TemplateFormatError, load_template
 
-    class Loader(yaml.SafeLoader):  # type: ignore[misc]
-        pass
-
-    def any_tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any:
-        if isinstance(node, yaml.ScalarNode):
-            return loader.construct_scalar(node)
-        if isinstance(node, yaml.SequenceNode):
-            return loader.construct_sequence(node)
-        return loader.construct_mapping(node)
-
-    Loader.add_multi_constructor("!", any_tag)
-    document = yaml.load(body, Loader=Loader)  # noqa: S506 - SafeLoader subclass
-    params = (document or {}).get("Parameters") or {}
+    try:
+        document = load_template(body)
+    except TemplateFormatError as exc:
+        raise BootstrapError(f"a bundle template cannot be read ({exc}): check out the bundle again") from exc
+    params = document.get("Parameters") or {}
     return {str(k): dict(v or {}) for k, v in params.items()}
 
 

@@ -45,13 +45,13 @@ class RenderError(Exception):
     """An expected failure: the message names the thing that is wrong and how to fix it."""
 
 
-class _CfnDumper(yaml.SafeDumper):
+class _CfnDumper(yaml.SafeDumper):  # type: ignore[misc]  # PyYAML ships no type hints
     """Emits short-form tags unquoted (`!Ref Name`, not `!Ref 'Name'`) when that reads back the same."""
 
     def choose_scalar_style(self) -> str:
         event = self.event
         if isinstance(event, yaml.ScalarEvent) and not event.style and (event.tag or "").startswith("!"):
-            if self.analysis is None:
+            if self.analysis is None:  # type: ignore[has-type]
                 self.analysis = self.analyze_scalar(event.value)
             plain_ok = self.analysis.allow_flow_plain if self.flow_level else self.analysis.allow_block_plain
             reads_as_text = self.resolve(ScalarNode, event.value, (True, False)) == STR_TAG

@@ -260,7 +260,9 @@ def step_reject(lab: Lab, report: Report, project: Project, package_arn: str) ->
     return {"emission": emission}
 
 
-def step_prod(lab: Lab, report: Report, project: Project, pipeline_id: int, job: str = "deploy-prod") -> dict:
+def step_prod(
+    lab: Lab, report: Report, project: Project, pipeline_id: int, job: str = "deploy-prod"
+) -> dict[str, Any]:
     pipeline = lab.play(project.deploy_project_id, pipeline_id, job, DEPLOY_REPO)
     if pipeline["jobs"][job]["status"] != "success":
         raise DemoError(lab.failed_job_reason(project.deploy_project_id, pipeline))

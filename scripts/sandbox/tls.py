@@ -194,6 +194,7 @@ def _relay(secure: ssl.SSLSocket, backend: socket.socket, stopped: threading.Eve
     idle = 0.0
     try:
         while not stopped.is_set():
+            ready: list[socket.socket]
             if secure.pending():
                 ready = [secure]
             else:
