@@ -3,7 +3,7 @@
 One module-scoped run: the default lifecycle with RepositoryDeletionPolicy=archive, plus an extra stage
 before the project is deleted that retrains on other data, rejects that model (nothing deploys), approves
 it after all (it replaces the first in staging only), and creates and deletes a second project
-(policy delete). Tests then assert what each step left behind.
+(CI access-key mode, policy delete). Tests then assert what each step left behind.
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def _extra(run: demo.Run, lab: Lab, found: dict[str, Any]) -> None:
     found["second_predictions"] = lab.predict(found["second_staging"]["name"], [r[1:] for r in rows])
     found["prod_after_second"] = lab.endpoint(project, "prod")
 
-    other = lab.create_project("abalone-other", new_project_id(), "delete")
+    other = lab.create_project("abalone-other", new_project_id(), "delete", auth_mode="access-keys")
     found["other_repos"] = lab.repositories(other)
     _, found["other_deletion"] = lab.delete_project(other)
     found["other_project"] = other
@@ -222,6 +222,17 @@ def test_a_second_approved_model_replaces_the_first_in_staging_only(outcome: Out
 def test_deleting_projects_applies_the_repository_deletion_policy(outcome: Outcome) -> None:
     assert outcome.run.deletion == {BUILD_REPO: "archived", DEPLOY_REPO: "archived"}
     assert outcome.extra["other_deletion"] == {BUILD_REPO: "deleted", DEPLOY_REPO: "deleted"}
+
+
+def test_access_key_mode_hands_ci_masked_protected_keys_and_no_role(outcome: Outcome) -> None:
+    for label in (BUILD_REPO, DEPLOY_REPO):
+        variables = outcome.extra["other_repos"][label]["variables"]
+        assert variables[contract.VAR_AUTH_MODE]["value"] == contract.AUTH_MODE_ACCESS_KEYS
+        assert contract.VAR_CI_ROLE not in variables
+        for key in contract.SECRET_VARIABLES:
+            assert variables[key] == {"value": "[MASKED]", "masked": True, "protected": True}
+        plain = {k for k, v in variables.items() if not v["masked"]}
+        assert not plain & contract.SECRET_VARIABLES
 
 
 def test_test_rows_are_abalone_shaped(outcome: Outcome) -> None:
