@@ -45,7 +45,7 @@ checkov: $(CHECKOV_VENV)/.installed ## Security scan of the templates (skips are
 	$(CHECKOV_VENV)/bin/checkov --skip-download --quiet --compact --config-file .checkov.yaml
 
 test-bundle: venv
-	$(PY) -m pytest tests
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest tests
 
 test-seeds: venv
 	@for seed in $(SEEDS); do \
@@ -61,7 +61,7 @@ bench: venv ## Model quality benchmark on ABALONE_DATA (default ../shared/data/a
 	$(PY) scripts/bench_model.py --data $${ABALONE_DATA:-../shared/data/abalone.csv}
 
 demo: venv ## Run the whole lifecycle on the local sandbox (moto + GitLab stand-in + real CI runs)
-	$(PY) -m scripts.sandbox.demo $(ARGS)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m scripts.sandbox.demo $(ARGS)
 
 clean: ## Remove build output and virtualenvs
 	rm -rf build $(VENV) $(CHECKOV_VENV) node_modules .sandbox
