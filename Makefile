@@ -41,7 +41,7 @@ $(CHECKOV_VENV)/.installed: requirements/checkov.txt
 	$(CHECKOV_VENV)/bin/pip install --quiet -r requirements/checkov.txt
 	@touch $@
 
-checkov: $(CHECKOV_VENV)/.installed ## Security scan of the templates (skips are documented in .checkov.yaml)
+checkov: $(CHECKOV_VENV)/.installed ## Security scan of the templates (each skip sits in the resource's Metadata with its reason)
 	$(CHECKOV_VENV)/bin/checkov --skip-download --quiet --compact --config-file .checkov.yaml
 
 test-bundle: venv
