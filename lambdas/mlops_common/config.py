@@ -7,8 +7,6 @@ from urllib.parse import urlsplit
 
 from mlops_common.errors import ConfigError
 
-_LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
-
 
 class Settings:
     """Typed, validated access to string settings; every error names the setting and the fix."""
@@ -43,11 +41,10 @@ class Settings:
         return value
 
     def https_url(self, key: str) -> str:
-        """An https:// base URL without trailing slash (http only for a loopback host: local sandbox)."""
+        """An https:// base URL without trailing slash."""
         value = self.required(key).rstrip("/")
         parts = urlsplit(value)
-        local_http = parts.scheme == "http" and (parts.hostname or "") in _LOOPBACK_HOSTS
-        if not parts.hostname or (parts.scheme != "https" and not local_http):
+        if not parts.hostname or parts.scheme != "https":
             raise ConfigError(f"{self._source} {key} is {value!r}: it must be an https:// URL")
         if parts.query or parts.fragment or parts.username or parts.password:
             raise ConfigError(f"{self._source} {key} must be a plain server URL without credentials or query")

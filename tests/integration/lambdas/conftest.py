@@ -1,5 +1,7 @@
 """Both Lambda handlers against the moto server (S3, Secrets Manager) and the GitLab stand-in.
 
+The Lambdas reach the stand-in over HTTPS with a private CA, through the product's own CA-bundle
+setting (GitLabCaBundleS3Uri / GITLAB_CA_BUNDLE_S3_URI), as a self-managed GitLab would be reached.
 CloudFormation's side is crhelper's response sender, patched to capture the exact body it would PUT.
 """
 
@@ -10,6 +12,7 @@ import importlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import gitlab
@@ -19,18 +22,31 @@ from mlops_common import ca_bundle, secrets
 
 from scripts.gitlab_standin.server import Standin
 from scripts.gitlab_standin.testing import client, standin
+from scripts.sandbox.tls import LocalCA, TlsTerminator
 from tests.unit.lambdas.helpers import BUILD_FILES, DEPLOY_FILES, FakeContext, load_event, make_zip
 
 TOKEN_SECRET = "gitlab-token"
 KEYS_SECRET = "ci-access-keys"
 BUCKET = "sagemaker-mlops-bundle-123456789012"
+CA_KEY = "gitlab/ca-bundle.pem"
+CA_URI = f"s3://{BUCKET}/{CA_KEY}"
+
+
+@pytest.fixture(scope="session")
+def local_ca(tmp_path_factory: pytest.TempPathFactory) -> LocalCA:
+    return LocalCA.create(tmp_path_factory.mktemp("ca"))
 
 
 @pytest.fixture
-def gitlab_server() -> Iterator[Standin]:
-    """A fresh stand-in with the group ml-team (no pipeline runner: pipelines stay 'created')."""
+def gitlab_server(local_ca: LocalCA) -> Iterator[Standin]:
+    """A fresh stand-in with the group ml-team behind HTTPS (no runner: pipelines stay 'created')."""
     with standin() as server:
-        yield server
+        front = TlsTerminator(local_ca.issue("gitlab"), server.port).start()
+        server.set_external_url(front.url)
+        try:
+            yield server
+        finally:
+            front.stop()
 
 
 @dataclass
@@ -44,6 +60,12 @@ class World:
     answers: list[dict[str, Any]] = field(default_factory=list)
 
     @property
+    def gitlab_url(self) -> str:
+        """The https URL the Lambdas use; tests inspect state directly over `gitlab.url`."""
+        assert self.gitlab.external_url is not None
+        return self.gitlab.external_url
+
+    @property
     def gl(self) -> gitlab.Gitlab:
         return client(self.gitlab)
 
@@ -51,20 +73,23 @@ class World:
         event = copy.deepcopy(load_event(name))
         for key in ("ResourceProperties", "OldResourceProperties"):
             if key in event:
-                event[key].update(GitLabUrl=self.gitlab.url, GitLabTokenSecretArn=self.token_arn)
+                event[key].update(
+                    GitLabUrl=self.gitlab_url, GitLabTokenSecretArn=self.token_arn, GitLabCaBundleS3Uri=CA_URI
+                )
         event["ResourceProperties"].update(props)
         if "PhysicalResourceId" in event:
             event["PhysicalResourceId"] = event["PhysicalResourceId"].replace(
-                "gitlab.example.com", self.gitlab.url.removeprefix("http://")
+                "gitlab.example.com", self.gitlab_url.removeprefix("https://")
             )
         return event
 
 
 @pytest.fixture
-def world(gitlab_server: Standin, aws_client: Any) -> World:
+def world(gitlab_server: Standin, aws_client: Any, local_ca: LocalCA) -> World:
     props = load_event("cfn_create")["ResourceProperties"]
     s3 = aws_client("s3")
     s3.create_bucket(Bucket=BUCKET)
+    s3.put_object(Bucket=BUCKET, Key=CA_KEY, Body=Path(local_ca.ca_file).read_bytes())
     s3.put_object(
         Bucket=BUCKET,
         Key=props["ModelBuildSeedKey"],
@@ -116,9 +141,9 @@ def trigger(world: World, monkeypatch: pytest.MonkeyPatch) -> Any:
     module = importlib.import_module("pipeline_trigger.handler")
 
     def invoke(event: dict[str, Any], deploy_project_id: str) -> dict[str, Any]:
-        monkeypatch.setenv("GITLAB_URL", world.gitlab.url)
+        monkeypatch.setenv("GITLAB_URL", world.gitlab_url)
         monkeypatch.setenv("GITLAB_TOKEN_SECRET_ARN", world.token_arn)
-        monkeypatch.setenv("GITLAB_CA_BUNDLE_S3_URI", "")
+        monkeypatch.setenv("GITLAB_CA_BUNDLE_S3_URI", CA_URI)
         monkeypatch.setenv("DEPLOY_PROJECT_ID", deploy_project_id)
         monkeypatch.setenv("DEPLOY_REF", "main")
         monkeypatch.setenv("MODEL_PACKAGE_GROUP_NAME", "abalone-p-abc123def456")

@@ -23,7 +23,7 @@ OWNER = contract.owner_topic("p-abc123def456")
 
 
 def physical_id(world: World, build: str = BUILD, deploy: str = DEPLOY) -> str:
-    return f"{world.gitlab.url.removeprefix('http://')}|{build}|{deploy}"
+    return f"{world.gitlab_url.removeprefix('https://')}|{build}|{deploy}"
 
 
 def commits(world: World, path: str) -> list[Any]:
@@ -209,7 +209,7 @@ def test_persistent_server_errors_fail_within_bounded_attempts(world: World, che
 def test_unreachable_gitlab_fails_create_and_delete_but_retain_delete_succeeds(
     world: World, checkin: Any
 ) -> None:
-    url = closed_port_url()
+    url = closed_port_url().replace("http://", "https://")
     answer = checkin(world.event("cfn_create", GitLabUrl=url))
     assert answer["Status"] == "FAILED"
     assert answer["Reason"] == (

@@ -35,14 +35,22 @@ def test_choice_lists_the_options() -> None:
 
 
 @pytest.mark.parametrize(
-    "url", ["https://gitlab.com", "https://git.corp:8443/gitlab/", "http://127.0.0.1:8080"]
+    "url", ["https://gitlab.com", "https://git.corp:8443/gitlab/", "https://127.0.0.1:8443"]
 )
 def test_https_urls_and_local_http_are_accepted(url: str) -> None:
     assert settings(U=url).https_url("U") == url.rstrip("/")
 
 
 @pytest.mark.parametrize(
-    "url", ["http://gitlab.com", "gitlab.com", "ftp://x", "https://user:pw@gitlab.com", "https://g.com/?a=1"]
+    "url",
+    [
+        "http://gitlab.com",
+        "http://127.0.0.1:8080",
+        "gitlab.com",
+        "ftp://x",
+        "https://user:pw@gitlab.com",
+        "https://g.com/?a=1",
+    ],
 )
 def test_other_urls_are_refused(url: str) -> None:
     with pytest.raises(ConfigError, match="U "):
