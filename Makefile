@@ -61,7 +61,7 @@ bench: venv ## Model quality benchmark on ABALONE_DATA (default ../shared/data/a
 	$(PY) scripts/bench_model.py --data $${ABALONE_DATA:-../shared/data/abalone.csv}
 
 demo: venv ## Run the whole lifecycle on the local sandbox (moto + GitLab stand-in + real CI runs)
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m scripts.sandbox.demo $(ARGS)
+	$(PY) -m scripts.sandbox.demo $(ARGS)
 
 clean: ## Remove build output and virtualenvs
 	rm -rf build $(VENV) $(CHECKOV_VENV) node_modules .sandbox

@@ -137,7 +137,15 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class Standin:
-    """A running stand-in. Use `start_standin(...)`; stop with `.stop()` or a `with` block."""
+    """A stand-in serving on 127.0.0.1 as soon as it is constructed (port 0: any free port).
+
+    `groups` pre-creates groups by full path (e.g. "ml-team"); `runner` executes pipelines (None:
+    pipelines only record "created"); `pipelines_on_push` (default: when a runner is given) starts a
+    "push" pipeline for each commit, as GitLab does; `new_project_override_role` is the
+    ci_pipeline_variables_minimum_override_role new projects get ("no_one_allowed" like GitLab.com);
+    `external_url` is the base of the URLs the API returns when clients reach it through a proxy
+    (settable later with `set_external_url`). Stop with `.stop()` or a `with` block.
+    """
 
     def __init__(
         self,
@@ -301,29 +309,5 @@ class Standin:
         return Response(status, payload, extra, content_type)
 
 
-def start_standin(
-    *,
-    port: int = 0,
-    data_dir: str | Path | None = None,
-    tokens: Sequence[str] | None = None,
-    groups: Iterable[str] = (),
-    runner: PipelineRunner | None = None,
-    pipelines_on_push: bool | None = None,
-    new_project_override_role: str = "no_one_allowed",
-    verbose: bool = False,
-    external_url: str | None = None,
-) -> Standin:
-    """Start a stand-in on 127.0.0.1 (port 0: any free port) and return it, already serving.
-
-    `groups` pre-creates groups by full path (e.g. "ml-team"); `runner` executes pipelines (None:
-    pipelines only record "created"); `pipelines_on_push` (default: when a runner is given) starts a
-    "push" pipeline for each commit, as GitLab does; `new_project_override_role` is the
-    ci_pipeline_variables_minimum_override_role new projects get ("no_one_allowed" like GitLab.com);
-    `external_url` is the base of the URLs the API returns when clients reach it through a proxy
-    (settable later with `Standin.set_external_url`).
-    """
-    return Standin(
-        port=port, data_dir=data_dir, tokens=tokens, groups=groups, runner=runner,
-        pipelines_on_push=pipelines_on_push, new_project_override_role=new_project_override_role,
-        verbose=verbose, external_url=external_url,
-    )
+# Constructing a Standin starts it; the name says so at call sites.
+start_standin = Standin

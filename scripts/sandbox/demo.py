@@ -52,7 +52,6 @@ PREREQUISITES = {
     "rsync": "apt-get install rsync (gitlab-ci-local copies job directories with it)",
     "node": "apt-get install nodejs (Node 20; gitlab-ci-local 4.73.0 runs on it)",
     "npm": "apt-get install npm",
-    "aws": "pip install awscli (init.sh checks credentials with the AWS CLI)",
 }
 
 
@@ -700,8 +699,15 @@ def command(args: argparse.Namespace, out: Callable[[str], None] = print) -> int
     raise DemoError(f"unknown command {args.command}")
 
 
+def use_venv_tools() -> None:
+    """Put this interpreter's bin first on PATH, as an activated venv would: init.sh's AWS CLI lives there."""
+    venv_bin = str(Path(sys.executable).parent)
+    os.environ["PATH"] = os.pathsep.join([venv_bin, os.environ.get("PATH", "/usr/bin:/bin")])
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    use_venv_tools()
     if args.command is None:
         return full_run(
             args.root.resolve(), args.project_name, args.deletion_policy, args.auth_mode, args.keep

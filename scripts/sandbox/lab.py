@@ -14,7 +14,6 @@ import io
 import json
 import os
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
@@ -177,8 +176,6 @@ class Lab:
         """./init.sh in s3-template mode against moto; returns its output (the token never appears)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_") and k != "GITLAB_TOKEN"}
         env.update(self.state.aws_env())
-        # The AWS CLI init.sh drives comes with the project's venv (requirements/dev.txt).
-        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "/usr/bin:/bin")])
         command = [
             "bash",
             str(REPO_ROOT / "init.sh"),

@@ -67,19 +67,11 @@ class State:
         return moto_environment(self.moto_url, self.region)
 
     def client(self, service: str) -> Any:
-        if service == "sagemaker-runtime":
-            return boto3.client(
-                service,
-                region_name=self.region,
-                endpoint_url=self.inference_url,
-                aws_access_key_id="testing",
-                aws_secret_access_key="testing",  # noqa: S106
-                config=FAIL_FAST,
-            )
+        """A boto3 client of the sandbox: sagemaker-runtime is the local inference server, the rest moto."""
         return boto3.client(
             service,
             region_name=self.region,
-            endpoint_url=self.moto_url,
+            endpoint_url=self.inference_url if service == "sagemaker-runtime" else self.moto_url,
             aws_access_key_id="testing",
             aws_secret_access_key="testing",  # noqa: S106
             config=FAIL_FAST,
