@@ -19,13 +19,23 @@ VAR_ARTIFACT_BUCKET: Final = "ARTIFACT_BUCKET"
 VAR_MODEL_PACKAGE_GROUP: Final = "MODEL_PACKAGE_GROUP_NAME"
 VAR_SAGEMAKER_EXECUTION_ROLE: Final = "SAGEMAKER_EXECUTION_ROLE_ARN"
 VAR_AUTH_MODE: Final = "AWS_AUTH_MODE"
-# OIDC mode: boto3 assumes this role by itself from AWS_ROLE_ARN + AWS_WEB_IDENTITY_TOKEN_FILE.
+# OIDC mode: boto3 assumes this role by itself from AWS_ROLE_ARN + AWS_WEB_IDENTITY_TOKEN_FILE. The
+# build repository's is the build role, the deploy repository's the staging role; the deploy
+# repository's production job uses VAR_CI_PROD_ROLE, a role that trusts only its default branch.
 VAR_CI_ROLE: Final = "AWS_ROLE_ARN"
+VAR_CI_PROD_ROLE: Final = "AWS_PROD_ROLE_ARN"
 VAR_WEB_IDENTITY_TOKEN_FILE: Final = "AWS_WEB_IDENTITY_TOKEN_FILE"  # noqa: S105 - a variable name, not a secret
-# Access-key mode only; always masked and protected.
+# Access-key mode only; always masked and protected (GitLab passes them to protected branches only).
 VAR_ACCESS_KEY_ID: Final = "AWS_ACCESS_KEY_ID"
 VAR_SECRET_ACCESS_KEY: Final = "AWS_SECRET_ACCESS_KEY"  # noqa: S105 - a variable name, not a secret
-SECRET_VARIABLES: Final = frozenset({VAR_ACCESS_KEY_ID, VAR_SECRET_ACCESS_KEY})
+VAR_PROD_ACCESS_KEY_ID: Final = "AWS_PROD_ACCESS_KEY_ID"
+VAR_PROD_SECRET_ACCESS_KEY: Final = "AWS_PROD_SECRET_ACCESS_KEY"  # noqa: S105 - a variable name
+SECRET_VARIABLES: Final = frozenset(
+    {VAR_ACCESS_KEY_ID, VAR_SECRET_ACCESS_KEY, VAR_PROD_ACCESS_KEY_ID, VAR_PROD_SECRET_ACCESS_KEY}
+)
+# The deploy repository's CI picks its credentials by the duty of each job (staging or production).
+VAR_CI_DUTY: Final = "AWS_CI_DUTY"
+CI_DUTIES: Final = ("build", "staging", "prod")
 
 AUTH_MODE_OIDC: Final = "oidc"
 AUTH_MODE_ACCESS_KEYS: Final = "access-keys"
@@ -34,6 +44,26 @@ AUTH_MODES: Final = (AUTH_MODE_OIDC, AUTH_MODE_ACCESS_KEYS)
 # The `id_tokens:` entry seed CI jobs request, and the audience the IAM OIDC provider trusts.
 CI_ID_TOKEN_NAME: Final = "AWS_ID_TOKEN"  # noqa: S105 - a variable name, not a secret
 OIDC_AUDIENCE: Final = "sts.amazonaws.com"
+
+# --- The approval trigger Lambda's environment -----------------------------------------------------
+ENV_GITLAB_URL: Final = "GITLAB_URL"
+ENV_TRIGGER_TOKEN_SECRET: Final = "TRIGGER_TOKEN_SECRET_ARN"  # noqa: S105 - a variable name
+ENV_GITLAB_CA_BUNDLE: Final = "GITLAB_CA_BUNDLE_S3_URI"
+ENV_DEPLOY_PROJECT_ID: Final = "DEPLOY_PROJECT_ID"
+ENV_DEPLOY_REF: Final = "DEPLOY_REF"
+ENV_MODEL_PACKAGE_GROUP: Final = "MODEL_PACKAGE_GROUP_NAME"
+ENV_LOG_LEVEL: Final = "LOG_LEVEL"
+TRIGGER_ENVIRONMENT: Final = (
+    ENV_GITLAB_URL,
+    ENV_TRIGGER_TOKEN_SECRET,
+    ENV_GITLAB_CA_BUNDLE,
+    ENV_DEPLOY_PROJECT_ID,
+    ENV_DEPLOY_REF,
+    ENV_MODEL_PACKAGE_GROUP,
+    ENV_LOG_LEVEL,
+)
+# What the seed check-in stores in the deploy trigger secret (JSON) and the trigger reads back.
+TRIGGER_SECRET_KEYS: Final = ("token", "trigger_id", "project_id", "gitlab_url")
 
 # --- Variables the approval trigger passes to the model-deploy pipeline ---------------------------
 PIPELINE_VAR_MODEL_PACKAGE_ARN: Final = "MODEL_PACKAGE_ARN"
@@ -67,9 +97,44 @@ REJECTED: Final = "Rejected"
 PENDING: Final = "PendingManualApproval"
 
 # --- Naming ---------------------------------------------------------------------------------------
+# Every project resource is named after the project's id, never after its name alone: IAM policies
+# scope each project's principals to `*-<project-id>-<suffix>` or `gitlab-mlops-<project-id>-*`, and a
+# SageMaker project id (`p-` and letters/digits, no other hyphen) can never be a prefix of another one.
 STAGES: Final = ("staging", "prod")
+PLATFORM_PREFIX: Final = "gitlab-mlops"
+# IAM path of every principal and managed policy a project creates (the launch role may act only there).
+PROJECT_IAM_PATH: Final = "/gitlab-mlops/"
+# IAM path of what bootstrap creates (boundary, launch role): no project principal can touch it.
+PLATFORM_IAM_PATH: Final = "/gitlab-mlops-platform/"
+BOUNDARY_POLICY_NAME: Final = "gitlab-mlops-project-boundary"
+# The tag every project principal carries; the permissions boundary reads it as a policy variable.
+PROJECT_TAG: Final = "gitlab-mlops-project-id"
+# The platform's GitLab token, readable by the seed check-in alone, and the tag on that secret naming
+# the only GitLab server the token may be sent to.
+TOKEN_SECRET_NAME: Final = "gitlab-mlops-platform/gitlab-token"  # noqa: S105 - a name, not a secret
+TOKEN_SERVER_TAG: Final = "gitlab-mlops:gitlab-url"  # noqa: S105 - a tag key, not a secret
+# What model-build registers, and the CI job that trains it.
+BUILD_PIPELINE_SUFFIX: Final = "model-build"
+_PROJECT_ID = re.compile(r"^p-[a-z0-9]{1,18}$")
 _GROUP_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$")
 MAX_GROUP_NAME: Final = 63
+MAX_ENDPOINT_NAME: Final = 63
+
+
+def check_project_id(project_id: str) -> str:
+    """A SageMaker project id: `p-` then lowercase letters and digits (what SageMaker issues)."""
+    if not _PROJECT_ID.match(project_id):
+        raise ValueError(
+            f"project id {project_id!r} is not a SageMaker project id (p- followed by up to 18 lowercase "
+            "letters or digits)"
+        )
+    return project_id
+
+
+def check_stage(stage: str) -> str:
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}; expected one of {', '.join(STAGES)}")
+    return stage
 
 
 def model_package_group_name(project_name: str, project_id: str) -> str:
@@ -83,11 +148,42 @@ def model_package_group_name(project_name: str, project_id: str) -> str:
     return name
 
 
-def endpoint_name(project_name: str, stage: str) -> str:
-    """`<project-name>-<stage>`, the endpoint each deploy stage creates."""
-    if stage not in STAGES:
-        raise ValueError(f"unknown stage {stage!r}; expected one of {', '.join(STAGES)}")
-    return f"{project_name}-{stage}"
+def resource_name(project_id: str, purpose: str) -> str:
+    """`gitlab-mlops-<project-id>-<purpose>`: roles, functions, queues, rules, policies of a project."""
+    return f"{PLATFORM_PREFIX}-{check_project_id(project_id)}-{purpose}"
+
+
+def artifacts_bucket_name(project_id: str, account: str, region: str) -> str:
+    """The project's bucket. No `sagemaker` in it: AWS's SageMaker managed policies open such buckets."""
+    return f"{PLATFORM_PREFIX}-{check_project_id(project_id)}-{account}-{region}"
+
+
+def project_secret_prefix(project_id: str) -> str:
+    """Secrets Manager name prefix of a project's own secrets."""
+    return f"{PLATFORM_PREFIX}/{check_project_id(project_id)}/"
+
+
+def trigger_secret_name(project_id: str) -> str:
+    """The deploy project's pipeline trigger token, written by the check-in, read by the trigger."""
+    return project_secret_prefix(project_id) + "deploy-trigger"
+
+
+def endpoint_name(project_name: str, project_id: str, stage: str) -> str:
+    """`<project-name>-<project-id>-<stage>`, the endpoint each deploy stage creates."""
+    name = f"{project_name}-{check_project_id(project_id)}-{check_stage(stage)}"
+    if len(name) > MAX_ENDPOINT_NAME:
+        raise ValueError(f"endpoint name {name!r} is longer than {MAX_ENDPOINT_NAME}: shorten the project name")
+    return name
+
+
+def deploy_stack_name(project_name: str, project_id: str, stage: str) -> str:
+    """The CloudFormation stack the model-deploy CI keeps for one stage."""
+    return f"{project_name}-{check_project_id(project_id)}-deploy-{check_stage(stage)}"
+
+
+def build_pipeline_name(project_name: str, project_id: str) -> str:
+    """The SageMaker pipeline the model-build CI creates and runs."""
+    return f"{project_name}-{check_project_id(project_id)}-{BUILD_PIPELINE_SUFFIX}"
 
 
 def owner_topic(project_id: str) -> str:
