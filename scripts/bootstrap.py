@@ -13,7 +13,6 @@ import hashlib
 import json
 import os
 import re
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -27,28 +26,24 @@ if str(REPO_ROOT) not in sys.path:  # run as a script: make `scripts.package` im
 
 MODES = ("service-catalog", "s3-template")
 DEFAULT_PREFIX = "bundle"
-DEFAULT_STACK_PREFIX = "sagemaker-gitlab-mlops"
-DEFAULT_SECRET_NAME = "sagemaker-gitlab/token"  # noqa: S105 - a name, not a secret
+DEFAULT_STACK_PREFIX = "gitlab-mlops"
+DEFAULT_SECRET_NAME = "gitlab-mlops-platform/gitlab-token"  # noqa: S105 - a name, not a secret
+SECRET_NAME_PREFIX = "gitlab-mlops-platform/"  # noqa: S105 - the path every project principal is fenced from
+TOKEN_SERVER_TAG = "gitlab-mlops:gitlab-url"  # noqa: S105 - a tag key (lambdas' contract.TOKEN_SERVER_TAG)
 TOKEN_ENV = "GITLAB_TOKEN"  # noqa: S105 - the variable name
 TEMPLATES_PREFIX = "project-templates"
-S3_TEMPLATE_NAME = "sagemaker-gitlab-mlops.yml"
+S3_TEMPLATE_NAME = "gitlab-mlops.yml"
 VISIBILITY_TAG = ("sagemaker:studio-visibility", "true")
 DOMAIN_TEMPLATES_TAG = "sagemaker:projectS3TemplatesLocation"
-STUDIO_ORIGIN = "https://*.sagemaker.aws"
-CORS_RULE: dict[str, Any] = {
-    "AllowedHeaders": ["*"],
-    "AllowedMethods": ["GET", "HEAD"],
-    "AllowedOrigins": [STUDIO_ORIGIN],
-    "ExposeHeaders": ["ETag"],
-    "MaxAgeSeconds": 3000,
-}
 SHA_METADATA = "sha256"
 MAX_TEMPLATE_BODY = 51_200
-STEPS = 7
+STEPS = 6
 CAPABILITIES = ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM"]
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
-_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _ARN = re.compile(r"^arn:aws[a-z-]*:")
+_PRINCIPAL_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:(role|user)/[\w+=,.@/-]+$|^arn:aws[a-z-]*:iam::\d{12}:root$")
+_SUBNET = re.compile(r"^subnet-[0-9a-f]{8,17}$")
+_SECURITY_GROUP = re.compile(r"^sg-[0-9a-f]{8,17}$")
 
 
 class BootstrapError(Exception):
@@ -64,7 +59,6 @@ class Settings:
 
     region: str
     mode: str
-    bucket: str  # "" = derived from the account id once known
     prefix: str
     gitlab_url: str
     oidc_provider_arn: str
@@ -73,6 +67,12 @@ class Settings:
     stack_prefix: str
     build_dir: Path
     token: str | None = field(default=None, repr=False)  # never printed
+    use_oidc: bool = True
+    ca_bundle_file: Path | None = None
+    subnet_ids: tuple[str, ...] = ()
+    security_group_ids: tuple[str, ...] = ()
+    admin_principal_arns: tuple[str, ...] = ()  # () = the caller
+    data_access_principal_arns: tuple[str, ...] = ()  # besides the admins and the Studio role
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -96,11 +96,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="AWS region (default: $AWS_REGION, $AWS_DEFAULT_REGION or the profile's)",
     )
     parser.add_argument(
-        "--bucket",
-        default=env.get("BUNDLE_BUCKET", ""),
-        help="bundle bucket (default: sagemaker-gitlab-mlops-<account>-<region>)",
-    )
-    parser.add_argument(
         "--prefix", default=DEFAULT_PREFIX, help="key prefix of the artifacts (default: bundle)"
     )
     parser.add_argument(
@@ -112,10 +107,39 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--gitlab-url",
         default=env.get("GITLAB_URL", ""),
-        help="GitLab server URL (https); creates the IAM OIDC provider for CI on it",
+        help="the GitLab server (https) every project uses; the token is bound to it, and CI's IAM OIDC "
+        "provider is created for it",
     )
     parser.add_argument(
         "--oidc-provider-arn", default="", help="reuse this IAM OIDC provider instead of creating one"
+    )
+    parser.add_argument(
+        "--no-oidc",
+        action="store_true",
+        help="no OIDC provider: projects can only use CiAuthMode=access-keys (a GitLab AWS cannot reach)",
+    )
+    parser.add_argument(
+        "--gitlab-ca-bundle",
+        type=Path,
+        help="PEM CA bundle of a GitLab with a private CA (uploaded to the bundle bucket)",
+    )
+    parser.add_argument(
+        "--lambda-subnet-ids", default="", help="comma-separated subnets for the Lambdas (GitLab in a VPC)"
+    )
+    parser.add_argument(
+        "--lambda-security-group-ids", default="", help="comma-separated security groups for the Lambdas"
+    )
+    parser.add_argument(
+        "--admin-principal-arn",
+        action="append",
+        default=[],
+        help="role or user that may write the bundle bucket (repeatable; default: the caller)",
+    )
+    parser.add_argument(
+        "--data-access-principal-arn",
+        action="append",
+        default=[],
+        help="role or user that may read project buckets besides the admins and --studio-role-arn (repeatable)",
     )
     parser.add_argument(
         "--studio-role-arn",
@@ -125,7 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--token-secret-name",
         default=DEFAULT_SECRET_NAME,
-        help=f"Secrets Manager secret for the GitLab token (default: {DEFAULT_SECRET_NAME})",
+        help=f"Secrets Manager secret for the GitLab token, under {SECRET_NAME_PREFIX} (default: "
+        f"{DEFAULT_SECRET_NAME})",
     )
     parser.add_argument(
         "--token-stdin", action="store_true", help="read the GitLab token from standard input"
@@ -145,35 +170,64 @@ def parse_settings(argv: Sequence[str], env: Mapping[str, str], stdin: Callable[
     region = args.region.strip()
     if region and not _REGION.match(region):
         raise BootstrapError(f"region {region!r} is not a region name (like eu-west-1): fix --region")
-    if args.bucket and not _BUCKET.match(args.bucket):
-        raise BootstrapError(
-            f"bucket name {args.bucket!r} is invalid: 3-63 lowercase letters, digits, '.' or '-'"
-        )
     gitlab_url = args.gitlab_url.strip().rstrip("/")
-    if gitlab_url and not gitlab_url.startswith("https://"):
-        raise BootstrapError(f"--gitlab-url {gitlab_url!r} must start with https:// (GitLab OIDC needs TLS)")
+    if not gitlab_url:
+        raise BootstrapError(
+            "--gitlab-url is required: the GitLab server every project of this installation uses (the token "
+            "is bound to it)"
+        )
+    if not re.match(r"^https://[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?(/[A-Za-z0-9._~-]+)*$", gitlab_url):
+        raise BootstrapError(
+            f"--gitlab-url {gitlab_url!r} must be an https:// server URL without query or trailing slash"
+        )
     for option, value in (
         ("--oidc-provider-arn", args.oidc_provider_arn),
         ("--studio-role-arn", args.studio_role_arn),
     ):
         if value and not _ARN.match(value):
             raise BootstrapError(f"{option} {value!r} is not an ARN")
-    if args.oidc_provider_arn and gitlab_url:
+    if args.oidc_provider_arn and args.no_oidc:
+        raise BootstrapError("pass either --oidc-provider-arn or --no-oidc, not both")
+    for option, values in (
+        ("--admin-principal-arn", args.admin_principal_arn),
+        ("--data-access-principal-arn", args.data_access_principal_arn),
+    ):
+        for value in values:
+            if not _PRINCIPAL_ARN.match(value):
+                raise BootstrapError(
+                    f"{option} {value!r} is not an IAM role or user ARN (arn:aws:iam::<account>:role/<name>); "
+                    "session ARNs (arn:aws:sts::...:assumed-role/...) are not principals"
+                )
+    subnets = tuple(v.strip() for v in args.lambda_subnet_ids.split(",") if v.strip())
+    groups = tuple(v.strip() for v in args.lambda_security_group_ids.split(",") if v.strip())
+    for option, values, pattern in (
+        ("--lambda-subnet-ids", subnets, _SUBNET),
+        ("--lambda-security-group-ids", groups, _SECURITY_GROUP),
+    ):
+        bad = [v for v in values if not pattern.match(v)]
+        if bad:
+            raise BootstrapError(f"{option}: {', '.join(bad)} are not {option.split('-')[-2]} ids")
+    if bool(subnets) != bool(groups):
+        raise BootstrapError("--lambda-subnet-ids and --lambda-security-group-ids go together: give both")
+    ca_file = args.gitlab_ca_bundle
+    if ca_file is not None and (not ca_file.is_file() or b"BEGIN CERTIFICATE" not in ca_file.read_bytes()):
+        raise BootstrapError(f"--gitlab-ca-bundle {ca_file} is not a PEM file with a certificate")
+    if not args.token_secret_name.startswith(SECRET_NAME_PREFIX):
         raise BootstrapError(
-            "pass either --gitlab-url (create the OIDC provider) or --oidc-provider-arn, not both"
+            f"--token-secret-name must start with {SECRET_NAME_PREFIX} (no project principal may touch that "
+            "path)"
         )
     if not args.stack_prefix or not re.match(r"^[A-Za-z][A-Za-z0-9-]{0,80}$", args.stack_prefix):
         raise BootstrapError(
             f"--stack-prefix {args.stack_prefix!r}: letters, digits and '-', starting with a letter"
         )
     prefix = args.prefix.strip("/")
-    if not prefix:
-        raise BootstrapError("--prefix must not be empty")
+    if not prefix or not re.match(r"^[a-z0-9][a-z0-9-]{0,62}$", prefix):
+        raise BootstrapError("--prefix must be 1-63 lowercase letters, digits or '-'")
     token = read_token(env, stdin if args.token_stdin else None)
     return Settings(
         region=region,
         mode=args.mode,
-        bucket=args.bucket,
         prefix=prefix,
         gitlab_url=gitlab_url,
         oidc_provider_arn=args.oidc_provider_arn,
@@ -182,6 +236,12 @@ def parse_settings(argv: Sequence[str], env: Mapping[str, str], stdin: Callable[
         stack_prefix=args.stack_prefix,
         build_dir=args.build_dir,
         token=token,
+        use_oidc=not args.no_oidc,
+        ca_bundle_file=ca_file,
+        subnet_ids=subnets,
+        security_group_ids=groups,
+        admin_principal_arns=tuple(args.admin_principal_arn),
+        data_access_principal_arns=tuple(args.data_access_principal_arn),
     )
 
 
@@ -196,8 +256,26 @@ def read_token(env: Mapping[str, str], stdin: Callable[[], str] | None) -> str |
     return token or None
 
 
-def default_bucket(account_id: str, region: str) -> str:
-    return f"sagemaker-gitlab-mlops-{account_id}-{region}"
+def bundle_bucket_name(account_id: str, region: str) -> str:
+    """The bootstrap stack names the bundle bucket so (templates/bootstrap.yml); no "sagemaker" in it."""
+    return f"gitlab-mlops-bundle-{account_id}-{region}"
+
+
+def principal_arn(iam: Any, caller_arn: str) -> str:
+    """The IAM principal (role or user ARN, as aws:PrincipalArn shows it) behind an STS caller ARN."""
+    parts = caller_arn.split(":")
+    if len(parts) < 6:
+        raise BootstrapError(f"cannot read the caller ARN {caller_arn!r}")
+    partition, account, resource = parts[1], parts[4], parts[5]
+    if resource.startswith("assumed-role/"):
+        role_name = resource.split("/")[1]
+        return str(iam.get_role(RoleName=role_name)["Role"]["Arn"])
+    if resource == "root" or resource.startswith("user/"):
+        return f"arn:{partition}:iam::{account}:{resource}"
+    raise BootstrapError(
+        f"the caller {caller_arn} is not a role or user: pass --admin-principal-arn with the role that "
+        "administers the bundle"
+    )
 
 
 def stack_names(stack_prefix: str) -> dict[str, str]:
@@ -238,98 +316,6 @@ class Console:
 def _error_code(error: Exception) -> str:
     response = getattr(error, "response", None) or {}
     return str(response.get("Error", {}).get("Code", ""))
-
-
-def ensure_bucket(s3: Any, bucket: str, region: str, log: Callable[[str], None]) -> None:
-    """Create the bucket if needed; make it encrypted, private, versioned and TLS-only."""
-    from botocore.exceptions import ClientError
-
-    try:
-        s3.head_bucket(Bucket=bucket)
-        log(f"bucket {bucket} exists")
-    except ClientError as error:
-        code = _error_code(error)
-        if code in ("403", "AccessDenied", "Forbidden"):
-            raise BootstrapError(
-                f"bucket {bucket} exists but this account cannot use it (403): pass another --bucket"
-            ) from None
-        if code not in ("404", "NoSuchBucket", "NotFound"):
-            raise
-        params: dict[str, Any] = {"Bucket": bucket}
-        if region != "us-east-1":
-            params["CreateBucketConfiguration"] = {"LocationConstraint": region}
-        s3.create_bucket(**params)
-        log(f"bucket {bucket} created")
-
-    encryption = {
-        "Rules": [
-            {"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}, "BucketKeyEnabled": True}
-        ]
-    }
-    current = _get_or_none(
-        lambda: s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]
-    )
-    if not current or not any(r.get("ApplyServerSideEncryptionByDefault") for r in current.get("Rules", [])):
-        s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration=encryption)
-        log("default encryption set (SSE-S3)")
-
-    block = {
-        key: True
-        for key in ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets")
-    }
-    current = _get_or_none(
-        lambda: s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
-    )
-    if current != block:
-        s3.put_public_access_block(Bucket=bucket, PublicAccessBlockConfiguration=block)
-        log("public access blocked")
-
-    if s3.get_bucket_versioning(Bucket=bucket).get("Status") != "Enabled":
-        s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
-        log("versioning enabled")
-
-    if str(s3.meta.endpoint_url).startswith("http://"):
-        # The policy would deny this very connection (aws:SecureTransport is false over plain HTTP).
-        log("TLS-only bucket policy skipped: the S3 endpoint is plain HTTP (a local emulator)")
-        return
-    policy = json.dumps(tls_only_policy(bucket), sort_keys=True)
-    current_policy = _get_or_none(lambda: s3.get_bucket_policy(Bucket=bucket)["Policy"])
-    if current_policy is None or json.loads(current_policy) != json.loads(policy):
-        if current_policy is not None:
-            log("bucket policy differs from the TLS-only policy: replacing it")
-        s3.put_bucket_policy(Bucket=bucket, Policy=policy)
-        log("TLS-only bucket policy set")
-
-
-def tls_only_policy(bucket: str) -> dict[str, Any]:
-    return {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Sid": "DenyInsecureTransport",
-                "Effect": "Deny",
-                "Principal": "*",
-                "Action": "s3:*",
-                "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
-                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-            }
-        ],
-    }
-
-
-def _get_or_none(read: Callable[[], Any]) -> Any:
-    """A bucket sub-resource, or None when it is not configured."""
-    from botocore.exceptions import ClientError
-
-    try:
-        return read()
-    except ClientError as error:
-        if _error_code(error).startswith("NoSuch") or _error_code(error) in (
-            "ServerSideEncryptionConfigurationNotFoundError",
-            "404",
-        ):
-            return None
-        raise
 
 
 def put_if_changed(
@@ -391,38 +377,35 @@ def upload_artifacts(
             log(f"{'uploaded ' if uploaded else 'unchanged'} s3://{bucket}/{key}  ({name})")
 
 
-def ensure_cors(s3: Any, bucket: str, log: Callable[[str], None]) -> None:
-    """Let Studio's browser origin read the S3 project template."""
-    rules = _get_or_none(lambda: s3.get_bucket_cors(Bucket=bucket)["CORSRules"]) or []
-    if any(
-        STUDIO_ORIGIN in r.get("AllowedOrigins", []) and "GET" in r.get("AllowedMethods", []) for r in rules
-    ):
-        log(f"CORS for {STUDIO_ORIGIN} already set")
-        return
-    s3.put_bucket_cors(Bucket=bucket, CORSConfiguration={"CORSRules": [*rules, CORS_RULE]})
-    log(f"CORS for {STUDIO_ORIGIN} set")
-
-
 # --- Secrets Manager ---------------------------------------------------------------------------------------
 
 
-def secret_exists(sm: Any, name: str) -> bool:
+def secret_server(sm: Any, name: str) -> str | None:
+    """The GitLab server the stored token is bound to (its tag); None when the secret does not exist."""
     from botocore.exceptions import ClientError
 
     try:
-        sm.describe_secret(SecretId=name)
+        described = sm.describe_secret(SecretId=name)
     except ClientError as error:
         if _error_code(error) == "ResourceNotFoundException":
-            return False
+            return None
         raise
-    return True
+    tags = {t["Key"]: t["Value"] for t in described.get("Tags") or []}
+    return str(tags.get(TOKEN_SERVER_TAG, ""))
 
 
-def ensure_token_secret(sm: Any, name: str, token: str | None, log: Callable[[str], None]) -> str:
-    """Create or update the secret as JSON {"token": ...}; returns its ARN. Never logs the token."""
+def ensure_token_secret(
+    sm: Any, name: str, token: str | None, gitlab_url: str, log: Callable[[str], None]
+) -> str:
+    """Create or update the secret as JSON {"token": ...}, bound to `gitlab_url` by its tag; returns the ARN.
+
+    The seed check-in sends the token only to the server this tag names. A token bound to another
+    server is never silently re-bound: pass the token for the new server. Never logs the token.
+    """
     from botocore.exceptions import ClientError
 
     body = json.dumps({"token": token}) if token is not None else None
+    tags = [{"Key": TOKEN_SERVER_TAG, "Value": gitlab_url}]
     try:
         described = sm.describe_secret(SecretId=name)
     except ClientError as error:
@@ -436,12 +419,19 @@ def ensure_token_secret(sm: Any, name: str, token: str | None, log: Callable[[st
         created = sm.create_secret(
             Name=name,
             SecretString=body,
-            Description="GitLab access token (scope api) used by the SageMaker GitLab MLOps project template",
+            Description=f"GitLab access token (scope api) of the SageMaker GitLab MLOps bundle, for {gitlab_url}",
+            Tags=tags,
         )
-        log(f"secret {name} created")
+        log(f"secret {name} created, bound to {gitlab_url}")
         return str(created["ARN"])
     arn = str(described["ARN"])
+    bound = {t["Key"]: t["Value"] for t in described.get("Tags") or []}.get(TOKEN_SERVER_TAG, "")
     if body is None:
+        if bound != gitlab_url:
+            raise BootstrapError(
+                f"secret {name} holds a token for {bound or 'an unknown server'}, not {gitlab_url}: pass the "
+                f"token for {gitlab_url} ({TOKEN_ENV} or --token-stdin)"
+            )
         log(f"secret {name} exists; kept (set {TOKEN_ENV} to replace the token)")
         return arn
     current = sm.get_secret_value(SecretId=name).get("SecretString")
@@ -450,6 +440,9 @@ def ensure_token_secret(sm: Any, name: str, token: str | None, log: Callable[[st
     else:
         sm.put_secret_value(SecretId=name, SecretString=body)
         log(f"secret {name} updated with the new token")
+    if bound != gitlab_url:
+        sm.tag_resource(SecretId=name, Tags=tags)
+        log(f"secret {name} bound to {gitlab_url}")
     return arn
 
 
@@ -612,7 +605,6 @@ def oidc_provider_arn_for(partition: str, account_id: str, gitlab_url: str) -> s
 # --- templates ----------------------------------------------------------------------------------------------
 
 TEMPLATES_DIR = REPO_ROOT / "templates"
-RENDERER = REPO_ROOT / "scripts" / "render_template.py"
 BOOTSTRAP_TEMPLATE = "bootstrap.yml"
 CATALOG_TEMPLATE = "service-catalog.yml"
 OIDC_OUTPUT = "GitLabOidcProviderArn"
@@ -622,28 +614,20 @@ BOOTSTRAP_TEMPLATE_PATH = TEMPLATES_DIR / BOOTSTRAP_TEMPLATE
 CATALOG_TEMPLATE_PATH = TEMPLATES_DIR / CATALOG_TEMPLATE
 
 
-def render_project_template(build_dir: Path, bucket: str, prefix: str, oidc_arn: str) -> bytes:
-    """Run scripts/render_template.py (defaults filled from the manifest) and return the rendered YAML."""
+def render_project_template(build_dir: Path, bucket: str, prefix: str, platform: Any) -> bytes:
+    """templates/project.yml with the bundle objects and the administrator's settings pinned."""
+    from scripts.render_template import RenderError, render_project
+
+    try:
+        manifest = json.loads((build_dir / "manifest.json").read_text(encoding="utf-8"))
+        rendered = render_project(
+            PROJECT_TEMPLATE_PATH.read_text(encoding="utf-8"), manifest, bucket, prefix, platform
+        )
+    except (OSError, ValueError, RenderError) as error:
+        raise BootstrapError(f"rendering templates/project.yml failed: {error}") from None
     out = build_dir / "project.yml"
-    command = [
-        sys.executable,
-        str(RENDERER),
-        "--manifest",
-        str(build_dir / "manifest.json"),
-        "--bucket",
-        bucket,
-        "--prefix",
-        prefix,
-        "--out",
-        str(out),
-    ]
-    if oidc_arn:
-        command += ["--oidc-provider-arn", oidc_arn]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        tail = "\n".join(done.stderr.strip().splitlines()[-5:])
-        raise BootstrapError(f"rendering templates/project.yml failed:\n{tail}")
-    return out.read_bytes()
+    out.write_text(rendered, encoding="utf-8")
+    return rendered.encode("utf-8")
 
 
 def template_argument(s3: Any, bucket: str, region: str, key: str, body: bytes) -> dict[str, str]:
@@ -702,13 +686,16 @@ def run(
     settings: Settings, clients: Clients, console: Console, package: Callable[[Path], Any]
 ) -> dict[str, str]:
     """The whole bootstrap; returns what the next-steps text needs."""
+    from scripts.render_template import Platform
+
     region = clients.s3.meta.region_name
     names = stack_names(settings.stack_prefix)
     console.step("Checking account, inputs and templates")
     identity = clients.sts.get_caller_identity()
     account_id = str(identity["Account"])
+    partition = str(identity["Arn"]).split(":")[1]
     console.detail(f"account {account_id}, region {region}, mode {settings.mode}")
-    needed = [RENDERER, PROJECT_TEMPLATE_PATH, BOOTSTRAP_TEMPLATE_PATH]
+    needed = [PROJECT_TEMPLATE_PATH, BOOTSTRAP_TEMPLATE_PATH]
     if settings.mode == "service-catalog":
         needed.append(CATALOG_TEMPLATE_PATH)
     for path in needed:
@@ -726,11 +713,26 @@ def run(
             catalog_parameters(settings, "bucket", region, "bundle/project-0.yml", "0", placeholders),
             CATALOG_TEMPLATE,
         )
-    if settings.token is None and not secret_exists(clients.secretsmanager, settings.token_secret_name):
+    bound = secret_server(clients.secretsmanager, settings.token_secret_name)
+    if settings.token is None and bound is None:
         raise BootstrapError(
             f"no GitLab token: secret {settings.token_secret_name} does not exist yet; set {TOKEN_ENV} "
             "or pipe the token with --token-stdin"
         )
+    if settings.token is None and bound != settings.gitlab_url:
+        raise BootstrapError(
+            f"secret {settings.token_secret_name} holds a token for {bound or 'an unknown server'}, not "
+            f"{settings.gitlab_url}: pass the token for {settings.gitlab_url} ({TOKEN_ENV} or --token-stdin)"
+        )
+    admins = settings.admin_principal_arns or (principal_arn(clients.iam, str(identity["Arn"])),)
+    console.detail(f"bundle administrators (the only writers of the bundle bucket): {', '.join(admins)}")
+    readers = tuple(
+        dict.fromkeys(
+            admins
+            + ((settings.studio_role_arn,) if settings.studio_role_arn else ())
+            + settings.data_access_principal_arns
+        )
+    )
     create_oidc, existing_oidc = oidc_choice(
         settings, clients.cloudformation, clients.iam, names["bootstrap"]
     )
@@ -738,22 +740,51 @@ def run(
         {
             "create": f"OIDC provider for {settings.gitlab_url}: managed by the bootstrap stack",
             "existing": f"OIDC provider: reusing {existing_oidc}",
-            "none": "no --gitlab-url or --oidc-provider-arn: projects can only use CiAuthMode=access-keys",
+            "none": "--no-oidc: projects can only use CiAuthMode=access-keys",
         }[create_oidc]
     )
+    bucket = bundle_bucket_name(account_id, region)
+    ca_key = ""
+    if settings.ca_bundle_file is not None:
+        ca_bytes = settings.ca_bundle_file.read_bytes()
+        ca_key = f"{settings.prefix}/gitlab-ca-{sha256_hex(ca_bytes)[:12]}.pem"
+
+    def platform(secret_arn: str, oidc_arn: str) -> Platform:
+        return Platform(
+            gitlab_url=settings.gitlab_url,
+            token_secret_arn=secret_arn,
+            data_access_principal_arns=readers,
+            oidc_provider_arn=oidc_arn,
+            ca_bundle_s3_uri=f"s3://{bucket}/{ca_key}" if ca_key else "",
+            subnet_ids=settings.subnet_ids,
+            security_group_ids=settings.security_group_ids,
+        )
 
     console.step("Packaging Lambdas and seed repositories")
     manifest = package(settings.build_dir)
     # A dry render now, so a template problem stops the run before anything is created.
-    render_project_template(settings.build_dir, settings.bucket or "placeholder-bucket", settings.prefix, "")
+    placeholder_secret = f"arn:{partition}:secretsmanager:{region}:{account_id}:secret:{settings.token_secret_name}-AbCdEf"
+    render_project_template(
+        settings.build_dir, bucket, settings.prefix,
+        platform(placeholder_secret, oidc_provider_arn_for(partition, account_id, settings.gitlab_url)),
+    )
 
-    console.step("Deploying the bootstrap stack (OIDC provider, permissions boundary, launch role, bucket)")
+    console.step(f"GitLab token secret {settings.token_secret_name}")
+    secret_arn = ensure_token_secret(
+        clients.secretsmanager, settings.token_secret_name, settings.token, settings.gitlab_url, console.detail
+    )
+
+    console.step("Deploying the bootstrap stack (bucket, OIDC provider, permissions boundary, launch roles)")
     bootstrap_body = BOOTSTRAP_TEMPLATE_PATH.read_text(encoding="utf-8")
     offered = {
         "GitLabServerUrl": settings.gitlab_url,
+        "GitLabTokenSecretArn": secret_arn,
         "CreateOidcProvider": create_oidc,
         "ExistingOidcProviderArn": existing_oidc,
+        "AdminPrincipalArns": ",".join(admins),
+        "BundlePrefix": settings.prefix,
         "EnableS3ProjectTemplates": "true" if settings.mode == "s3-template" else "false",
+        "PublishedTemplateKey": f"{TEMPLATES_PREFIX}/{S3_TEMPLATE_NAME}",
     }
     outputs = deploy_stack(
         clients.cloudformation,
@@ -763,24 +794,17 @@ def run(
         console.detail,
     )
     oidc_arn = outputs.get(OIDC_OUTPUT) or existing_oidc
-    bucket = settings.bucket or outputs.get(BUCKET_OUTPUT) or default_bucket(account_id, region)
-
-    console.step(f"Bundle bucket s3://{bucket}")
-    if outputs.get(BUCKET_OUTPUT) == bucket:
-        console.detail("owned by the bootstrap stack (encrypted, private, versioned, TLS-only)")
-    else:
-        # --bucket, or a stack that reports no bucket: make sure the named one is set up the same way.
-        ensure_bucket(clients.s3, bucket, region, console.detail)
+    bucket = outputs.get(BUCKET_OUTPUT) or bucket
 
     console.step(f"Uploading artifacts to s3://{bucket}/{settings.prefix}/")
     upload_artifacts(clients.s3, bucket, settings.prefix, settings.build_dir, manifest, console.detail)
-    rendered = render_project_template(settings.build_dir, bucket, settings.prefix, oidc_arn)
-    console.detail(f"rendered {settings.build_dir / 'project.yml'}")
-
-    console.step(f"GitLab token secret {settings.token_secret_name}")
-    secret_arn = ensure_token_secret(
-        clients.secretsmanager, settings.token_secret_name, settings.token, console.detail
-    )
+    if settings.ca_bundle_file is not None:
+        uploaded = put_if_changed(
+            clients.s3, bucket, ca_key, settings.ca_bundle_file.read_bytes(), content_type="application/x-pem-file"
+        )
+        console.detail(f"{'uploaded ' if uploaded else 'unchanged'} s3://{bucket}/{ca_key}  (GitLab CA bundle)")
+    rendered = render_project_template(settings.build_dir, bucket, settings.prefix, platform(secret_arn, oidc_arn))
+    console.detail(f"rendered {settings.build_dir / 'project.yml'} (the platform settings are pinned in it)")
 
     result = {
         "account": account_id,
@@ -798,7 +822,6 @@ def run(
             clients.s3, bucket, key, rendered, tags=dict([VISIBILITY_TAG]), content_type="application/x-yaml"
         )
         console.detail(f"{'uploaded ' if uploaded else 'unchanged'} s3://{bucket}/{key}")
-        ensure_cors(clients.s3, bucket, console.detail)
         result["template_key"] = key
         result["templates_location"] = f"s3://{bucket}/{TEMPLATES_PREFIX}/"
     else:
@@ -850,7 +873,7 @@ def oidc_choice(settings: Settings, cfn: Any, iam: Any, stack: str) -> tuple[str
     """
     if settings.oidc_provider_arn:
         return "existing", settings.oidc_provider_arn
-    if not settings.gitlab_url:
+    if not settings.use_oidc:
         return "none", ""
     previous = current_stack_parameters(cfn, stack)
     if (
@@ -882,6 +905,9 @@ def next_steps(settings: Settings, result: Mapping[str, str]) -> str:
         policy = result.get("output:StudioS3TemplatesPolicyArn")
         if policy:
             lines.append(f"     and attach {policy} to the Studio execution role(s) that create projects.")
+        role = result.get("output:S3TemplateRoleArn")
+        if role:
+            lines.append(f"     Projects are created with RoleARN {role} (the only role that policy lets them pass).")
     else:
         who = (
             settings.studio_role_arn
@@ -891,14 +917,12 @@ def next_steps(settings: Settings, result: Mapping[str, str]) -> str:
             f"  1. Studio users with role {who} see the product under Projects > Organization templates."
         ]
     lines += [
-        "  2. Create a project in Studio; fill in GitLabServerUrl, GitLabGroup and the repository names,",
-        f"     and set GitLabTokenSecretName to {result['secret_name']}.",
+        "  2. Create a project in Studio; choose GitLabGroup and the repository names. The GitLab server, the",
+        f"     token secret ({result['secret_name']}) and the network are pinned to this installation.",
         "  3. Approve a model package in the registry to deploy it through the model-deploy repository's CI.",
     ]
     if not result.get("oidc_arn"):
-        lines.append(
-            "  Note: no OIDC provider was set up, so use CiAuthMode=access-keys (or rerun with --gitlab-url)."
-        )
+        lines.append("  Note: no OIDC provider was set up (--no-oidc): projects use CiAuthMode=access-keys.")
     return "\n".join(lines)
 
 

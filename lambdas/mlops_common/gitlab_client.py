@@ -18,6 +18,7 @@ import gitlab
 import requests
 from gitlab.exceptions import GitlabError
 
+from mlops_common import logsafe
 from mlops_common.errors import (
     GitLabAuthError,
     GitLabError,
@@ -120,12 +121,12 @@ class Pipeline:
 class _BoundedGitlab(gitlab.Gitlab):
     """python-gitlab client whose every request has a timeout, few retries and ends before a deadline."""
 
-    def __init__(self, settings: GitLabSettings, token: str) -> None:
+    def __init__(self, settings: GitLabSettings, token: str | None) -> None:
         session = requests.Session()
         session.hooks["response"].append(_cap_retry_after(settings.max_retry_wait))
         super().__init__(
             url=settings.url,
-            private_token=token,
+            private_token=token or None,
             ssl_verify=settings.ssl_verify,
             timeout=settings.timeout,
             retry_transient_errors=True,
@@ -203,7 +204,10 @@ def _network_cause(exc: BaseException) -> str:
 class GitLab:
     """Domain-level GitLab operations used by both Lambdas. Every call may raise `errors.GitLabError`."""
 
-    def __init__(self, settings: GitLabSettings, token: str, client: gitlab.Gitlab | None = None) -> None:
+    def __init__(
+        self, settings: GitLabSettings, token: str | None, client: gitlab.Gitlab | None = None
+    ) -> None:
+        """`token` is the private token every call sends; None for a client that only runs triggers."""
         self.settings = settings
         self._gl = client or _BoundedGitlab(settings, token)
 
@@ -406,3 +410,74 @@ class GitLab:
         ):
             pipeline = self._gl.projects.get(project_id, lazy=True).pipelines.create(payload)
         return Pipeline(int(pipeline.id), str(pipeline.attributes.get("web_url") or ""))
+
+    # --- protected branches --------------------------------------------------------------------------
+    def protect_branch(self, project_id: int, branch: str, access_level: int) -> str:
+        """Protect `branch` so only `access_level` (40 = Maintainer) may push and merge; idempotent.
+
+        GitLab cannot change the levels of a protected branch in place (Free tier), so a weaker protection
+        is removed and created again. Returns "protected", "already protected" or "tightened".
+        """
+        subject = f"branch {branch} of project {project_id}"
+        current: dict[str, Any] | None
+        try:
+            with self._translated(f"reading the protection of {subject}", subject, ""):
+                current = self._gl.projects.get(project_id, lazy=True).protectedbranches.get(branch).attributes
+        except GitLabNotFound:
+            current = None
+        if current is not None and _min_level(current, "push_access_levels") >= access_level and _min_level(
+            current, "merge_access_levels"
+        ) >= access_level:
+            return "already protected"
+        project = self._gl.projects.get(project_id, lazy=True)
+        if current is not None:
+            with self._translated(f"unprotecting {subject}", subject, ""):
+                project.protectedbranches.delete(branch)
+        with self._translated(f"protecting {subject}", subject, ""):
+            project.protectedbranches.create(
+                {"name": branch, "push_access_level": access_level, "merge_access_level": access_level}
+            )
+        return "tightened" if current is not None else "protected"
+
+    # --- pipeline triggers ---------------------------------------------------------------------------
+    def triggers(self, project_id: int) -> list[TriggerInfo]:
+        with self._translated(f"listing pipeline triggers of project {project_id}", f"project {project_id}", ""):
+            items = self._gl.projects.get(project_id, lazy=True).triggers.list(get_all=True)
+        return [TriggerInfo(int(t.attributes["id"]), str(t.attributes.get("description") or "")) for t in items]
+
+    def create_trigger(self, project_id: int, description: str) -> tuple[TriggerInfo, str]:
+        """A new pipeline trigger token for the project: (its id and description, the token)."""
+        with self._translated(f"creating a pipeline trigger on project {project_id}", f"project {project_id}", ""):
+            trigger = self._gl.projects.get(project_id, lazy=True).triggers.create({"description": description})
+        token = str(trigger.attributes["token"])
+        logsafe.register_secret(token)
+        return TriggerInfo(int(trigger.attributes["id"]), description), token
+
+    def delete_trigger(self, project_id: int, trigger_id: int) -> None:
+        with self._translated(
+            f"deleting pipeline trigger {trigger_id} of project {project_id}", f"trigger {trigger_id}", ""
+        ):
+            self._gl.projects.get(project_id, lazy=True).triggers.delete(trigger_id)
+
+    def run_trigger(self, project_id: int, ref: str, token: str, variables: Mapping[str, str]) -> Pipeline:
+        """POST /projects/:id/trigger/pipeline with a trigger token: one call, as the trigger's owner."""
+        with self._translated(
+            f"starting a pipeline on {ref} of project {project_id} with its trigger token",
+            f"project {project_id} or its branch {ref}",
+            "check DEPLOY_PROJECT_ID and DEPLOY_REF",
+        ):
+            pipeline = self._gl.projects.get(project_id, lazy=True).trigger_pipeline(
+                ref, token, variables=dict(variables)
+            )
+        return Pipeline(int(pipeline.id), str(pipeline.attributes.get("web_url") or ""))
+
+
+@dataclass(frozen=True)
+class TriggerInfo:
+    id: int
+    description: str
+
+
+def _min_level(protection: Mapping[str, Any], key: str) -> int:
+    levels = [int(level.get("access_level", 0)) for level in protection.get(key) or []]
+    return min(levels) if levels else 0

@@ -9,7 +9,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from mlops_common import logsafe
+from mlops_common import contract, logsafe
 from mlops_common.errors import ConfigError, MlopsError
 
 _cache: dict[str, str] = {}
@@ -25,6 +25,93 @@ class AccessKeys:
 
     def __repr__(self) -> str:
         return "AccessKeys(***)"
+
+
+@dataclass(frozen=True, repr=False)
+class StoredTrigger:
+    """The deploy repository's pipeline trigger token, as the seed check-in stores it."""
+
+    token: str
+    trigger_id: int
+    project_id: int
+    gitlab_url: str
+
+    def __repr__(self) -> str:
+        return f"StoredTrigger(trigger_id={self.trigger_id}, project_id={self.project_id}, token=***)"
+
+    def to_secret_string(self) -> str:
+        return json.dumps(
+            {"token": self.token, "trigger_id": self.trigger_id, "project_id": self.project_id,
+             "gitlab_url": self.gitlab_url}
+        )
+
+
+def parse_stored_trigger(secret_string: str, label: str) -> StoredTrigger | None:
+    """The stored trigger, or None while the secret still holds the stack's placeholder."""
+    try:
+        parsed: object = json.loads(secret_string)
+    except ValueError:
+        parsed = None
+    if not isinstance(parsed, dict):
+        raise ConfigError(f"secret {label!r} is not the JSON the seed check-in writes: update the project")
+    if parsed.get("state") == "pending":
+        return None
+    token, trigger_id, project_id, url = (parsed.get(k) for k in ("token", "trigger_id", "project_id", "gitlab_url"))
+    if not isinstance(token, str) or not token or not isinstance(trigger_id, int) or not isinstance(
+        project_id, int
+    ) or not isinstance(url, str):
+        raise ConfigError(
+            f"secret {label!r} lacks token, trigger_id, project_id or gitlab_url: update the project so the "
+            "seed check-in writes it again"
+        )
+    logsafe.register_secret(token)
+    return StoredTrigger(token, trigger_id, project_id, url)
+
+
+def bound_gitlab_url(client: Any, secret_id: str) -> str:
+    """The GitLab server the platform token belongs to: the token secret's gitlab-mlops:gitlab-url tag.
+
+    Read with DescribeSecret, which never returns the value: a project cannot send the token anywhere
+    else, because the check-in compares this with its GitLab URL before the token is read.
+    """
+    label = secret_label(secret_id)
+    try:
+        described = client.describe_secret(SecretId=secret_id)
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "Unknown")
+        if code == "ResourceNotFoundException":
+            raise ConfigError(f"secret {label!r} not found: rerun init.sh to store the GitLab token") from None
+        if code == "AccessDeniedException":
+            raise ConfigError(
+                f"not allowed to describe secret {label!r} (AccessDenied): grant the seed check-in role "
+                "secretsmanager:DescribeSecret on it"
+            ) from None
+        raise MlopsError(f"describing secret {label!r} failed ({code})") from None
+    except BotoCoreError as exc:
+        raise MlopsError(f"Secrets Manager unreachable while describing {label!r}: {type(exc).__name__}") from None
+    tags = {str(t.get("Key")): str(t.get("Value")) for t in described.get("Tags") or []}
+    url = tags.get(contract.TOKEN_SERVER_TAG, "").rstrip("/")
+    if not url:
+        raise ConfigError(
+            f"secret {label!r} has no {contract.TOKEN_SERVER_TAG} tag naming its GitLab server: rerun init.sh "
+            "(the platform administrator binds the token to one server)"
+        )
+    return url
+
+
+def put_secret_string(client: Any, secret_id: str, value: str) -> None:
+    """Store a new version of `secret_id` (and remember the value so logs never show it)."""
+    logsafe.register_secret(value)
+    label = secret_label(secret_id)
+    try:
+        client.put_secret_value(SecretId=secret_id, SecretString=value)
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "Unknown")
+        raise MlopsError(f"storing secret {label!r} failed ({code}): check the seed check-in role") from None
+    except BotoCoreError as exc:
+        raise MlopsError(f"Secrets Manager unreachable while storing {label!r}: {type(exc).__name__}") from None
+    with _lock:
+        _cache[secret_id] = value
 
 
 def secret_label(secret_id: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from mlops_common import contract
 from mlops_common.config import Settings
 from mlops_common.errors import ConfigError
 
@@ -14,7 +15,7 @@ _SOURCE = "environment variable"
 @dataclass(frozen=True)
 class TriggerConfig:
     gitlab_url: str
-    token_secret_id: str
+    trigger_secret_id: str
     ca_bundle_uri: str
     deploy_project_id: int
     deploy_ref: str
@@ -23,16 +24,17 @@ class TriggerConfig:
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> TriggerConfig:
         s = Settings(env, _SOURCE)
-        project = s.required("DEPLOY_PROJECT_ID")
+        project = s.required(contract.ENV_DEPLOY_PROJECT_ID)
         if not project.isdigit():
             raise ConfigError(
-                f"{_SOURCE} DEPLOY_PROJECT_ID is {project!r}: expected the numeric GitLab project id"
+                f"{_SOURCE} {contract.ENV_DEPLOY_PROJECT_ID} is {project!r}: expected the numeric GitLab "
+                "project id"
             )
         return cls(
-            gitlab_url=s.https_url("GITLAB_URL"),
-            token_secret_id=s.required("GITLAB_TOKEN_SECRET_ARN"),
-            ca_bundle_uri=s.s3_uri("GITLAB_CA_BUNDLE_S3_URI"),
+            gitlab_url=s.https_url(contract.ENV_GITLAB_URL),
+            trigger_secret_id=s.required(contract.ENV_TRIGGER_TOKEN_SECRET),
+            ca_bundle_uri=s.s3_uri(contract.ENV_GITLAB_CA_BUNDLE),
             deploy_project_id=int(project),
-            deploy_ref=s.optional("DEPLOY_REF", "main"),
-            model_package_group=s.required("MODEL_PACKAGE_GROUP_NAME"),
+            deploy_ref=s.optional(contract.ENV_DEPLOY_REF, "main"),
+            model_package_group=s.required(contract.ENV_MODEL_PACKAGE_GROUP),
         )

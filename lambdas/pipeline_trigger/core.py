@@ -1,5 +1,8 @@
 """Decide what a model package state change means and start the deploy pipeline for approvals.
 
+The pipeline is started with the deploy repository's own pipeline trigger token (the seed check-in
+created it and stored it in the project's secret), never with the platform's GitLab token.
+
 Duplicates: SageMaker may deliver one change several times, and Lambda retries failed invocations,
 so the same approval can start a second pipeline. That is harmless: deploying the package that is
 already deployed changes nothing. Starting a pipeline is one POST, so no lookup can go stale.
@@ -13,8 +16,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from mlops_common import contract
-from mlops_common.errors import MalformedEvent
+from mlops_common.errors import ConfigError, MalformedEvent
 from mlops_common.gitlab_client import GitLab
+from mlops_common.secrets import StoredTrigger
 
 from pipeline_trigger.config import TriggerConfig
 
@@ -60,7 +64,19 @@ def parse_event(event: object) -> StateChange:
     )
 
 
-def handle(connect: Callable[[], GitLab], cfg: TriggerConfig, event: object) -> dict[str, Any]:
+def check_trigger(trigger: StoredTrigger, cfg: TriggerConfig) -> None:
+    """The stored token must belong to this project's deploy repository on this GitLab."""
+    if trigger.project_id != cfg.deploy_project_id or trigger.gitlab_url.rstrip("/") != cfg.gitlab_url:
+        raise ConfigError(
+            f"the deploy trigger secret is for project {trigger.project_id} on {trigger.gitlab_url}, not "
+            f"{cfg.deploy_project_id} on {cfg.gitlab_url}: update the SageMaker project so the seed check-in "
+            "writes it again"
+        )
+
+
+def handle(
+    connect: Callable[[], tuple[GitLab, StoredTrigger]], cfg: TriggerConfig, event: object
+) -> dict[str, Any]:
     """Start the deploy pipeline for an approval of our group; ignore (and say why) anything else.
 
     `connect` is called only for an approval, so ignored events never read the token or call GitLab.
@@ -79,9 +95,12 @@ def handle(connect: Callable[[], GitLab], cfg: TriggerConfig, event: object) -> 
             contract.APPROVED,
         )
         return {"status": "ignored", "reason": f"status {change.status}", "model_package_arn": change.arn}
-    pipeline = connect().create_pipeline(
+    gitlab, trigger = connect()
+    check_trigger(trigger, cfg)
+    pipeline = gitlab.run_trigger(
         cfg.deploy_project_id,
         cfg.deploy_ref,
+        trigger.token,
         {
             contract.PIPELINE_VAR_MODEL_PACKAGE_ARN: change.arn,
             contract.PIPELINE_VAR_MODEL_PACKAGE_GROUP: change.group,

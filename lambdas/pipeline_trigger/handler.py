@@ -14,16 +14,17 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
-from mlops_common import ca_bundle, logsafe, secrets
-from mlops_common.errors import GitLabAuthError, MlopsError
+from mlops_common import ca_bundle, contract, logsafe, secrets
+from mlops_common.errors import ConfigError, GitLabAuthError, GitLabNotFound, MlopsError
 from mlops_common.gitlab_client import GitLab, GitLabSettings
+from mlops_common.secrets import StoredTrigger
 
 from pipeline_trigger import core
 from pipeline_trigger.config import TriggerConfig
 
 logger = logging.getLogger(__name__)
 for _name in ("pipeline_trigger", "mlops_common"):
-    logging.getLogger(_name).setLevel(os.environ.get("LOG_LEVEL", "INFO"))
+    logging.getLogger(_name).setLevel(os.environ.get(contract.ENV_LOG_LEVEL, "INFO"))
 logsafe.install()
 
 _lock = threading.Lock()
@@ -49,18 +50,24 @@ def reset() -> None:
         _state.clear()
 
 
-def _gitlab(cfg: TriggerConfig, secrets_client: Any, s3: Any, context: Any) -> GitLab:
-    label = secrets.secret_label(cfg.token_secret_id)
-    token = secrets.parse_token(
-        secrets.read_secret_string(secrets_client, cfg.token_secret_id, "GITLAB_TOKEN_SECRET_ARN"), label
+def _gitlab(cfg: TriggerConfig, secrets_client: Any, s3: Any, context: Any) -> tuple[GitLab, StoredTrigger]:
+    """A GitLab client that sends no private token, and the deploy repository's trigger token."""
+    label = secrets.secret_label(cfg.trigger_secret_id)
+    trigger = secrets.parse_stored_trigger(
+        secrets.read_secret_string(secrets_client, cfg.trigger_secret_id, contract.ENV_TRIGGER_TOKEN_SECRET),
+        label,
     )
-    verify = ca_bundle.ssl_verify(s3, cfg.ca_bundle_uri, "GITLAB_CA_BUNDLE_S3_URI")
+    if trigger is None:
+        raise ConfigError(
+            f"secret {label} holds no pipeline trigger yet: the project's seed check-in writes it; update the "
+            "SageMaker project to run it again"
+        )
+    verify = ca_bundle.ssl_verify(s3, cfg.ca_bundle_uri, contract.ENV_GITLAB_CA_BUNDLE)
     deadline = None
     if context is not None and hasattr(context, "get_remaining_time_in_millis"):
         deadline = time.monotonic() + context.get_remaining_time_in_millis() / 1000.0 - 2.0
-    return GitLab(
-        GitLabSettings(url=cfg.gitlab_url, token_source=label, ssl_verify=verify, deadline=deadline), token
-    )
+    settings = GitLabSettings(url=cfg.gitlab_url, token_source=label, ssl_verify=verify, deadline=deadline)
+    return GitLab(settings, None), trigger
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -68,7 +75,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         cfg, secrets_client, s3 = _setup()
         return core.handle(lambda: _gitlab(cfg, secrets_client, s3, context), cfg, event)
     except MlopsError as exc:
-        if isinstance(exc, GitLabAuthError):
-            secrets.forget(_state["config"].token_secret_id)  # a rotated token is read again next time
+        if isinstance(exc, GitLabAuthError | GitLabNotFound) and "config" in _state:
+            secrets.forget(_state["config"].trigger_secret_id)  # a re-created trigger is read again next time
         logger.error("approval trigger failed: %s", exc)
         raise

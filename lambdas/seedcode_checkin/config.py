@@ -15,6 +15,7 @@ DELETION_POLICIES = (RETAIN, ARCHIVE, DELETE)
 _SOURCE = "resource property"
 # GitLab project paths: letters, digits, '_', '-', '.'; start with a letter or digit; no .git/.atom end.
 _REPO_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,99}$")
+_SECRET_ARN = re.compile(r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:.+$")
 _GROUP = re.compile(r"^(\d+|[a-zA-Z0-9_][a-zA-Z0-9_.-]*(/[a-zA-Z0-9_][a-zA-Z0-9_.-]*)*)$")
 _BRANCH = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_./-]{0,99}$")
 
@@ -43,6 +44,11 @@ class RepoTarget:
     deletion_policy: str
     default_branch: str
 
+    @property
+    def trigger_description(self) -> str:
+        """How the deploy repository's pipeline trigger of this project is recognised in GitLab."""
+        return f"SageMaker project {self.project_id} approval trigger"
+
     @classmethod
     def from_properties(cls, props: Mapping[str, object]) -> RepoTarget:
         s = Settings(props, _SOURCE)
@@ -57,7 +63,7 @@ class RepoTarget:
         target = cls(
             gitlab_url=s.https_url("GitLabUrl"),
             gitlab_group=group,
-            token_secret_id=s.required("GitLabTokenSecretArn"),
+            token_secret_id=_secret_arn(s, "GitLabTokenSecretArn"),
             ca_bundle_uri=s.s3_uri("GitLabCaBundleS3Uri"),
             build_repo=_repo_name(s, "ModelBuildRepositoryName"),
             deploy_repo=_repo_name(s, "ModelDeployRepositoryName"),
@@ -71,6 +77,22 @@ class RepoTarget:
                 "give the two repositories different names"
             )
         return target
+
+
+def _secret_arn(s: Settings, key: str) -> str:
+    value = s.required(key)
+    if not _SECRET_ARN.match(value):
+        raise ConfigError(f"{_SOURCE} {key} is {value!r}: expected a Secrets Manager secret ARN")
+    return value
+
+
+@dataclass(frozen=True)
+class DutyCredentials:
+    """How GitLab CI gets AWS credentials for one duty (build, staging, prod): a role or a key secret."""
+
+    duty: str
+    role_arn: str  # oidc
+    access_key_secret_id: str  # access-keys
 
 
 @dataclass(frozen=True)
@@ -87,17 +109,25 @@ class CheckinConfig:
     artifact_bucket: str
     model_package_group: str
     execution_role_arn: str
+    trigger_secret_id: str
     ci_auth_mode: str
-    ci_role_arn: str
-    ci_access_key_secret_id: str
+    credentials: tuple[DutyCredentials, ...]
+
+    def duty(self, name: str) -> DutyCredentials:
+        return next(c for c in self.credentials if c.duty == name)
 
     @classmethod
     def from_properties(cls, props: Mapping[str, object]) -> CheckinConfig:
         s = Settings(props, _SOURCE)
         target = RepoTarget.from_properties(props)
         mode = s.choice("CiAuthMode", contract.AUTH_MODES, contract.AUTH_MODE_OIDC)
-        role = s.required("CiRoleArn") if mode == contract.AUTH_MODE_OIDC else ""
-        keys = s.required("CiAccessKeySecretArn") if mode == contract.AUTH_MODE_ACCESS_KEYS else ""
+        credentials = []
+        for duty in contract.CI_DUTIES:
+            label = duty.capitalize()
+            if mode == contract.AUTH_MODE_OIDC:
+                credentials.append(DutyCredentials(duty, s.required(f"Ci{label}RoleArn"), ""))
+            else:
+                credentials.append(DutyCredentials(duty, "", _secret_arn(s, f"Ci{label}AccessKeySecretArn")))
         return cls(
             target=target,
             project_name=s.required("ProjectName"),
@@ -109,7 +139,7 @@ class CheckinConfig:
             artifact_bucket=s.required("ArtifactBucket"),
             model_package_group=s.required("ModelPackageGroupName"),
             execution_role_arn=s.required("SageMakerExecutionRoleArn"),
+            trigger_secret_id=_secret_arn(s, "DeployTriggerSecretArn"),
             ci_auth_mode=mode,
-            ci_role_arn=role,
-            ci_access_key_secret_id=keys,
+            credentials=tuple(credentials),
         )

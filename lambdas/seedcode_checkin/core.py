@@ -9,13 +9,14 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from typing import Protocol
 
 from mlops_common import contract
 from mlops_common.errors import GitLabNotFound, GitLabRejected, ProjectNotOwned
 from mlops_common.gitlab_client import GitLab, Namespace, ProjectInfo, Variable
-from mlops_common.secrets import AccessKeys
+from mlops_common.secrets import AccessKeys, StoredTrigger
 
 from seedcode_checkin.config import ARCHIVE, DELETE, CheckinConfig, RepoTarget
 from seedcode_checkin.seed import Seed
@@ -26,6 +27,7 @@ logger = logging.getLogger(__name__)
 # CloudFormation sends for an old physical id after a rename leaves a repository that is still in use.
 RESOURCE_TOPIC_PREFIX = "sagemaker-seed-"
 PIPELINE_VARIABLES_ROLE = "developer"
+MAINTAINER = 40  # GitLab access level: only Maintainers push to or merge into the default branch
 _ID_SEPARATOR = "|"
 
 MANAGED_VARIABLES = frozenset(
@@ -40,12 +42,25 @@ MANAGED_VARIABLES = frozenset(
         contract.VAR_SAGEMAKER_EXECUTION_ROLE,
         contract.VAR_AUTH_MODE,
         contract.VAR_CI_ROLE,
+        contract.VAR_CI_PROD_ROLE,
         contract.VAR_ACCESS_KEY_ID,
         contract.VAR_SECRET_ACCESS_KEY,
+        contract.VAR_PROD_ACCESS_KEY_ID,
+        contract.VAR_PROD_SECRET_ACCESS_KEY,
     }
 )
+BUILD, DEPLOY = "build", "deploy"
 
 SeedLoader = Callable[[str], Seed]  # seed S3 key -> Seed
+DutyKeys = Mapping[str, AccessKeys]  # duty (build, staging, prod) -> its access key
+
+
+class TriggerStore(Protocol):
+    """Where the deploy repository's pipeline trigger token lives (the project's secret)."""
+
+    def read(self) -> StoredTrigger | None: ...
+
+    def write(self, trigger: StoredTrigger) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -93,8 +108,13 @@ def planned_paths(namespace: Namespace, target: RepoTarget) -> tuple[str, str]:
 
 
 # --- CI/CD variables --------------------------------------------------------------------------------
-def ci_variables(cfg: CheckinConfig, keys: AccessKeys | None) -> list[Variable]:
-    """The variables both projects get (names from the contract); secrets masked and protected."""
+def ci_variables(cfg: CheckinConfig, repository: str, keys: DutyKeys | None) -> list[Variable]:
+    """The variables one repository gets (names from the contract); secrets masked and protected.
+
+    The build repository gets the build duty's credentials. The deploy repository gets the staging
+    duty's under the standard names and the production duty's under the PROD names, which only its
+    production job uses (and, for a role, only its default branch can assume).
+    """
     plain = {
         contract.VAR_PROJECT_NAME: cfg.project_name,
         contract.VAR_PROJECT_ID: cfg.target.project_id,
@@ -106,17 +126,21 @@ def ci_variables(cfg: CheckinConfig, keys: AccessKeys | None) -> list[Variable]:
         contract.VAR_SAGEMAKER_EXECUTION_ROLE: cfg.execution_role_arn,
         contract.VAR_AUTH_MODE: cfg.ci_auth_mode,
     }
-    if cfg.ci_auth_mode == contract.AUTH_MODE_OIDC:
-        plain[contract.VAR_CI_ROLE] = cfg.ci_role_arn
-    result = [Variable(key, value) for key, value in plain.items()]
-    if cfg.ci_auth_mode == contract.AUTH_MODE_ACCESS_KEYS:
-        if keys is None:
-            raise ValueError("access-keys mode needs the keys")  # the handler always reads them
-        result += [
-            Variable(contract.VAR_ACCESS_KEY_ID, keys.access_key_id, masked=True, protected=True),
-            Variable(contract.VAR_SECRET_ACCESS_KEY, keys.secret_access_key, masked=True, protected=True),
+    duties = {BUILD: (("build", ""),), DEPLOY: (("staging", ""), ("prod", "PROD_"))}[repository]
+    secret: list[Variable] = []
+    for duty, key_prefix in duties:
+        if cfg.ci_auth_mode == contract.AUTH_MODE_OIDC:
+            name = contract.VAR_CI_PROD_ROLE if duty == "prod" else contract.VAR_CI_ROLE
+            plain[name] = cfg.duty(duty).role_arn
+            continue
+        if keys is None or duty not in keys:
+            raise ValueError(f"access-keys mode needs the {duty} keys")  # the handler always reads them
+        key = keys[duty]
+        secret += [
+            Variable(f"AWS_{key_prefix}ACCESS_KEY_ID", key.access_key_id, masked=True, protected=True),
+            Variable(f"AWS_{key_prefix}SECRET_ACCESS_KEY", key.secret_access_key, masked=True, protected=True),
         ]
-    return result
+    return [Variable(key, value) for key, value in plain.items()] + secret
 
 
 def reconcile_variables(gl: GitLab, project: ProjectInfo, desired: list[Variable]) -> None:
@@ -215,10 +239,64 @@ def push_seed(
 
 
 # --- lifecycle --------------------------------------------------------------------------------------
+def protect_default_branch(gl: GitLab, project: ProjectInfo, branch: str) -> None:
+    """Only Maintainers may push to or merge into the default branch: it is what deploys to production."""
+    result = gl.protect_branch(project.id, branch, MAINTAINER)
+    logger.info("default branch %s of %s: %s (Maintainers push and merge)", branch, project.path_with_namespace, result)
+
+
+def ensure_deploy_trigger(gl: GitLab, deploy: ProjectInfo, target: RepoTarget, store: TriggerStore) -> str:
+    """A pipeline trigger token on the deploy repository, kept in the project's secret.
+
+    The approval trigger starts the deploy pipeline with it, so it never needs the platform token.
+    Triggers of this project that the secret does not name (a retried create, a replaced secret) are
+    revoked. Returns "kept" or "created".
+    """
+    stored = store.read()
+    ours = [t for t in gl.triggers(deploy.id) if t.description == target.trigger_description]
+    if (
+        stored is not None
+        and stored.project_id == deploy.id
+        and stored.gitlab_url == gl.settings.url
+        and any(t.id == stored.trigger_id for t in ours)
+    ):
+        keep = stored.trigger_id
+        result = "kept"
+    else:
+        info, token = gl.create_trigger(deploy.id, target.trigger_description)
+        store.write(StoredTrigger(token, info.id, deploy.id, gl.settings.url))
+        keep = info.id
+        result = "created"
+    for stale in ours:
+        if stale.id != keep:
+            with contextlib.suppress(GitLabNotFound):
+                gl.delete_trigger(deploy.id, stale.id)
+    logger.info("pipeline trigger of %s: %s", deploy.path_with_namespace, result)
+    return result
+
+
+def revoke_deploy_triggers(gl: GitLab, deploy: ProjectInfo, target: RepoTarget) -> int:
+    """Revoke this project's pipeline triggers on the deploy repository; returns how many."""
+    revoked = 0
+    for trigger in gl.triggers(deploy.id):
+        if trigger.description == target.trigger_description:
+            with contextlib.suppress(GitLabNotFound):
+                gl.delete_trigger(deploy.id, trigger.id)
+            revoked += 1
+    return revoked
+
+
 def create(
-    gl: GitLab, cfg: CheckinConfig, load_seed: SeedLoader, keys: AccessKeys | None, *, sync_seed: bool = True
+    gl: GitLab,
+    cfg: CheckinConfig,
+    load_seed: SeedLoader,
+    keys: DutyKeys | None,
+    triggers: TriggerStore,
+    *,
+    sync_seed: bool = True,
 ) -> Outcome:
-    """Create (or adopt) both projects, set variables and settings, then push the seeds.
+    """Create (or adopt) both projects, set variables and settings, push the seeds, protect the default
+    branches and give the deploy repository a pipeline trigger for approvals.
 
     Order matters: the build repository's first commit starts its first pipeline, so variables come
     first, and the deploy repository is seeded before the build one (an approval may follow quickly).
@@ -230,21 +308,26 @@ def create(
     resource_id = physical_id(gl.host, *planned_paths(namespace, target))
     build = ensure_project(gl, namespace, target.build_repo, "build", cfg, resource_id)
     deploy = ensure_project(gl, namespace, target.deploy_repo, "deploy", cfg, resource_id)
-    variables = ci_variables(cfg, keys)
-    reconcile_variables(gl, build, variables)
-    reconcile_variables(gl, deploy, variables)
+    reconcile_variables(gl, build, ci_variables(cfg, BUILD, keys))
+    reconcile_variables(gl, deploy, ci_variables(cfg, DEPLOY, keys))
     # GitLab.com defaults new projects to no_one_allowed: the approval trigger passes variables.
     gl.update_project(deploy.id, {"ci_pipeline_variables_minimum_override_role": PIPELINE_VARIABLES_ROLE})
     push_seed(gl, deploy, target.default_branch, deploy_seed, cfg, sync_seed)
     push_seed(gl, build, target.default_branch, build_seed, cfg, sync_seed)
+    protect_default_branch(gl, deploy, target.default_branch)
+    protect_default_branch(gl, build, target.default_branch)
+    ensure_deploy_trigger(gl, deploy, target, triggers)
     return Outcome(physical_id(gl.host, build.path_with_namespace, deploy.path_with_namespace), build, deploy)
 
 
-def update(gl: GitLab, cfg: CheckinConfig, load_seed: SeedLoader, keys: AccessKeys | None) -> Outcome:
-    """Reconcile settings and variables. Existing branches keep the team's code (no seed re-push);
-    new repositories (a rename) are created and seeded, and the new physical id makes CloudFormation
-    delete the old resource afterwards, which applies the deletion policy to the old repositories."""
-    return create(gl, cfg, load_seed, keys, sync_seed=False)
+def update(
+    gl: GitLab, cfg: CheckinConfig, load_seed: SeedLoader, keys: DutyKeys | None, triggers: TriggerStore
+) -> Outcome:
+    """Reconcile settings, variables (rotated keys too), protection and the trigger. Existing branches
+    keep the team's code (no seed re-push); new repositories (a rename) are created and seeded, and the
+    new physical id makes CloudFormation delete the old resource afterwards, which applies the deletion
+    policy to the old repositories."""
+    return create(gl, cfg, load_seed, keys, triggers, sync_seed=False)
 
 
 def delete(gl: GitLab, target: RepoTarget, resource_id: str) -> list[str]:
@@ -275,6 +358,10 @@ def delete(gl: GitLab, target: RepoTarget, resource_id: str) -> list[str]:
         elif marker not in project.topics:
             report.append(f"{path}: now used by a renamed resource of this project, left alone")
         else:
+            if path == paths[1]:
+                revoked = revoke_deploy_triggers(gl, project, target)
+                if revoked:
+                    report.append(f"{path}: {revoked} approval pipeline trigger(s) revoked")
             report.append(f"{path}: {_apply_policy(gl, project, target.deletion_policy)}")
     for line in report:
         logger.info("delete (%s): %s", target.deletion_policy, line)

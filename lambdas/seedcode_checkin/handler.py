@@ -21,7 +21,7 @@ from crhelper import CfnResource
 from mlops_common import ca_bundle, contract, logsafe, secrets
 from mlops_common.errors import ConfigError, GitLabAuthError, MlopsError
 from mlops_common.gitlab_client import GitLab, GitLabSettings
-from mlops_common.secrets import AccessKeys
+from mlops_common.secrets import AccessKeys, StoredTrigger
 
 from seedcode_checkin import core
 from seedcode_checkin.config import RETAIN, CheckinConfig, RepoTarget
@@ -99,9 +99,29 @@ def _clients() -> Clients:
     return CLIENTS
 
 
+def same_server(a: str, b: str) -> bool:
+    """Whether two GitLab base URLs name the same server (scheme, host and port case-insensitive)."""
+    from urllib.parse import urlsplit
+
+    left, right = urlsplit(a.rstrip("/")), urlsplit(b.rstrip("/"))
+    return (left.scheme.lower(), (left.netloc or "").lower(), left.path) == (
+        right.scheme.lower(),
+        (right.netloc or "").lower(),
+        right.path,
+    )
+
+
 def _gitlab(target: RepoTarget, context: Any) -> GitLab:
     clients = _clients()
     label = secrets.secret_label(target.token_secret_id)
+    # The token goes only to the server it was issued for: refuse before reading it.
+    bound = secrets.bound_gitlab_url(clients.secrets, target.token_secret_id)
+    if not same_server(bound, target.gitlab_url):
+        raise ConfigError(
+            f"GitLab URL {target.gitlab_url} is not the server the platform token belongs to ({bound}, tag "
+            f"{contract.TOKEN_SERVER_TAG} of secret {label}): the platform administrator sets the GitLab "
+            "server at bootstrap; create the project from the published template"
+        )
     token = secrets.parse_token(
         secrets.read_secret_string(
             clients.secrets, target.token_secret_id, "the GitLabTokenSecretName parameter"
@@ -120,11 +140,34 @@ def _gitlab(target: RepoTarget, context: Any) -> GitLab:
     return GitLab(settings, token)
 
 
-def _access_keys(cfg: CheckinConfig) -> AccessKeys | None:
+def _access_keys(cfg: CheckinConfig) -> dict[str, AccessKeys] | None:
+    """Each duty's access key (access-keys mode), read fresh: a rotation changes them."""
     if cfg.ci_auth_mode != contract.AUTH_MODE_ACCESS_KEYS:
         return None
-    text = secrets.read_secret_string(_clients().secrets, cfg.ci_access_key_secret_id, "CiAccessKeySecretArn")
-    return secrets.parse_access_keys(text, secrets.secret_label(cfg.ci_access_key_secret_id))
+    keys = {}
+    for duty in cfg.credentials:
+        secrets.forget(duty.access_key_secret_id)
+        text = secrets.read_secret_string(
+            _clients().secrets, duty.access_key_secret_id, f"Ci{duty.duty.capitalize()}AccessKeySecretArn"
+        )
+        keys[duty.duty] = secrets.parse_access_keys(text, secrets.secret_label(duty.access_key_secret_id))
+    return keys
+
+
+@dataclass(frozen=True)
+class SecretTriggerStore:
+    """The deploy trigger token in the project's Secrets Manager secret."""
+
+    client: Any
+    secret_id: str
+
+    def read(self) -> StoredTrigger | None:
+        secrets.forget(self.secret_id)
+        text = secrets.read_secret_string(self.client, self.secret_id, "DeployTriggerSecretArn")
+        return secrets.parse_stored_trigger(text, secrets.secret_label(self.secret_id))
+
+    def write(self, trigger: StoredTrigger) -> None:
+        secrets.put_secret_string(self.client, self.secret_id, trigger.to_secret_string())
 
 
 def _seed_loader(cfg: CheckinConfig) -> Callable[[str], Seed]:
@@ -148,14 +191,16 @@ def _seed_loader(cfg: CheckinConfig) -> Callable[[str], Seed]:
 
 def _create(event: dict[str, Any], context: Any) -> str | None:
     cfg = CheckinConfig.from_properties(event.get("ResourceProperties", {}))
-    outcome = core.create(_gitlab(cfg.target, context), cfg, _seed_loader(cfg), _access_keys(cfg))
+    store = SecretTriggerStore(_clients().secrets, cfg.trigger_secret_id)
+    outcome = core.create(_gitlab(cfg.target, context), cfg, _seed_loader(cfg), _access_keys(cfg), store)
     helper.Data.update(outcome.data())
     return outcome.physical_id
 
 
 def _update(event: dict[str, Any], context: Any) -> str | None:
     cfg = CheckinConfig.from_properties(event.get("ResourceProperties", {}))
-    outcome = core.update(_gitlab(cfg.target, context), cfg, _seed_loader(cfg), _access_keys(cfg))
+    store = SecretTriggerStore(_clients().secrets, cfg.trigger_secret_id)
+    outcome = core.update(_gitlab(cfg.target, context), cfg, _seed_loader(cfg), _access_keys(cfg), store)
     if outcome.physical_id != event.get("PhysicalResourceId"):
         logger.info("repositories moved: CloudFormation will delete %s next", event.get("PhysicalResourceId"))
     helper.Data.update(outcome.data())
@@ -165,16 +210,22 @@ def _update(event: dict[str, Any], context: Any) -> str | None:
 def _delete(event: dict[str, Any], context: Any) -> str | None:
     props = event.get("ResourceProperties", {})
     policy = props.get("DeletionPolicy") or RETAIN
-    if policy == RETAIN:
-        logger.info("DeletionPolicy is retain: GitLab repositories are kept and GitLab is not contacted")
-        return None
     try:
         target = RepoTarget.from_properties(props)
     except ConfigError as exc:
         # Create validates the same properties first, so with these nothing can have been created.
         logger.warning("nothing to delete, the properties never passed validation: %s", exc)
         return None
-    core.delete(_gitlab(target, context), target, str(event.get("PhysicalResourceId", "")))
+    physical = str(event.get("PhysicalResourceId", ""))
+    if policy != RETAIN:
+        core.delete(_gitlab(target, context), target, physical)
+        return None
+    # retain: the repositories stay, but this project's approval trigger is revoked. Best effort: a
+    # GitLab that cannot be reached must not hold the project's deletion.
+    try:
+        core.delete(_gitlab(target, context), target, physical)
+    except MlopsError as exc:
+        logger.warning("repositories retained; could not revoke the approval trigger: %s", exc)
     return None
 
 

@@ -8,10 +8,11 @@ commits in a bare repository per project, tree/files/raw/branches/commits reads,
 over smart HTTP at http_url_to_repo, pipelines (POST /pipeline honouring
 ci_pipeline_variables_minimum_override_role, "Reference not found", "Missing CI config file"), jobs,
 traces (masked values hidden) and play, offset pagination headers (X-Total, X-Next-Page, Link), and
-fault injection (401/404/409/429 with Retry-After/5xx/slow) for tests.
+fault injection (401/404/409/429 with Retry-After/5xx/slow) for tests, protected branches (protected
+variables reach only their pipelines) and pipeline trigger tokens (models.Protection).
 
 Left out: users other than one admin token owner, permissions and visibility checks, merge requests,
-issues, tags and protected branches, webhooks, trigger tokens, keyset pagination, group/instance
+issues, tags, webhooks, keyset pagination, group/instance
 variables, ssh (ssh_url_to_repo is shaped right but nothing listens), git push, delayed deletion, and
 persistence (state lives in memory; repositories on disk are wiped on reset). Pipelines only run with a
 runner (see runner.py); otherwise they stay "created".

@@ -91,3 +91,12 @@ class PipelineRefused(StandinError):
 
     def __init__(self, reason: str) -> None:
         super().__init__({"message": {"base": [reason]}})
+
+
+class Conflict(StandinError):
+    """409 {"message": "..."}, e.g. protecting a branch that is protected already."""
+
+    status = 409
+
+    def __init__(self, message: str) -> None:
+        super().__init__({"message": message})

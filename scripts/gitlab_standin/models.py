@@ -4,6 +4,7 @@ pipelines and jobs. Every public method takes the backend's lock, so the threade
 from __future__ import annotations
 
 import re
+import secrets
 import shutil
 import threading
 import time
@@ -16,6 +17,7 @@ from urllib.parse import unquote
 
 from .exceptions import (
     BadRequest,
+    Conflict,
     Forbidden,
     MissingParameter,
     NotFound,
@@ -122,6 +124,42 @@ class Pipeline:
 
 
 @dataclass
+class ProtectedBranch:
+    """A protected branch: who may push and merge (GitLab access levels: 30 Developer, 40 Maintainer)."""
+
+    id: int
+    name: str
+    push_access_level: int = 40
+    merge_access_level: int = 40
+
+    def to_json(self) -> dict[str, Any]:
+        def levels(level: int) -> list[dict[str, Any]]:
+            return [{"id": self.id, "access_level": level, "access_level_description": ACCESS_LEVELS[level]}]
+
+        return {
+            "id": self.id, "name": self.name, "push_access_levels": levels(self.push_access_level),
+            "merge_access_levels": levels(self.merge_access_level), "allow_force_push": False,
+            "code_owner_approval_required": False,
+        }
+
+
+@dataclass
+class Trigger:
+    """A pipeline trigger token of a project."""
+
+    id: int
+    token: str
+    description: str
+    created_at: str = field(default_factory=now)
+
+    def to_json(self, show_token: bool) -> dict[str, Any]:
+        # GitLab shows the whole token only to its owner; the stand-in has one user, who owns them all.
+        return {"id": self.id, "token": self.token if show_token else self.token[:4], "description": self.description,
+                "created_at": self.created_at, "updated_at": self.created_at, "last_used": None,
+                "owner": {"id": 1, "username": "root"}}
+
+
+@dataclass
 class Project:
     id: int
     name: str
@@ -139,6 +177,8 @@ class Project:
     last_activity_at: str = field(default_factory=now)
     variables: dict[tuple[str, str], Variable] = field(default_factory=dict)
     pipeline_count: int = 0
+    protected_branches: dict[str, ProtectedBranch] = field(default_factory=dict)
+    triggers: dict[int, Trigger] = field(default_factory=dict)
 
     @property
     def full_path(self) -> str:
@@ -201,7 +241,7 @@ class Backend:
             thread.join(max(0.0, deadline - time.monotonic()))
 
     def _id(self, kind: str) -> int:
-        value = self._next_id[kind]
+        value = self._next_id.get(kind, 1)
         self._next_id[kind] = value + 1
         return value
 
@@ -512,7 +552,13 @@ class Backend:
               "variable_type": str(v.get("variable_type") or "env_var")} for v in variables],
         )
         pipe_vars = {v["key"]: v["value"] for v in pipeline.variables}
-        proj_vars = {v.key: v.value for v in project.variables.values() if v.environment_scope == "*"}
+        # Protected variables reach only pipelines of protected branches (GitLab docs, CI/CD variables:
+        # "Protect a CI/CD variable").
+        protected_ref = ref in project.protected_branches
+        proj_vars = {
+            v.key: v.value for v in project.variables.values()
+            if v.environment_scope == "*" and (protected_ref or not v.protected)
+        }
         file_vars = {v.key for v in project.variables.values() if v.variable_type == "file"}
         file_vars |= {v["key"] for v in pipeline.variables if v["variable_type"] == "file"}
         pipeline.context = RunContext(
@@ -520,7 +566,7 @@ class Backend:
             default_branch=project.default_branch, repo_dir=project.repo.path, ref=ref, sha=sha,
             source=source, work_dir=self.data_dir / "pipelines" / str(pipeline.id),
             server_url=self.base_url, variables={**proj_vars, **pipe_vars},
-            file_variables=frozenset(file_vars),
+            file_variables=frozenset(file_vars), ref_protected=protected_ref,
         )
         return pipeline
 
@@ -667,6 +713,47 @@ class Backend:
         return sorted((v for v in values if len(v) >= 8), key=len, reverse=True)
 
 
+def protect_branch(backend: Backend, project: Project, name: str, push: int, merge: int) -> ProtectedBranch:
+    with backend.lock:
+        if name in project.protected_branches:
+            raise Conflict(f"Protected branch '{name}' already exists")
+        for level in (push, merge):
+            if level not in ACCESS_LEVELS:
+                raise BadRequest(f"access_level {level} is not valid")
+        branch = ProtectedBranch(backend._id("protected_branch"), name, push, merge)
+        project.protected_branches[name] = branch
+        return branch
+
+
+def unprotect_branch(backend: Backend, project: Project, name: str) -> None:
+    with backend.lock:
+        if project.protected_branches.pop(name, None) is None:
+            raise NotFound()
+
+
+def create_trigger(backend: Backend, project: Project, description: str) -> Trigger:
+    with backend.lock:
+        trigger = Trigger(backend._id("trigger"), f"glptt-{secrets.token_hex(20)}", description)
+        project.triggers[trigger.id] = trigger
+        return trigger
+
+
+def delete_trigger(backend: Backend, project: Project, trigger_id: int) -> None:
+    with backend.lock:
+        if project.triggers.pop(trigger_id, None) is None:
+            raise NotFound("Trigger")
+
+
+def run_trigger(
+    backend: Backend, project: Project, token: str, ref: str, variables: Sequence[Mapping[str, Any]]
+) -> Pipeline:
+    with backend.lock:
+        valid = any(secrets.compare_digest(token, t.token) for t in project.triggers.values())
+    if not valid:
+        raise NotFound()
+    return backend.create_pipeline(project, ref, variables, source="trigger")
+
+
 class _Sink:
     """The JobSink a runner reports to: records status, timestamps and (masked) logs."""
 
@@ -695,6 +782,23 @@ class _Sink:
             job.started_at = job.started_at or job.finished_at
             job.duration = round(time.monotonic() - job._t0, 3) if job._t0 else 0.0
             self.backend._refresh(self.pipeline)
+
+
+ACCESS_LEVELS = {0: "No one", 30: "Developers + Maintainers", 40: "Maintainers", 60: "Admins"}
+
+
+class Protection:
+    """Protected branches and pipeline triggers of the stand-in's projects, as GitLab's API has them.
+
+    Protected branches (https://docs.gitlab.com/api/protected_branches/): POST protects a branch (409
+    "Protected branch '<name>' already exists" when it is), DELETE unprotects it, GET lists or shows one
+    (404 "Not found"); levels 0/30/40/60. Pipeline triggers (https://docs.gitlab.com/api/pipeline_triggers/):
+    list, create (the response carries the token), delete; POST /projects/:id/trigger/pipeline with
+    `token`, `ref` and `variables[KEY]` starts a pipeline with source "trigger" as the trigger's owner,
+    without a private token, and answers 404 for a token of another project or a revoked one.
+    Left out: wildcard branch patterns, per-user/group access, unprotect_access_level, code owners,
+    trigger ownership by other users.
+    """
 
 
 def _check_variable(var: Variable) -> None:

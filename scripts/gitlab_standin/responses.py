@@ -12,6 +12,7 @@ from urllib.parse import parse_qs, unquote, urlencode
 
 from .exceptions import BadRequest, MissingParameter, NotFound
 from .gitrepo import FileAction, decode_content, validate_file_path
+from . import models
 from .models import Backend, Job, Pipeline, Project, Variable
 
 _TRUE = ("true", "1", "yes", "on")
@@ -503,6 +504,65 @@ def get_job_trace(b: Backend, req: Request, m: dict[str, str]) -> Response:
 def play_job(b: Backend, req: Request, m: dict[str, str]) -> Response:
     project = b.project(m["id"])
     return Response(200, job_json(b, b.play_job(project, b.job(project, m["job_id"]))))
+
+
+# --- protected branches and pipeline triggers (see models.Protection) ------------------------------
+def list_protected_branches(b: Backend, req: Request, m: dict[str, str]) -> Response:
+    project = b.project(m["id"])
+    return paginate(req, sorted(project.protected_branches.values(), key=lambda p: p.name), lambda p: p.to_json())
+
+
+def get_protected_branch(b: Backend, req: Request, m: dict[str, str]) -> Response:
+    branch = b.project(m["id"]).protected_branches.get(unquote(m["name"]))
+    if branch is None:
+        raise NotFound()
+    return Response(200, branch.to_json())
+
+
+def protect_branch(b: Backend, req: Request, m: dict[str, str]) -> Response:
+    name = req.get("name")
+    if not name:
+        raise MissingParameter("name")
+    branch = models.protect_branch(
+        b, b.project(m["id"]), str(name), int(req.get("push_access_level", 40)), int(req.get("merge_access_level", 40))
+    )
+    return Response(201, branch.to_json())
+
+
+def unprotect_branch(b: Backend, req: Request, m: dict[str, str]) -> Response:
+    models.unprotect_branch(b, b.project(m["id"]), unquote(m["name"]))
+    return Response(204, None)
+
+
+def list_triggers(b: Backend, req: Request, m: dict[str, str]) -> Response:
+    project = b.project(m["id"])
+    return paginate(req, sorted(project.triggers.values(), key=lambda t: t.id), lambda t: t.to_json(True))
+
+
+def create_trigger(b: Backend, req: Request, m: dict[str, str]) -> Response:
+    description = req.get("description")
+    if not description:
+        raise MissingParameter("description")
+    return Response(201, models.create_trigger(b, b.project(m["id"]), str(description)).to_json(True))
+
+
+def delete_trigger(b: Backend, req: Request, m: dict[str, str]) -> Response:
+    models.delete_trigger(b, b.project(m["id"]), int(m["trigger_id"]))
+    return Response(204, None)
+
+
+def run_trigger(b: Backend, req: Request, m: dict[str, str]) -> Response:
+    token, ref = req.get("token"), req.get("ref")
+    if not token or not ref:
+        raise MissingParameter(*[n for n, v in (("token", token), ("ref", ref)) if not v])
+    variables = _pipeline_variables(req.get("variables") or _bracket_variables(req.params))
+    pipeline = models.run_trigger(b, b.project(m["id"]), str(token), str(ref), variables)
+    return Response(201, pipeline_json(b, pipeline))
+
+
+def _bracket_variables(params: dict[str, Any]) -> dict[str, Any]:
+    """Form bodies carry variables as variables[KEY]=value."""
+    return {k[len("variables["):-1]: v for k, v in params.items() if k.startswith("variables[") and k.endswith("]")}
 
 
 def _raise(error: Exception) -> Response:

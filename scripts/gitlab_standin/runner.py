@@ -6,7 +6,9 @@ with gitlab-ci-local's shell executor (no Docker: `image:` is ignored, jobs run 
 Reproduced: which jobs a source (push, api, trigger, web) selects through `rules:`, manual jobs that
 wait to be played, project and pipeline variables, artifacts between jobs, per-job status and logs.
 Left out: runners and tags, `services:`, caches, retries, `needs:` across pipelines, child pipelines,
-environments, and `id_tokens:` (gitlab-ci-local leaves those variables unset; no OIDC issuer exists here).
+and environments. `id_tokens:` are not read from the CI file (gitlab-ci-local leaves them unset): with
+`id_token=`, every job gets one as AWS_ID_TOKEN, made by that callable from the pipeline's context
+(project path, ref, protection), so what an IAM trust policy sees per job can be judged.
 Jobs run as subprocesses of the stand-in and inherit its environment plus `env=`.
 """
 
@@ -20,7 +22,7 @@ import shutil
 import signal
 import subprocess
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -55,6 +57,7 @@ class RunContext:
     server_url: str
     variables: Mapping[str, str] = field(default_factory=dict)
     file_variables: frozenset[str] = frozenset()
+    ref_protected: bool = False
 
 
 class PipelineConfigError(Exception):
@@ -104,6 +107,7 @@ class GitlabCiLocalRunner:
             raise FileNotFoundError("gitlab-ci-local needs rsync: apt-get install rsync")
         self.executable = str(found)
         self.env = dict(env or {})
+        self.id_token: Callable[[RunContext], str] | None = None
         self.timeout = timeout
         self.extra_args = tuple(extra_args)
         self._live: set[subprocess.Popen[bytes]] = set()
@@ -177,6 +181,7 @@ class GitlabCiLocalRunner:
             "CI_DEFAULT_BRANCH": ctx.default_branch,
             "CI_SERVER_URL": ctx.server_url,
             "CI_API_V4_URL": f"{ctx.server_url}/api/v4",
+            **({"AWS_ID_TOKEN": self.id_token(ctx)} if self.id_token is not None else {}),
         }
 
     def _command(self, ctx: RunContext, *args: str) -> list[str]:

@@ -50,7 +50,18 @@ ROUTES: list[tuple[str, str, r.Handler]] = [
     ("GET", rf"{_P}/jobs/(?P<job_id>\d+)", r.get_job),
     ("GET", rf"{_P}/jobs/(?P<job_id>\d+)/trace", r.get_job_trace),
     ("POST", rf"{_P}/jobs/(?P<job_id>\d+)/play", r.play_job),
+    ("GET", rf"{_P}/protected_branches", r.list_protected_branches),
+    ("POST", rf"{_P}/protected_branches", r.protect_branch),
+    ("GET", rf"{_P}/protected_branches/(?P<name>[^/]+)", r.get_protected_branch),
+    ("DELETE", rf"{_P}/protected_branches/(?P<name>[^/]+)", r.unprotect_branch),
+    ("GET", rf"{_P}/triggers", r.list_triggers),
+    ("POST", rf"{_P}/triggers", r.create_trigger),
+    ("DELETE", rf"{_P}/triggers/(?P<trigger_id>\d+)", r.delete_trigger),
+    ("POST", rf"{_P}/trigger/pipeline", r.run_trigger),
 ]
+
+# Authenticated by the trigger token in the request, not by a private token (GitLab pipeline triggers API).
+TOKEN_IN_BODY = re.compile(rf"^{_P}/trigger/pipeline/?$")
 
 COMPILED = [(method, re.compile(rf"^{pattern}/?$"), handler) for method, pattern, handler in ROUTES]
 

@@ -37,6 +37,8 @@ if _LAMBDAS not in sys.path:  # `python -m scripts.sandbox.demo`: mlops_common h
 from mlops_common import contract  # noqa: E402
 
 from .exceptions import SandboxError  # noqa: E402
+from scripts.iam.audit import Audit
+
 from .lab import BUILD_REPO, DEPLOY_REPO, DemoError, Lab, Project  # noqa: E402
 from .services import REPO_ROOT, Services, State, new_project_id  # noqa: E402
 
@@ -220,7 +222,7 @@ def step_approve(lab: Lab, report: Report, project: Project, package_arn: str) -
             f"{delivery.invocation.payload if delivery.invocation else delivery.not_delivered}"
         )
     pipeline = lab.wait_for_pipeline(
-        project.deploy_project_id, DEPLOY_REPO, newer_than=newest, source="api", timeout=600
+        project.deploy_project_id, DEPLOY_REPO, newer_than=newest, source="trigger", timeout=600
     )
     variables = lab.pipeline_variables(project.deploy_project_id, pipeline["id"])
     if variables.get(contract.PIPELINE_VAR_MODEL_PACKAGE_ARN) != package_arn:
@@ -410,6 +412,7 @@ FULL_STAGES = (
     "production (manual job)",
     "prediction from production",
     "delete project",
+    "IAM check",
 )
 
 
@@ -429,6 +432,7 @@ class Run:
     prod: dict[str, Any] = field(default_factory=dict)
     prediction: dict[str, Any] = field(default_factory=dict)
     deletion: dict[str, str] = field(default_factory=dict)
+    iam: Audit | None = None
 
 
 def lifecycle(
@@ -483,7 +487,23 @@ def lifecycle(
         stage.detail = f"policy {policy}: " + ", ".join(f"{k} {v}" for k, v in run.deletion.items())
         if deletion.stack_error:
             report.say(f"note: {deletion.stack_error}")
+    with report.stage("IAM check") as stage:
+        run.iam = step_iam_check(lab, report)
+        stage.detail = run.iam.summary()
     return run
+
+
+def step_iam_check(lab: Lab, report: Report) -> Audit:
+    """Every AWS call the project's principals made, judged as AWS would evaluate their policies."""
+    audit = lab.iam_audit()
+    report.say(f"{audit.summary()} (offline evaluation of the templates' policies: scripts/iam)")
+    problems = [f"DENIED {v.principal} {v.action} on {v.resource}: {v.reason}" for v in audit.denied]
+    problems += [f"UNRESOLVED {u}" for u in audit.unresolved]
+    for line in problems[:20]:
+        report.say(line)
+    if problems:
+        raise DemoError(f"{len(problems)} AWS calls would fail or could not be judged on real AWS (above)")
+    return audit
 
 
 def prune_to_logs(root: Path) -> None:

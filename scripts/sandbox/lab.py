@@ -29,7 +29,11 @@ from .events import Emission, EventBridge, emit_model_package_change, set_approv
 from .exceptions import SandboxError
 from .inference import describe_model
 from .lambda_runner import LambdaRunner
-from .services import GROUP, REPO_ROOT, State
+from scripts.iam.audit import Audit, StackSnapshot, installation, judge, load_snapshots, save_snapshots
+from scripts.iam.requests import Lookups
+
+from . import iam_recorder
+from .services import GROUP, IAM_CALLS_FILE, REPO_ROOT, State
 from .stack_gaps import fill_gaps
 from .tls import LocalCA
 
@@ -37,8 +41,9 @@ SEED_DATA_BUCKET = "sagemaker-servicecatalog-seedcode-{region}"
 SEED_DATA_KEY = "dataset/abalone-dataset.csv"
 UCI_ABALONE = "https://archive.ics.uci.edu/ml/machine-learning-databases/abalone/abalone.data"
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "abalone.csv"
-TOKEN_SECRET = "sagemaker-gitlab/token"  # noqa: S105 - a name
-CA_KEY = "sandbox/gitlab-ca.pem"
+PUBLISHED_TEMPLATE_KEY = "project-templates/gitlab-mlops.yml"
+BOOTSTRAP_STACK = "gitlab-mlops-bootstrap"
+IAM_MODEL_FILE = "iam-model.json"
 BUILD_REPO, DEPLOY_REPO = "model-build", "model-deploy"
 SETTLED = ("success", "failed", "canceled", "skipped", "manual")
 
@@ -78,8 +83,7 @@ class Project:
         return cls(**json.loads(path.read_text()))
 
     def endpoint_stack(self, stage: str) -> str:
-        # model-deploy's steps.common.Project.stack_name
-        return f"sagemaker-{self.name}-{self.id}-deploy-{stage}"
+        return contract.deploy_stack_name(self.name, self.id, stage)
 
 
 def abalone_csv(say: Say) -> bytes:
@@ -129,10 +133,11 @@ class Lab:
             aws_env=self.state.aws_env(),
             extra_env={"SSL_CERT_FILE": self.state.ca_file},
             code_buckets=(bundle,),
+            sts_client=self.state.client("sts"),
         )
 
     def bundle_bucket(self) -> str:
-        return f"sagemaker-gitlab-mlops-{self.state.account}-{self.state.region}"
+        return f"gitlab-mlops-bundle-{self.state.account}-{self.state.region}"
 
     def _bridge(self, endpoint: ResponseEndpoint, extra_refs: Mapping[str, str]) -> CustomResourceBridge:
         return CustomResourceBridge(
@@ -183,6 +188,10 @@ class Lab:
             self.state.region,
             "--mode",
             "s3-template",
+            "--gitlab-url",
+            self.state.gitlab_url,
+            "--gitlab-ca-bundle",
+            self.state.ca_file,
             "--oidc-provider-arn",
             oidc_arn,
             "--token-stdin",
@@ -210,22 +219,20 @@ class Lab:
         self, name: str, project_id: str, deletion_policy: str, auth_mode: str = "oidc"
     ) -> Project:
         bundle = self.bundle_bucket()
-        self.s3.put_object(Bucket=bundle, Key=CA_KEY, Body=Path(self.state.ca_file).read_bytes())
-        template = self.s3.get_object(Bucket=bundle, Key="project-templates/sagemaker-gitlab-mlops.yml")
+        # What Studio does with the S3-based template: the published object, the project's choices
+        # only (everything that names a platform resource is pinned in the template), the template role.
         parameters = {
             "SageMakerProjectName": name,
             "SageMakerProjectId": project_id,
-            "GitLabServerUrl": self.state.gitlab_url,
             "GitLabGroup": GROUP,
-            "GitLabTokenSecretName": TOKEN_SECRET,
-            "GitLabCaBundleS3Uri": f"s3://{bundle}/{CA_KEY}",
             "RepositoryDeletionPolicy": deletion_policy,
             "CiAuthMode": auth_mode,
         }
-        stack_name = f"SC-{self.state.account}-pp-{name}"
+        stack_name = f"SP-{name}-{project_id}"
         stack_id = self.cfn.create_stack(
             StackName=stack_name,
-            TemplateBody=template["Body"].read().decode(),
+            TemplateURL=f"https://{bundle}.s3.{self.state.region}.amazonaws.com/{PUBLISHED_TEMPLATE_KEY}",
+            RoleARN=f"arn:aws:iam::{self.state.account}:role/gitlab-mlops-platform/gitlab-mlops-s3-template-launch",
             Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
             Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM"],
             Tags=[
@@ -264,7 +271,65 @@ class Lab:
         project.build_path = outputs["ModelBuildRepositoryPath"]
         project.deploy_path = outputs["ModelDeployRepositoryPath"]
         project.save(self.root)
+        self.snapshot_stacks(project, outputs)
         return project
+
+    # --- IAM, as AWS would evaluate it ----------------------------------------------------------------
+
+    def _snapshot(self, stack_name: str, physical_ids: Mapping[str, str],
+                  custom_data: Mapping[str, Mapping[str, str]]) -> StackSnapshot:
+        stack = self.cfn.describe_stacks(StackName=stack_name)["Stacks"][0]
+        template = self.cfn.get_template(StackName=stack_name)["TemplateBody"]
+        body = template if isinstance(template, str) else json.dumps(template)
+        parameters = {p["ParameterKey"]: p["ParameterValue"] for p in stack.get("Parameters", [])}
+        return StackSnapshot(stack_name, body, parameters, dict(physical_ids), dict(custom_data))
+
+    def snapshot_stacks(self, project: Project, outputs: Mapping[str, str]) -> None:
+        """Keep the bootstrap and project stacks' templates and values: the IAM check judges calls with them
+        even after the project is deleted."""
+        data = {
+            "ModelBuildPath": outputs["ModelBuildRepositoryPath"],
+            "ModelDeployPath": outputs["ModelDeployRepositoryPath"],
+            "ModelBuildProjectId": outputs["ModelBuildProjectId"],
+            "ModelDeployProjectId": outputs["ModelDeployProjectId"],
+            "ModelBuildCloneUrl": outputs["ModelBuildRepositoryUrl"],
+            "ModelDeployCloneUrl": outputs["ModelDeployRepositoryUrl"],
+        }
+        save_snapshots(
+            self.root / IAM_MODEL_FILE,
+            [
+                self._snapshot(BOOTSTRAP_STACK, {}, {}),
+                self._snapshot(project.stack_name, project.extra_refs, {"SeedRepositories": data}),
+            ],
+        )
+
+    def iam_audit(self) -> Audit:
+        """Every recorded call of a product principal, judged as AWS would (scripts/iam)."""
+        world = installation(load_snapshots(self.root / IAM_MODEL_FILE), self.state.account, self.state.region)
+        secrets_client = self.state.client("secretsmanager")
+
+        def secret_arn(name: str) -> str:
+            if name.startswith("arn:"):
+                return name
+            try:
+                return str(secrets_client.describe_secret(SecretId=name)["ARN"])
+            except secrets_client.exceptions.ResourceNotFoundException:
+                return name
+
+        def stack_of_change_set(arn: str) -> str:
+            try:
+                return str(self.cfn.describe_change_set(ChangeSetName=arn)["StackId"])
+            except self.cfn.exceptions.ClientError:
+                return ""
+
+        def stack_arn(name: str) -> str:
+            try:
+                return str(self.cfn.describe_stacks(StackName=name)["Stacks"][0]["StackId"])
+            except self.cfn.exceptions.ClientError:
+                return name
+
+        lookups = Lookups(secret_arn=secret_arn, stack_of_change_set=stack_of_change_set, stack_arn=stack_arn)
+        return judge(iam_recorder.read(self.root / IAM_CALLS_FILE), world, lookups)
 
     def repositories(self, project: Project) -> dict[str, dict[str, Any]]:
         """Each seeded repository: URLs, files on the default branch, CI variables (masked shown masked)."""

@@ -8,7 +8,9 @@ whose import path holds only the unpacked zip and the packages the managed Pytho
 fails here as it would in AWS (`Runtime.ImportModuleError`); a context object with the real attribute
 names; the Lambda error shape (`errorType`, `errorMessage`, `stackTrace`), `Runtime.*` errors for a bad
 handler or an unserialisable result, and "Task timed out after N.NN seconds" (the process is killed).
-Logs go to one file per invocation with START/END/REPORT lines.
+Like Lambda, the code runs with temporary credentials of the function's execution role (when an STS
+client is given: AssumeRole in moto), so each AWS call it makes is attributed to that role and the
+sandbox's IAM evaluation can judge it. Logs go to one file per invocation with START/END/REPORT lines.
 
 Leaves out: the interpreter version and architecture (the host's Python runs the code, not
 python3.13/arm64), layers, memory limits, a read-only task root, /tmp limits, concurrency and warm
@@ -121,6 +123,7 @@ class FunctionConfig:
     environment: Mapping[str, str]
     code_sha256: str  # base64 of the zip's SHA-256, as Lambda reports it
     code_key: str  # S3 key from the function's code location
+    role: str = ""
 
 
 @dataclass(frozen=True)
@@ -193,6 +196,7 @@ def function_config(lambda_client: Any, name_or_arn: str) -> FunctionConfig:
         environment=dict(conf.get("Environment", {}).get("Variables", {})),
         code_sha256=conf["CodeSha256"],
         code_key=key,
+        role=str(conf.get("Role", "")),
     )
 
 
@@ -279,6 +283,7 @@ class LambdaRunner:
     extra_env: Mapping[str, str] = field(default_factory=dict)
     code_buckets: tuple[str, ...] = ()
     python: str = sys.executable
+    sts_client: Any = None  # given: the code runs with its role's credentials, as in Lambda
 
     @property
     def log_dir(self) -> Path:
@@ -362,7 +367,18 @@ class LambdaRunner:
         env.update(self.extra_env)
         env.update(extra)
         env.update(self.aws_env)  # reserved in Lambda: the function cannot override them
+        env.update(self._role_credentials(config))
         return env
+
+    def _role_credentials(self, config: FunctionConfig) -> dict[str, str]:
+        if self.sts_client is None or not config.role:
+            return {}
+        creds = self.sts_client.assume_role(RoleArn=config.role, RoleSessionName=config.name[:64])["Credentials"]
+        return {
+            "AWS_ACCESS_KEY_ID": creds["AccessKeyId"],
+            "AWS_SECRET_ACCESS_KEY": creds["SecretAccessKey"],
+            "AWS_SESSION_TOKEN": creds["SessionToken"],
+        }
 
     @staticmethod
     def _result(

@@ -18,7 +18,7 @@ import secrets
 import sys
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -26,12 +26,16 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+from scripts.gitlab_standin.runner import RunContext
+
+from . import iam_recorder, moto_fidelity
 from .lambda_runner import moto_environment
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
 ACCOUNT = "123456789012"  # moto's default account
 GROUP = "ml-team"
+IAM_CALLS_FILE = "iam-calls.jsonl"
 FAIL_FAST = Config(retries={"max_attempts": 2}, connect_timeout=5, read_timeout=60)
 
 
@@ -78,22 +82,39 @@ class State:
         )
 
 
-def fake_id_token(gitlab_url: str) -> str:
-    """A JWT-shaped GitLab id_token. moto's AssumeRoleWithWebIdentity checks no signature; nothing else
-    accepts it. (There is no OIDC issuer in the sandbox; gitlab-ci-local leaves id_tokens unset.)"""
+def id_token_for(gitlab_url: str) -> Callable[[RunContext], str]:
+    """JWT-shaped GitLab ID tokens with the claims GitLab puts in them for a pipeline's jobs.
+
+    Claims as GitLab documents them (https://docs.gitlab.com/ci/secrets/id_token_authentication/):
+    `sub` = project_path:<path>:ref_type:branch:ref:<ref>, `aud` = the job's id_tokens audience
+    (sts.amazonaws.com), `iss` = the GitLab URL, plus project_path, namespace_path, ref, ref_type,
+    ref_protected and pipeline_source. Unsigned: moto's AssumeRoleWithWebIdentity checks no signature,
+    so the sandbox's IAM evaluation judges the claims against the roles' trust policies instead.
+    """
 
     def part(data: Mapping[str, Any]) -> str:
         return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
 
-    now = int(time.time())
-    claims = {
-        "iss": gitlab_url,
-        "aud": "sts.amazonaws.com",
-        "sub": f"project_path:{GROUP}/sandbox",
-        "iat": now,
-        "exp": now + 86400,
-    }
-    return f"{part({'alg': 'RS256', 'typ': 'JWT'})}.{part(claims)}.{part({'sandbox': 'unsigned'})}"
+    def token(ctx: RunContext) -> str:
+        now = int(time.time())
+        namespace = ctx.project_path.rpartition("/")[0]
+        claims = {
+            "iss": gitlab_url,
+            "aud": "sts.amazonaws.com",
+            "sub": f"project_path:{ctx.project_path}:ref_type:branch:ref:{ctx.ref}",
+            "project_path": ctx.project_path,
+            "namespace_path": namespace,
+            "ref": ctx.ref,
+            "ref_type": "branch",
+            "ref_protected": "true" if ctx.ref_protected else "false",
+            "pipeline_source": ctx.source,
+            "pipeline_id": str(ctx.pipeline_id),
+            "iat": now,
+            "exp": now + 3600,
+        }
+        return f"{part({'alg': 'RS256', 'typ': 'JWT'})}.{part(claims)}.{part({'sandbox': 'unsigned'})}"
+
+    return token
 
 
 def runner_environment(moto_url: str, inference_url: str, gitlab_url: str) -> dict[str, str]:
@@ -105,7 +126,6 @@ def runner_environment(moto_url: str, inference_url: str, gitlab_url: str) -> di
         "PATH": os.pathsep.join(dict.fromkeys(path_parts)),
         "PIPELINE_RUN_MODE": "local",
         "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": inference_url,
-        "AWS_ID_TOKEN": fake_id_token(gitlab_url),
         "SAGEMAKER_VALIDATE_ROLE": "false",
         "PIP_NO_INDEX": "1",  # a job that would install something fails fast instead of downloading
     }
@@ -134,6 +154,9 @@ class Services:
         try:
             self.ca = LocalCA.create(root / "ca")
             self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+            # Every call moto serves, with its principal, for the offline IAM judgement (scripts/iam).
+            iam_recorder.install(root / IAM_CALLS_FILE)
+            moto_fidelity.honour_sagemaker_names()
             self.moto.start()
             self._stack.callback(self.moto.stop)
             host, port = self.moto.get_host_and_port()
@@ -160,6 +183,7 @@ class Services:
             self._stack.callback(self.terminator.stop)
             self.standin.set_external_url(self.terminator.url)
             self.runner.env.update(runner_environment(moto_url, self.inference.url, self.terminator.url))
+            self.runner.id_token = id_token_for(self.terminator.url)
             token_file = root / "gitlab-token"
             token_file.touch(mode=0o600)
             token_file.chmod(0o600)

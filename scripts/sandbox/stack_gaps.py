@@ -7,12 +7,19 @@ secret ARN) are returned for the custom resource bridge's `extra_refs`.
 
 Resources moto lists without a physical id but does create (AWS::Lambda::Permission) are only reported.
 `AWS::IAM::AccessKey` secrets, which moto never reveals, come from a key issued through IAM.
+A `GenerateSecretString` with `SecretStringTemplate` and `GenerateStringKey` gets the template's JSON
+with a random value (letters and digits, `PasswordLength` long) under that key, as Secrets Manager
+generates it (CloudFormation Template Reference, AWS::SecretsManager::Secret GenerateSecretString).
 Leaves out: deleting them with the stack (moto state is thrown away with the sandbox), resource
-policies, KMS keys, generated secret strings, and every other skipped type (listed as not created).
+policies, KMS keys, the other GenerateSecretString options, and every other skipped type (listed as
+not created).
 """
 
 from __future__ import annotations
 
+import json
+import secrets
+import string
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -52,7 +59,20 @@ def _secret(clients: Callable[[str], Any], props: Mapping[str, Any]) -> str:
         request["Description"] = str(props["Description"])
     if props.get("SecretString") is not None:
         request["SecretString"] = str(props["SecretString"])
+    elif isinstance(props.get("GenerateSecretString"), Mapping):
+        request["SecretString"] = _generated(props["GenerateSecretString"])
     return str(sm.create_secret(**request)["ARN"])
+
+
+def _generated(spec: Mapping[str, Any]) -> str:
+    alphabet = string.ascii_letters + string.digits
+    value = "".join(secrets.choice(alphabet) for _ in range(int(spec.get("PasswordLength", 32))))
+    template = spec.get("SecretStringTemplate")
+    if template is None:
+        return value
+    document = json.loads(str(template))
+    document[str(spec["GenerateStringKey"])] = value
+    return json.dumps(document)
 
 
 _CREATORS: dict[str, Callable[[Callable[[str], Any], Mapping[str, Any]], str]] = {

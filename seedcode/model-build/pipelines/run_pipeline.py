@@ -71,6 +71,9 @@ def load_config(args: argparse.Namespace, env: Mapping[str, str]) -> RunConfig:
     """Flags win over environment variables; anything required and missing is a ConfigError."""
     region = args.region or env.get(ENV_REGION) or env.get(ENV_REGION_ALIAS)
     project_name = args.project_name or env.get(ENV_PROJECT_NAME, "")
+    project_id = args.project_id or env.get(ENV_PROJECT_ID, "")
+    # <project-name>-<project-id>-model-build: the CI role may run only the pipeline named after its project.
+    default_name = f"{project_name}-{project_id}-model-build" if project_name and project_id else "AbalonePipeline"
     return RunConfig(
         region=_required(region, ENV_REGION, "--region"),
         role_arn=_required(args.role_arn or env.get(ENV_ROLE), ENV_ROLE, "--role-arn"),
@@ -78,9 +81,9 @@ def load_config(args: argparse.Namespace, env: Mapping[str, str]) -> RunConfig:
         model_package_group_name=_required(
             args.model_package_group_name or env.get(ENV_GROUP), ENV_GROUP, "--model-package-group-name"
         ),
-        pipeline_name=args.pipeline_name or (f"{project_name}-model-build" if project_name else "AbalonePipeline"),
+        pipeline_name=args.pipeline_name or default_name,
         project_name=project_name,
-        project_id=args.project_id or env.get(ENV_PROJECT_ID, ""),
+        project_id=project_id,
         module=args.module_name,
         parameters=parse_parameters(args.parameter or []),
         input_data=getattr(args, "input_data", "") or "",
@@ -191,7 +194,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--role-arn", help=f"default ${ENV_ROLE}")
     parser.add_argument("--artifact-bucket", help=f"default ${ENV_BUCKET}")
     parser.add_argument("--model-package-group-name", help=f"default ${ENV_GROUP}")
-    parser.add_argument("--pipeline-name", help=f"default ${ENV_PROJECT_NAME}-model-build")
+    parser.add_argument("--pipeline-name", help=f"default ${ENV_PROJECT_NAME}-${ENV_PROJECT_ID}-model-build")
     parser.add_argument("--project-name", help=f"default ${ENV_PROJECT_NAME}")
     parser.add_argument("--project-id", help=f"default ${ENV_PROJECT_ID}")
     parser.add_argument("--parameter", action="append", metavar="NAME=VALUE", help="pipeline parameter value")

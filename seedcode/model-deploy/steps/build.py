@@ -12,6 +12,8 @@ group, is refused. Output files (the job's artifacts, in the CloudFormation CLI'
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -42,6 +44,8 @@ from steps.common import (
 # Parameters the build step fills in; a stage config file must not set them.
 BUILD_PARAMETERS = (
     "SageMakerProjectName",
+    "SageMakerProjectId",
+    "ResourceSuffix",
     "StageName",
     "ModelPackageArn",
     "ModelExecutionRoleArn",
@@ -168,6 +172,12 @@ def _as_parameter_value(name: str, value: Any, source: str) -> str:
     )
 
 
+def resource_suffix(values: Mapping[str, str]) -> str:
+    """10 hex digits that change whenever what the stage deploys changes (package, role or settings)."""
+    canonical = json.dumps(dict(sorted(values.items())), separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:10]
+
+
 def stage_files(
     project: Project,
     package: ModelPackage,
@@ -193,11 +203,13 @@ def stage_files(
     values = {name: _as_parameter_value(name, value, source) for name, value in configured.items()}
     values.update(
         SageMakerProjectName=project.name,
+        SageMakerProjectId=project.id,
         StageName=stage,
         ModelPackageArn=package.arn,
         ModelExecutionRoleArn=project.execution_role_arn,
         ArtifactBucket=project.artifact_bucket,
     )
+    values["ResourceSuffix"] = resource_suffix(values)
     missing = sorted(
         name for name, spec in template_params.items() if "Default" not in spec and name not in values
     )

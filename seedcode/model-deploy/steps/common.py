@@ -72,12 +72,12 @@ class Project:
         )
 
     def endpoint_name(self, stage: str) -> str:
-        """`<project-name>-<stage>`, the endpoint each deploy stage creates."""
-        return f"{self.name}-{check_stage(stage)}"
+        """`<project-name>-<project-id>-<stage>`, the endpoint each deploy stage creates."""
+        return f"{self.name}-{self.id}-{check_stage(stage)}"
 
     def stack_name(self, stage: str) -> str:
         """The CloudFormation stack holding one stage's model, endpoint config and endpoint."""
-        return f"sagemaker-{self.name}-{self.id}-deploy-{check_stage(stage)}"
+        return f"{self.name}-{self.id}-deploy-{check_stage(stage)}"
 
     def tags(self) -> dict[str, str]:
         """Tags SageMaker Studio uses to list a project's resources."""

@@ -162,7 +162,7 @@ def test_the_build_registers_a_pending_package_with_real_metrics(outcome: Outcom
 def test_approval_starts_the_deploy_pipeline_with_the_package(outcome: Outcome) -> None:
     deploy = outcome.run.deploy
     arn = outcome.run.build["package"]["ModelPackageArn"]
-    assert deploy["pipeline"]["source"] == "api"
+    assert deploy["pipeline"]["source"] == "trigger"
     assert deploy["variables"][contract.PIPELINE_VAR_MODEL_PACKAGE_ARN] == arn
     assert deploy["variables"][contract.PIPELINE_VAR_APPROVAL_STATUS] == contract.APPROVED
     assert {n: j["status"] for n, j in deploy["pipeline"]["jobs"].items()} == {
