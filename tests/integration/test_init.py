@@ -20,8 +20,10 @@ REPO = Path(__file__).resolve().parents[2]
 INIT = REPO / "init.sh"
 TOKEN = "glpat-integration-SECRET-4711"
 OIDC_ARN = "arn:aws:iam::123456789012:oidc-provider/gitlab.example.com"
-BUCKET = "sagemaker-gitlab-mlops-123456789012-us-east-1"  # moto's account id, derived by default
-TEMPLATE_KEY = "project-templates/sagemaker-gitlab-mlops.yml"
+GITLAB_URL = "https://gitlab.example.com"
+BUCKET = "gitlab-mlops-bundle-123456789012-us-east-1"  # the bootstrap stack names it (moto's account id)
+TEMPLATE_KEY = "project-templates/gitlab-mlops.yml"
+SECRET_NAME = bootstrap.DEFAULT_SECRET_NAME
 
 
 @pytest.fixture(scope="session")
@@ -51,7 +53,7 @@ def run_init(aws: str, build_dir: Path):  # type: ignore[no-untyped-def]
 
 
 def default_args() -> list[str]:
-    return ["--oidc-provider-arn", OIDC_ARN]
+    return ["--gitlab-url", GITLAB_URL, "--oidc-provider-arn", OIDC_ARN]
 
 
 def assert_ok(done: subprocess.CompletedProcess[str]) -> None:
@@ -65,11 +67,12 @@ def test_bootstrap_sets_up_bucket_artifacts_template_and_secret(
     assert_ok(done)
     s3, sm = aws_client("s3"), aws_client("secretsmanager")
 
+    # The bootstrap stack owns the bucket (moto's CloudFormation applies its encryption; the template's
+    # unit tests cover versioning, the public access block and the bucket policy).
     rules = s3.get_bucket_encryption(Bucket=BUCKET)["ServerSideEncryptionConfiguration"]["Rules"]
-    assert rules[0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
-    assert all(s3.get_public_access_block(Bucket=BUCKET)["PublicAccessBlockConfiguration"].values())
-    assert s3.get_bucket_versioning(Bucket=BUCKET)["Status"] == "Enabled"
-    assert "TLS-only bucket policy skipped: the S3 endpoint is plain HTTP" in done.stdout
+    assert rules[0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"]
+    stacks = aws_client("cloudformation").describe_stacks(StackName="gitlab-mlops-bootstrap")["Stacks"]
+    assert stacks[0]["StackStatus"] == "CREATE_COMPLETE"
 
     manifest = json.loads((build_dir / "manifest.json").read_text())
     for group in ("lambdas", "seeds"):
@@ -86,13 +89,17 @@ def test_bootstrap_sets_up_bucket_artifacts_template_and_secret(
     assert defaults["ModelBuildSeedKey"] == f"bundle/{manifest['seeds']['model-build']['file']}"
     assert defaults["ModelDeploySeedKey"] == f"bundle/{manifest['seeds']['model-deploy']['file']}"
     assert defaults["GitLabOidcProviderArn"] == OIDC_ARN
+    assert defaults["GitLabServerUrl"] == GITLAB_URL
+    secret_arn = sm.describe_secret(SecretId=SECRET_NAME)["ARN"]
+    assert defaults["GitLabTokenSecretArn"] == secret_arn
+    # moto's user runs init.sh, so it is the bundle administrator and may reach project data.
+    assert defaults["DataAccessPrincipalArns"] == "arn:aws:iam::123456789012:user/moto"
     tags = s3.get_object_tagging(Bucket=BUCKET, Key=TEMPLATE_KEY)["TagSet"]
     assert {"Key": "sagemaker:studio-visibility", "Value": "true"} in tags
-    cors = s3.get_bucket_cors(Bucket=BUCKET)["CORSRules"]
-    assert any("https://*.sagemaker.aws" in rule["AllowedOrigins"] for rule in cors)
 
-    secret = sm.get_secret_value(SecretId="sagemaker-gitlab/token")["SecretString"]
+    secret = sm.get_secret_value(SecretId=SECRET_NAME)["SecretString"]
     assert json.loads(secret) == {"token": TOKEN}
+    assert {"Key": bootstrap.TOKEN_SERVER_TAG, "Value": GITLAB_URL} in sm.describe_secret(SecretId=SECRET_NAME)["Tags"]
 
     assert TOKEN not in done.stdout + done.stderr
     assert f"sagemaker:projectS3TemplatesLocation,Value=s3://{BUCKET}/project-templates/" in done.stdout
@@ -100,11 +107,10 @@ def test_bootstrap_sets_up_bucket_artifacts_template_and_secret(
 
 def _state(s3: Any, sm: Any) -> tuple[Any, ...]:
     versions = s3.list_object_versions(Bucket=BUCKET).get("Versions", [])
-    secret_versions = sm.list_secret_version_ids(SecretId="sagemaker-gitlab/token")["Versions"]
+    secret_versions = sm.list_secret_version_ids(SecretId=SECRET_NAME)["Versions"]
     return (
         sorted((v["Key"], v["VersionId"]) for v in versions),
         sorted(v["VersionId"] for v in secret_versions),
-        s3.get_bucket_cors(Bucket=BUCKET)["CORSRules"],
         s3.get_bucket_encryption(Bucket=BUCKET)["ServerSideEncryptionConfiguration"],
     )
 
@@ -131,7 +137,7 @@ def test_later_run_without_token_keeps_the_secret_and_a_new_token_via_stdin_repl
 
     rotated = run_init(*default_args(), "--token-stdin", token=None, stdin="glpat-rotated-777\n")
     assert_ok(rotated)
-    secret = aws_client("secretsmanager").get_secret_value(SecretId="sagemaker-gitlab/token")["SecretString"]
+    secret = aws_client("secretsmanager").get_secret_value(SecretId=SECRET_NAME)["SecretString"]
     assert json.loads(secret) == {"token": "glpat-rotated-777"}
     assert "glpat-rotated-777" not in rotated.stdout + rotated.stderr
 
@@ -147,7 +153,7 @@ def test_missing_token_fails_clearly_before_creating_anything(run_init, aws_clie
 
 
 def test_token_on_the_command_line_is_refused_without_echoing_it(run_init) -> None:  # type: ignore[no-untyped-def]
-    done = run_init("--token", TOKEN)
+    done = run_init(*default_args(), "--token", TOKEN)
     assert done.returncode == 1
     assert "never taken from the command line" in done.stderr
     assert TOKEN not in done.stdout + done.stderr
@@ -176,7 +182,6 @@ def test_help_needs_neither_aws_cli_nor_credentials(run_init, tmp_path: Path) ->
     assert_ok(done)
     for option in (
         "--region",
-        "--bucket",
         "--mode",
         "--gitlab-url",
         "--oidc-provider-arn",
@@ -184,6 +189,11 @@ def test_help_needs_neither_aws_cli_nor_credentials(run_init, tmp_path: Path) ->
         "--token-secret-name",
         "--token-stdin",
         "--stack-prefix",
+        "--no-oidc",
+        "--admin-principal-arn",
+        "--data-access-principal-arn",
+        "--gitlab-ca-bundle",
+        "--lambda-subnet-ids",
         "GITLAB_TOKEN",
     ):
         assert option in done.stdout
@@ -216,3 +226,19 @@ def test_service_catalog_mode_without_studio_role_fails_before_creating_anything
     assert "--studio-role-arn is required in service-catalog mode" in done.stderr
     assert aws_client("s3").list_buckets()["Buckets"] == []
     assert aws_client("cloudformation").list_stacks()["StackSummaries"] == []
+
+
+def test_missing_gitlab_url_fails_before_creating_anything(run_init, aws_client) -> None:  # type: ignore[no-untyped-def]
+    done = run_init("--oidc-provider-arn", OIDC_ARN)
+    assert done.returncode == 1
+    assert "--gitlab-url is required" in done.stderr and "Traceback" not in done.stderr
+    assert aws_client("secretsmanager").list_secrets()["SecretList"] == []
+
+
+def test_a_token_bound_to_another_server_is_not_silently_rebound(run_init, aws_client) -> None:  # type: ignore[no-untyped-def]
+    assert_ok(run_init(*default_args()))
+    moved = run_init("--gitlab-url", "https://gitlab.other.example", "--oidc-provider-arn", OIDC_ARN, token=None)
+    assert moved.returncode == 1
+    assert f"holds a token for {GITLAB_URL}, not https://gitlab.other.example" in moved.stderr
+    tags = aws_client("secretsmanager").describe_secret(SecretId=SECRET_NAME)["Tags"]
+    assert {"Key": bootstrap.TOKEN_SERVER_TAG, "Value": GITLAB_URL} in tags

@@ -25,9 +25,10 @@ from scripts.gitlab_standin.testing import client, standin
 from scripts.sandbox.tls import LocalCA, TlsTerminator
 from tests.unit.lambdas.helpers import BUILD_FILES, DEPLOY_FILES, FakeContext, load_event, make_zip
 
-TOKEN_SECRET = "gitlab-token"
-KEYS_SECRET = "ci-access-keys"
-BUCKET = "sagemaker-mlops-bundle-123456789012"
+TOKEN_SECRET = "gitlab-mlops-platform/gitlab-token"
+KEYS_SECRET = "gitlab-mlops/p-abc123def456/ci-{duty}-access-key"
+TRIGGER_SECRET = "gitlab-mlops/p-abc123def456/deploy-trigger"
+BUCKET = "gitlab-mlops-bundle-123456789012-us-east-1"
 CA_KEY = "gitlab/ca-bundle.pem"
 CA_URI = f"s3://{BUCKET}/{CA_KEY}"
 
@@ -56,7 +57,8 @@ class World:
     gitlab: Standin
     aws_client: Any
     token_arn: str
-    keys_arn: str
+    keys_arns: dict[str, str]
+    trigger_arn: str
     answers: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -74,8 +76,14 @@ class World:
         for key in ("ResourceProperties", "OldResourceProperties"):
             if key in event:
                 event[key].update(
-                    GitLabUrl=self.gitlab_url, GitLabTokenSecretArn=self.token_arn, GitLabCaBundleS3Uri=CA_URI
+                    GitLabUrl=self.gitlab_url, GitLabTokenSecretArn=self.token_arn, GitLabCaBundleS3Uri=CA_URI,
+                    DeployTriggerSecretArn=self.trigger_arn,
                 )
+        if props.get("CiAuthMode") == "access-keys":
+            for duty, arn in self.keys_arns.items():
+                props.setdefault(f"Ci{duty.capitalize()}AccessKeySecretArn", arn)
+                props.setdefault(f"Ci{duty.capitalize()}RoleArn", "")
+            props.setdefault("CiAccessKeySerial", "1")
         event["ResourceProperties"].update(props)
         if "PhysicalResourceId" in event:
             event["PhysicalResourceId"] = event["PhysicalResourceId"].replace(
@@ -97,17 +105,25 @@ def world(gitlab_server: Standin, aws_client: Any, local_ca: LocalCA) -> World:
     )
     s3.put_object(Bucket=BUCKET, Key=props["ModelDeploySeedKey"], Body=make_zip(DEPLOY_FILES))
     sm = aws_client("secretsmanager")
-    token_arn = sm.create_secret(Name=TOKEN_SECRET, SecretString=json.dumps({"token": gitlab_server.token}))[
-        "ARN"
-    ]
-    keys = {
-        "AccessKeyId": "AKIAEXAMPLE1234567",
-        "SecretAccessKey": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
-    }
-    keys_arn = sm.create_secret(Name=KEYS_SECRET, SecretString=json.dumps(keys))["ARN"]
+    assert gitlab_server.external_url is not None
+    token_arn = sm.create_secret(
+        Name=TOKEN_SECRET,
+        SecretString=json.dumps({"token": gitlab_server.token}),
+        Tags=[{"Key": "gitlab-mlops:gitlab-url", "Value": gitlab_server.external_url}],
+    )["ARN"]
+    keys_arns = {}
+    for duty in ("build", "staging", "prod"):
+        keys = {
+            "AccessKeyId": f"AKIA{duty.upper():X<16}",
+            "SecretAccessKey": f"wJalrXUtnFEMI/K7MDENG/{duty}/bPxRfiCYEXAMPLEKEY",
+        }
+        keys_arns[duty] = sm.create_secret(Name=KEYS_SECRET.format(duty=duty), SecretString=json.dumps(keys))["ARN"]
+    trigger_arn = sm.create_secret(
+        Name=TRIGGER_SECRET, SecretString=json.dumps({"state": "pending", "placeholder": "Abc123"})
+    )["ARN"]
     secrets.clear_cache()
     ca_bundle.clear_cache()
-    return World(gitlab_server, aws_client, token_arn, keys_arn)
+    return World(gitlab_server, aws_client, token_arn, keys_arns, trigger_arn)
 
 
 @pytest.fixture
@@ -142,7 +158,7 @@ def trigger(world: World, monkeypatch: pytest.MonkeyPatch) -> Any:
 
     def invoke(event: dict[str, Any], deploy_project_id: str) -> dict[str, Any]:
         monkeypatch.setenv("GITLAB_URL", world.gitlab_url)
-        monkeypatch.setenv("GITLAB_TOKEN_SECRET_ARN", world.token_arn)
+        monkeypatch.setenv("TRIGGER_TOKEN_SECRET_ARN", world.trigger_arn)
         monkeypatch.setenv("GITLAB_CA_BUNDLE_S3_URI", CA_URI)
         monkeypatch.setenv("DEPLOY_PROJECT_ID", deploy_project_id)
         monkeypatch.setenv("DEPLOY_REF", "main")

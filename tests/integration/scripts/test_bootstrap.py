@@ -46,13 +46,12 @@ def settings(build_dir: Path, **overrides: Any) -> bootstrap.Settings:
     values: dict[str, Any] = {
         "region": REGION,
         "mode": "service-catalog",
-        "bucket": "",
         "prefix": "bundle",
-        "gitlab_url": "",
+        "gitlab_url": "https://gitlab.example.com",
         "oidc_provider_arn": OIDC_ARN,
         "studio_role_arn": STUDIO_ROLE,
-        "token_secret_name": "sagemaker-gitlab/token",
-        "stack_prefix": "sagemaker-gitlab-mlops",
+        "token_secret_name": bootstrap.DEFAULT_SECRET_NAME,
+        "stack_prefix": bootstrap.DEFAULT_STACK_PREFIX,
         "build_dir": build_dir,
         "token": "glpat-sc-token",
     }
@@ -69,10 +68,10 @@ def test_service_catalog_mode_uploads_the_rendered_template_and_deploys_the_port
     cfn = boto3.client("cloudformation", region_name=REGION)
     s3 = aws_client("s3")
     clients = bootstrap.Clients(aws_client("sts"), s3, aws_client("secretsmanager"), cfn, aws_client("iam"))
-    bucket = "bootstrap-bundlebucket-abc123"  # named by CloudFormation: the bootstrap stack owns it
+    bucket = "gitlab-mlops-bundle-123456789012-us-east-1"  # the bootstrap stack names it so
     s3.create_bucket(Bucket=bucket)
-    launch_role = "arn:aws:iam::123456789012:role/sagemaker-gitlab-bootstrap/launch"
-    boot, stack = "sagemaker-gitlab-mlops-bootstrap", "sagemaker-gitlab-mlops-service-catalog"
+    launch_role = "arn:aws:iam::123456789012:role/gitlab-mlops-platform/gitlab-mlops-service-catalog-launch"
+    boot, stack = "gitlab-mlops-bootstrap", "gitlab-mlops-service-catalog"
     boot_outputs = {
         "BundleBucketName": bucket,
         "LaunchRoleArn": launch_role,
@@ -120,13 +119,8 @@ def test_service_catalog_mode_uploads_the_rendered_template_and_deploys_the_port
     cfn.meta.events.register(
         "provide-client-params.cloudformation.CreateChangeSet", lambda params, **_: sent.append(dict(params))
     )
-    boot_params = [
-        {"ParameterKey": "CreateOidcProvider", "ParameterValue": "existing"},
-        {"ParameterKey": "EnableS3ProjectTemplates", "ParameterValue": "false"},
-        {"ParameterKey": "ExistingOidcProviderArn", "ParameterValue": OIDC_ARN},
-    ]
     with Stubber(cfn) as stub:
-        expect_create(stub, boot, bootstrap.BOOTSTRAP_TEMPLATE_PATH.read_text(), boot_params, boot_outputs)
+        expect_create(stub, boot, bootstrap.BOOTSTRAP_TEMPLATE_PATH.read_text(), ANY, boot_outputs)
         expect_create(stub, stack, CATALOG_TEMPLATE, ANY, {"PortfolioId": "port-123"})
         result = bootstrap.run(
             settings(build_dir),
@@ -137,6 +131,18 @@ def test_service_catalog_mode_uploads_the_rendered_template_and_deploys_the_port
         stub.assert_no_pending_responses()
 
     assert result["output:PortfolioId"] == "port-123"
+    secret_arn = aws_client("secretsmanager").describe_secret(SecretId=bootstrap.DEFAULT_SECRET_NAME)["ARN"]
+    # The caller (moto's user) administers the bundle; the token secret is the one just created.
+    assert {p["ParameterKey"]: p["ParameterValue"] for p in sent[0]["Parameters"]} == {
+        "AdminPrincipalArns": "arn:aws:iam::123456789012:user/moto",
+        "BundlePrefix": "bundle",
+        "CreateOidcProvider": "existing",
+        "EnableS3ProjectTemplates": "false",
+        "ExistingOidcProviderArn": OIDC_ARN,
+        "GitLabServerUrl": "https://gitlab.example.com",
+        "GitLabTokenSecretArn": secret_arn,
+        "PublishedTemplateKey": "project-templates/gitlab-mlops.yml",
+    }
     assert result["bucket"] == bucket
     rendered = (build_dir / "project.yml").read_bytes()
     key = f"bundle/project-{hashlib.sha256(rendered).hexdigest()[:12]}.yml"
@@ -154,8 +160,13 @@ def test_service_catalog_mode_uploads_the_rendered_template_and_deploys_the_port
     assert any(
         f"[{bootstrap.STEPS}/{bootstrap.STEPS}] Deploying the Service Catalog" in line for line in lines
     )
-    secret = aws_client("secretsmanager").get_secret_value(SecretId="sagemaker-gitlab/token")["SecretString"]
+    secrets = aws_client("secretsmanager")
+    secret = secrets.get_secret_value(SecretId=bootstrap.DEFAULT_SECRET_NAME)["SecretString"]
     assert json.loads(secret) == {"token": "glpat-sc-token"}
+    tags = secrets.describe_secret(SecretId=bootstrap.DEFAULT_SECRET_NAME)["Tags"]
+    assert {"Key": bootstrap.TOKEN_SERVER_TAG, "Value": "https://gitlab.example.com"} in tags
+    # The platform settings are pinned in the rendered template that the product serves.
+    assert "AllowedPattern: ^(?:https://gitlab\\.example\\.com)$" in rendered.decode()
 
 
 def test_catalog_stack_gets_the_template_url_version_and_studio_role(build_dir: Path) -> None:
@@ -187,7 +198,8 @@ def test_an_existing_oidc_provider_for_the_issuer_is_reused_not_recreated(
     other = settings(build_dir, gitlab_url="https://gitlab.other.example", oidc_provider_arn="")
     assert bootstrap.oidc_choice(other, cfn, iam, "no-such-stack") == ("create", "")
     assert bootstrap.oidc_choice(settings(build_dir), cfn, iam, "no-such-stack") == ("existing", OIDC_ARN)
-    assert bootstrap.oidc_choice(settings(build_dir, oidc_provider_arn=""), cfn, iam, "x") == ("none", "")
+    no_oidc = settings(build_dir, oidc_provider_arn="", use_oidc=False)
+    assert bootstrap.oidc_choice(no_oidc, cfn, iam, "x") == ("none", "")
 
 
 def test_the_real_catalog_template_gets_every_parameter_it_requires(build_dir: Path) -> None:
@@ -208,6 +220,10 @@ def test_the_real_bootstrap_template_declares_what_bootstrap_passes() -> None:
     declared = bootstrap.template_parameters(bootstrap.BOOTSTRAP_TEMPLATE_PATH.read_text())
     assert {
         "GitLabServerUrl",
+        "GitLabTokenSecretArn",
+        "AdminPrincipalArns",
+        "BundlePrefix",
+        "PublishedTemplateKey",
         "CreateOidcProvider",
         "ExistingOidcProviderArn",
         "EnableS3ProjectTemplates",

@@ -74,20 +74,31 @@ DEPLOY_FILES: dict[str, bytes | str] = {".gitlab-ci.yml": "stages: [deploy]\n", 
 
 
 class FakeSecrets:
-    """Secrets Manager double: SecretString by id, counting reads."""
+    """Secrets Manager double: SecretString and tags by id, counting value reads and writes."""
 
-    def __init__(self, values: dict[str, str]) -> None:
-        self.values, self.calls = values, 0
+    def __init__(self, values: dict[str, str], tags: dict[str, dict[str, str]] | None = None) -> None:
+        self.values, self.tags, self.calls, self.puts = values, tags or {}, 0, 0
 
-    def get_secret_value(self, SecretId: str) -> dict[str, Any]:  # noqa: N803 - boto3's name
+    def _missing(self, secret_id: str, operation: str) -> None:
         from botocore.exceptions import ClientError
 
+        if secret_id not in self.values:
+            raise ClientError({"Error": {"Code": "ResourceNotFoundException", "Message": "m"}}, operation)
+
+    def get_secret_value(self, SecretId: str) -> dict[str, Any]:  # noqa: N803 - boto3's name
         self.calls += 1
-        if SecretId not in self.values:
-            raise ClientError(
-                {"Error": {"Code": "ResourceNotFoundException", "Message": "m"}}, "GetSecretValue"
-            )
+        self._missing(SecretId, "GetSecretValue")
         return {"SecretString": self.values[SecretId]}
+
+    def describe_secret(self, SecretId: str) -> dict[str, Any]:  # noqa: N803 - boto3's name
+        self._missing(SecretId, "DescribeSecret")
+        return {"ARN": SecretId, "Tags": [{"Key": k, "Value": v} for k, v in self.tags.get(SecretId, {}).items()]}
+
+    def put_secret_value(self, SecretId: str, SecretString: str) -> dict[str, Any]:  # noqa: N803
+        self._missing(SecretId, "PutSecretValue")
+        self.puts += 1
+        self.values[SecretId] = SecretString
+        return {"ARN": SecretId}
 
 
 class FakeS3:

@@ -39,8 +39,12 @@ def sm() -> Iterator[tuple[Any, Stubber]]:
         stub.assert_no_pending_responses()
 
 
+GITLAB = ("--gitlab-url", "https://gitlab.example.com")
+
+
 def parse(*argv: str, env: dict[str, str] | None = None, stdin: str = "") -> bootstrap.Settings:
-    return bootstrap.parse_settings(list(argv), env or {}, io.StringIO(stdin).read)
+    given = list(argv) if "--gitlab-url" in argv else [*GITLAB, *argv]
+    return bootstrap.parse_settings(given, env or {}, io.StringIO(stdin).read)
 
 
 # --- arguments and token ------------------------------------------------------------------------------
@@ -66,18 +70,15 @@ def test_no_token_is_allowed_at_parse_time() -> None:
     ("argv", "message"),
     [
         (["--region", "Europe"], "not a region name"),
-        (["--gitlab-url", "http://gitlab.example.com"], "must start with https://"),
+        (["--gitlab-url", "http://gitlab.example.com"], "must be an https:// server URL"),
+        (["--gitlab-url", ""], "--gitlab-url is required"),
         (["--studio-role-arn", "StudioRole"], "is not an ARN"),
-        (["--bucket", "Bad_Bucket"], "bucket name 'Bad_Bucket' is invalid"),
-        (
-            [
-                "--gitlab-url",
-                "https://g.example.com",
-                "--oidc-provider-arn",
-                "arn:aws:iam::1:oidc-provider/g",
-            ],
-            "not both",
-        ),
+        (["--no-oidc", "--oidc-provider-arn", "arn:aws:iam::1:oidc-provider/g"], "not both"),
+        (["--admin-principal-arn", "arn:aws:sts::123456789012:assumed-role/Admin/me"], "session ARNs"),
+        (["--lambda-subnet-ids", "subnet-0a1b2c3d"], "go together"),
+        (["--lambda-subnet-ids", "sub-1", "--lambda-security-group-ids", "sg-0a1b2c3d"], "are not subnet ids"),
+        (["--token-secret-name", "my/token"], "must start with gitlab-mlops-platform/"),
+        (["--gitlab-ca-bundle", "/nonexistent/ca.pem"], "is not a PEM file"),
     ],
 )
 def test_bad_arguments_are_named(argv: list[str], message: str) -> None:
@@ -87,16 +88,42 @@ def test_bad_arguments_are_named(argv: list[str], message: str) -> None:
 
 def test_defaults() -> None:
     settings = parse()
-    assert (settings.mode, settings.prefix, settings.token_secret_name) == (
+    assert (settings.mode, settings.prefix, settings.token_secret_name, settings.use_oidc) == (
         "service-catalog",
         "bundle",
-        "sagemaker-gitlab/token",
+        "gitlab-mlops-platform/gitlab-token",
+        True,
     )
-    assert bootstrap.default_bucket("123456789012", REGION) == f"sagemaker-gitlab-mlops-123456789012-{REGION}"
+    assert bootstrap.bundle_bucket_name("123456789012", REGION) == f"gitlab-mlops-bundle-123456789012-{REGION}"
     assert (
         bootstrap.oidc_provider_arn_for("aws", "123456789012", "https://gitlab.example.com")
         == "arn:aws:iam::123456789012:oidc-provider/gitlab.example.com"
     )
+
+
+@pytest.mark.parametrize(
+    ("caller", "expected"),
+    [
+        ("arn:aws:iam::123456789012:user/ops/alice", "arn:aws:iam::123456789012:user/ops/alice"),
+        ("arn:aws:iam::123456789012:root", "arn:aws:iam::123456789012:root"),
+    ],
+)
+def test_the_admin_principal_of_a_user_or_root_caller(caller: str, expected: str) -> None:
+    assert bootstrap.principal_arn(None, caller) == expected
+
+
+def test_the_admin_principal_of_an_assumed_role_is_the_role_with_its_path() -> None:
+    iam = client("iam")
+    with Stubber(iam) as stub:
+        role = "arn:aws:iam::123456789012:role/aws-reserved/sso.amazonaws.com/AWSReservedSSO_Admin_1"
+        stub.add_response(
+            "get_role",
+            {"Role": {"Path": "/aws-reserved/sso.amazonaws.com/", "RoleName": "AWSReservedSSO_Admin_1",
+                      "RoleId": "AROAEXAMPLE12345678", "Arn": role, "CreateDate": "2026-01-01T00:00:00Z",
+                      "AssumeRolePolicyDocument": "{}"}},
+            {"RoleName": "AWSReservedSSO_Admin_1"},
+        )
+        assert bootstrap.principal_arn(iam, "arn:aws:sts::123456789012:assumed-role/AWSReservedSSO_Admin_1/me") == role
 
 
 # --- template parameters -------------------------------------------------------------------------------
@@ -131,7 +158,7 @@ def test_a_required_parameter_without_value_fails_before_any_call() -> None:
 
 # --- change-set deploys ----------------------------------------------------------------------------------
 
-STACK = "sagemaker-gitlab-mlops-service-catalog"
+STACK = "gitlab-mlops-service-catalog"
 MISSING = {
     "service_error_code": "ValidationError",
     "service_message": f"Stack with id {STACK} does not exist",
@@ -276,37 +303,59 @@ def test_stack_busy_is_refused(cfn: tuple[Any, Stubber]) -> None:
 
 # --- the token secret --------------------------------------------------------------------------------------
 
-SECRET = "sagemaker-gitlab/token"
+SECRET = "gitlab-mlops-platform/gitlab-token"
 ARN = f"arn:aws:secretsmanager:{REGION}:123456789012:secret:{SECRET}-AbCdEf"
+URL = "https://gitlab.example.com"
+BOUND = [{"Key": "gitlab-mlops:gitlab-url", "Value": URL}]
 
 
-def test_secret_is_created_as_json_and_the_token_never_logged(sm: tuple[Any, Stubber]) -> None:
+def test_secret_is_created_as_json_bound_to_its_server_and_the_token_never_logged(sm: tuple[Any, Stubber]) -> None:
     c, stub = sm
     stub.add_client_error("describe_secret", service_error_code="ResourceNotFoundException")
     stub.add_response(
         "create_secret",
         {"ARN": ARN, "Name": SECRET},
-        {"Name": SECRET, "SecretString": json.dumps({"token": TOKEN}), "Description": ANY},
+        {"Name": SECRET, "SecretString": json.dumps({"token": TOKEN}), "Description": ANY, "Tags": BOUND},
     )
     log: list[str] = []
-    assert bootstrap.ensure_token_secret(c, SECRET, TOKEN, log.append) == ARN
-    assert log == [f"secret {SECRET} created"]
+    assert bootstrap.ensure_token_secret(c, SECRET, TOKEN, URL, log.append) == ARN
+    assert log == [f"secret {SECRET} created, bound to {URL}"]
 
 
 def test_same_token_writes_nothing_and_a_new_one_writes_a_version(sm: tuple[Any, Stubber]) -> None:
     c, stub = sm
-    stub.add_response("describe_secret", {"ARN": ARN, "Name": SECRET})
+    stub.add_response("describe_secret", {"ARN": ARN, "Name": SECRET, "Tags": BOUND})
     stub.add_response("get_secret_value", {"ARN": ARN, "SecretString": json.dumps({"token": TOKEN})})
-    stub.add_response("describe_secret", {"ARN": ARN, "Name": SECRET})
+    stub.add_response("describe_secret", {"ARN": ARN, "Name": SECRET, "Tags": BOUND})
     stub.add_response("get_secret_value", {"ARN": ARN, "SecretString": json.dumps({"token": "old"})})
     stub.add_response(
         "put_secret_value", {"ARN": ARN}, {"SecretId": SECRET, "SecretString": json.dumps({"token": TOKEN})}
     )
     log: list[str] = []
-    bootstrap.ensure_token_secret(c, SECRET, TOKEN, log.append)
-    bootstrap.ensure_token_secret(c, SECRET, TOKEN, log.append)
+    bootstrap.ensure_token_secret(c, SECRET, TOKEN, URL, log.append)
+    bootstrap.ensure_token_secret(c, SECRET, TOKEN, URL, log.append)
     assert log == [f"secret {SECRET} unchanged", f"secret {SECRET} updated with the new token"]
     assert not any(TOKEN in line for line in log)
+
+
+def test_a_new_token_for_a_new_server_rebinds_the_secret(sm: tuple[Any, Stubber]) -> None:
+    c, stub = sm
+    stub.add_response("describe_secret", {"ARN": ARN, "Name": SECRET, "Tags": BOUND})
+    stub.add_response("get_secret_value", {"ARN": ARN, "SecretString": json.dumps({"token": "old"})})
+    stub.add_response("put_secret_value", {"ARN": ARN}, {"SecretId": SECRET, "SecretString": ANY})
+    stub.add_response(
+        "tag_resource", {}, {"SecretId": SECRET, "Tags": [{"Key": "gitlab-mlops:gitlab-url", "Value": "https://new.example"}]}
+    )
+    log: list[str] = []
+    bootstrap.ensure_token_secret(c, SECRET, TOKEN, "https://new.example", log.append)
+    assert log[-1] == f"secret {SECRET} bound to https://new.example"
+
+
+def test_a_stored_token_is_never_moved_to_another_server_without_a_new_token(sm: tuple[Any, Stubber]) -> None:
+    c, stub = sm
+    stub.add_response("describe_secret", {"ARN": ARN, "Name": SECRET, "Tags": BOUND})
+    with pytest.raises(bootstrap.BootstrapError, match="holds a token for https://gitlab.example.com, not https://new"):
+        bootstrap.ensure_token_secret(c, SECRET, None, "https://new.example", lambda _: None)
 
 
 def test_missing_token_and_missing_secret_is_an_error_naming_both_ways_to_give_it(
@@ -315,92 +364,14 @@ def test_missing_token_and_missing_secret_is_an_error_naming_both_ways_to_give_i
     c, stub = sm
     stub.add_client_error("describe_secret", service_error_code="ResourceNotFoundException")
     with pytest.raises(bootstrap.BootstrapError, match="set GITLAB_TOKEN or pipe it with --token-stdin"):
-        bootstrap.ensure_token_secret(c, SECRET, None, lambda _: None)
+        bootstrap.ensure_token_secret(c, SECRET, None, URL, lambda _: None)
 
 
 def test_existing_secret_is_kept_when_no_token_is_given(sm: tuple[Any, Stubber]) -> None:
     c, stub = sm
-    stub.add_response("describe_secret", {"ARN": ARN, "Name": SECRET})
+    stub.add_response("describe_secret", {"ARN": ARN, "Name": SECRET, "Tags": BOUND})
     log: list[str] = []
-    assert bootstrap.ensure_token_secret(c, SECRET, None, log.append) == ARN
+    assert bootstrap.ensure_token_secret(c, SECRET, None, URL, log.append) == ARN
     assert "kept" in log[0]
 
 
-# --- the bucket --------------------------------------------------------------------------------------------
-
-BUCKET = "sagemaker-gitlab-mlops-123456789012-eu-west-1"
-NOT_FOUND = {"service_error_code": "404", "http_status_code": 404}
-BLOCK_ALL = {
-    k: True for k in ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets")
-}
-
-
-@pytest.fixture
-def s3() -> Iterator[tuple[Any, Stubber]]:
-    c = client("s3")
-    with Stubber(c) as stub:
-        yield c, stub
-        stub.assert_no_pending_responses()
-
-
-def test_new_bucket_is_created_in_its_region_private_encrypted_versioned_and_tls_only(
-    s3: tuple[Any, Stubber],
-) -> None:
-    c, stub = s3
-    stub.add_client_error("head_bucket", **NOT_FOUND)
-    stub.add_response(
-        "create_bucket",
-        {},
-        {"Bucket": BUCKET, "CreateBucketConfiguration": {"LocationConstraint": REGION}},
-    )
-    stub.add_client_error(
-        "get_bucket_encryption", service_error_code="ServerSideEncryptionConfigurationNotFoundError"
-    )
-    stub.add_response(
-        "put_bucket_encryption", {}, {"Bucket": BUCKET, "ServerSideEncryptionConfiguration": ANY}
-    )
-    stub.add_client_error(
-        "get_public_access_block", service_error_code="NoSuchPublicAccessBlockConfiguration"
-    )
-    stub.add_response(
-        "put_public_access_block", {}, {"Bucket": BUCKET, "PublicAccessBlockConfiguration": BLOCK_ALL}
-    )
-    stub.add_response("get_bucket_versioning", {})
-    stub.add_response(
-        "put_bucket_versioning", {}, {"Bucket": BUCKET, "VersioningConfiguration": {"Status": "Enabled"}}
-    )
-    stub.add_client_error("get_bucket_policy", service_error_code="NoSuchBucketPolicy")
-    stub.add_response(
-        "put_bucket_policy",
-        {},
-        {"Bucket": BUCKET, "Policy": json.dumps(bootstrap.tls_only_policy(BUCKET), sort_keys=True)},
-    )
-    log: list[str] = []
-    bootstrap.ensure_bucket(c, BUCKET, REGION, log.append)
-    assert log[0] == f"bucket {BUCKET} created" and log[-1] == "TLS-only bucket policy set"
-
-
-def test_configured_bucket_is_only_read(s3: tuple[Any, Stubber]) -> None:
-    c, stub = s3
-    stub.add_response("head_bucket", {})
-    stub.add_response(
-        "get_bucket_encryption",
-        {
-            "ServerSideEncryptionConfiguration": {
-                "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms"}}]
-            }
-        },
-    )
-    stub.add_response("get_public_access_block", {"PublicAccessBlockConfiguration": BLOCK_ALL})
-    stub.add_response("get_bucket_versioning", {"Status": "Enabled"})
-    stub.add_response("get_bucket_policy", {"Policy": json.dumps(bootstrap.tls_only_policy(BUCKET))})
-    log: list[str] = []
-    bootstrap.ensure_bucket(c, BUCKET, REGION, log.append)
-    assert log == [f"bucket {BUCKET} exists"]
-
-
-def test_bucket_owned_by_someone_else_is_a_clear_error(s3: tuple[Any, Stubber]) -> None:
-    c, stub = s3
-    stub.add_client_error("head_bucket", service_error_code="403", http_status_code=403)
-    with pytest.raises(bootstrap.BootstrapError, match="cannot use it \\(403\\): pass another --bucket"):
-        bootstrap.ensure_bucket(c, BUCKET, REGION, lambda _: None)

@@ -12,17 +12,24 @@ from tests.unit.templates.test_project import evaluator as project_evaluator
 
 BOOTSTRAP = load("bootstrap.yml")
 CATALOG = load("service-catalog.yml")
-BOUNDARY_ARN = f"arn:aws:iam::{ACCOUNT}:policy/sagemaker-gitlab/sagemaker-gitlab-project-boundary"
+BOUNDARY_ARN = f"arn:aws:iam::{ACCOUNT}:policy/gitlab-mlops-platform/gitlab-mlops-project-boundary"
 EXISTING_PROVIDER = f"arn:aws:iam::{ACCOUNT}:oidc-provider/gitlab.com"
 GETATT = {
     "BundleBucket.Arn": "arn:aws:s3:::bundle-bucket",
-    "LaunchRole.Arn": f"arn:aws:iam::{ACCOUNT}:role/sagemaker-gitlab-bootstrap/launch",
+    "LaunchRole.Arn": f"arn:aws:iam::{ACCOUNT}:role/gitlab-mlops-platform/gitlab-mlops-service-catalog-launch",
+    "S3TemplateRole.Arn": f"arn:aws:iam::{ACCOUNT}:role/gitlab-mlops-platform/gitlab-mlops-s3-template-launch",
     "ProjectPermissionsBoundary": BOUNDARY_ARN,
 }
 
 
+REQUIRED = {
+    "GitLabTokenSecretArn": f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:gitlab-mlops-platform/gitlab-token-AbCdEf",
+    "AdminPrincipalArns": f"arn:aws:iam::{ACCOUNT}:role/PlatformAdmin",
+}
+
+
 def bootstrap(**given: str) -> Evaluator:
-    return Evaluator(BOOTSTRAP, parameter_values(BOOTSTRAP, **given), GETATT)
+    return Evaluator(BOOTSTRAP, parameter_values(BOOTSTRAP, **{**REQUIRED, **given}), GETATT)
 
 
 def statements(ev: Evaluator, logical_id: str) -> dict[str, dict[str, object]]:
@@ -55,91 +62,58 @@ def test_oidc_provider_trusts_the_audience_seed_ci_requests() -> None:
 def test_boundary_has_the_name_and_path_project_roles_reference() -> None:
     props = bootstrap().properties("ProjectPermissionsBoundary")
     assert f"arn:aws:iam::{ACCOUNT}:policy{props['Path']}{props['ManagedPolicyName']}" == BOUNDARY_ARN
-    ci = project_evaluator().properties("CiRole")
-    assert ci["PermissionsBoundary"] == BOUNDARY_ARN
+    assert project_evaluator().properties("CiProdRole")["PermissionsBoundary"] == BOUNDARY_ARN
+    assert props["Path"] == contract.PLATFORM_IAM_PATH and props["ManagedPolicyName"] == contract.BOUNDARY_POLICY_NAME
 
 
-def test_boundary_grants_no_iam_writes_beyond_passing_project_roles_to_sagemaker() -> None:
+def test_boundary_names_every_action_and_grants_no_iam_writes() -> None:
     for statement in bootstrap().properties("ProjectPermissionsBoundary")["PolicyDocument"]["Statement"]:
         for action in as_list(statement["Action"]):
+            assert "*" not in action, f"{statement['Sid']}: {action}"
             if action.startswith("iam:"):
                 assert action in ("iam:PassRole", "iam:CreateServiceLinkedRole"), action
-    passing = statements(bootstrap(), "ProjectPermissionsBoundary")["PassOnlyProjectRoles"]
-    assert passing["Resource"] == f"arn:aws:iam::{ACCOUNT}:role/sagemaker-gitlab/*"
-    assert passing["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
 
 
-def test_launch_role_creates_principals_only_with_the_boundary_and_under_the_path() -> None:
-    grants = statements(bootstrap(), "ProjectProvisioningPolicy")
-    bounded = grants["ProjectRolesWithBoundary"]
-    assert bounded["Condition"] == {"StringEquals": {"iam:PermissionsBoundary": BOUNDARY_ARN}}
-    for action in ("iam:CreateRole", "iam:PutRolePolicy", "iam:AttachRolePolicy", "iam:CreateUser"):
-        assert action in bounded["Action"]
-    for sid, statement in grants.items():
-        if sid == "ProjectRolesWithBoundary":
-            continue
-        for action in as_list(statement["Action"]):
-            assert action not in (
-                "iam:CreateRole", "iam:CreateUser", "iam:PutRolePolicy", "iam:AttachRolePolicy",
-                "iam:PutUserPolicy", "iam:AttachUserPolicy", "iam:DeleteRolePermissionsBoundary",
-                "iam:DeleteUserPermissionsBoundary", "iam:PutRolePermissionsBoundary",
-            ), f"{sid} grants {action} without the boundary condition"  # fmt: skip
-    assert grants["PassProjectRolesToLambda"]["Condition"] == {
-        "StringEquals": {"iam:PassedToService": "lambda.amazonaws.com"}
-    }
+def test_boundary_scopes_project_resources_by_the_principals_project_tag() -> None:
+    variable = "${aws:PrincipalTag/" + contract.PROJECT_TAG + "}"
+    scoped = statements(bootstrap(), "ProjectPermissionsBoundary")
+    for sid in ("OwnArtifactObjects", "OwnModelRegistry", "OwnEndpoints", "OwnDeployStacks", "OwnSecrets",
+                "PassOwnExecutionRole", "OwnDeadLetterQueue"):  # fmt: skip
+        assert all(variable in r for r in as_list(scoped[sid]["Resource"])), sid
 
 
-@pytest.mark.parametrize("mode", ["oidc", "access-keys"])
-def test_launch_role_can_create_what_project_yml_names(mode: str) -> None:
-    """The project's fixed names fall inside the launch role's resource patterns."""
-    grants = statements(bootstrap(), "ProjectProvisioningPolicy")
-    project = project_evaluator(CiAuthMode=mode, **({"GitLabOidcProviderArn": ""} if mode != "oidc" else {}))
-    bucket = project.properties("ArtifactsBucket")["BucketName"]
-    assert allows(grants["ArtifactsBuckets"], "s3:CreateBucket", f"arn:aws:s3:::{bucket}")
-    for log_group in ("SeedCheckinLogGroup", "TriggerLogGroup"):
-        name = project.properties(log_group)["LogGroupName"]
-        arn = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{name}"
-        assert allows(grants["ProjectLogGroups"], "logs:CreateLogGroup", arn)
-    if mode == "oidc":
-        role = project.properties("CiRole")
-        arn = f"arn:aws:iam::{ACCOUNT}:role{role['Path']}{role['RoleName']}"
-        assert allows(grants["ProjectRolesWithBoundary"], "iam:CreateRole", arn)
-    else:
-        name = project.properties("CiAccessKeySecret")["Name"]
-        arn = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{name}-AbCdEf"
-        assert allows(grants["CiAccessKeySecrets"], "secretsmanager:CreateSecret", arn)
-        assert allows(
-            grants["ProjectRolesWithBoundary"],
-            "iam:CreateUser",
-            f"arn:aws:iam::{ACCOUNT}:user/sagemaker-gitlab/u",
-        )
-    group = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package-group/abalone-p-abc123def456"
-    assert allows(grants["ProjectSageMakerResources"], "sagemaker:CreateModelPackageGroup", group)
-    # CloudFormation invokes the custom resource's function with the launch role.
-    assert allows(
-        grants["ProjectFunctions"], "lambda:InvokeFunction", f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:f"
-    )
+def test_the_launch_roles_are_outside_the_project_path_and_trust_only_their_service() -> None:
+    on = bootstrap(EnableS3ProjectTemplates="true")
+    for logical_id, service in (("LaunchRole", "servicecatalog.amazonaws.com"),
+                                ("S3TemplateRole", "cloudformation.amazonaws.com")):  # fmt: skip
+        props = on.properties(logical_id)
+        assert props["Path"] == contract.PLATFORM_IAM_PATH
+        (statement,) = props["AssumeRolePolicyDocument"]["Statement"]
+        assert statement["Principal"] == {"Service": service}
 
 
-def test_launch_role_is_outside_the_project_path_so_projects_cannot_pass_it() -> None:
-    props = bootstrap().properties("LaunchRole")
-    assert props["Path"] != "/sagemaker-gitlab/"
-    assert not fnmatch.fnmatchcase(
-        f"arn:aws:iam::{ACCOUNT}:role{props['Path']}x", "*:role/sagemaker-gitlab/*"
-    )
-    principals = props["AssumeRolePolicyDocument"]["Statement"][0]["Principal"]["Service"]
-    assert set(principals) == {"servicecatalog.amazonaws.com", "cloudformation.amazonaws.com"}
-
-
-def test_s3_templates_add_cors_for_studio_and_a_policy_for_studio_roles() -> None:
+def test_s3_templates_add_cors_a_template_role_and_a_policy_for_studio_roles() -> None:
     off = bootstrap()
     assert "CorsConfiguration" not in off.properties("BundleBucket")
-    assert not off.resource_exists("StudioS3TemplatesPolicy")
+    assert not off.resource_exists("StudioS3TemplatesPolicy") and not off.resource_exists("S3TemplateRole")
     on = bootstrap(EnableS3ProjectTemplates="true")
     (rule,) = on.properties("BundleBucket")["CorsConfiguration"]["CorsRules"]
     assert rule["AllowedOrigins"] == ["https://*.sagemaker.aws"] and "GET" in rule["AllowedMethods"]
-    passing = statements(on, "StudioS3TemplatesPolicy")["PassLaunchRoleToCloudFormation"]
-    assert passing["Resource"] == GETATT["LaunchRole.Arn"]
+    passing = statements(on, "StudioS3TemplatesPolicy")["PassTheTemplateRoleToCloudFormation"]
+    assert passing["Resource"] == GETATT["S3TemplateRole.Arn"]
+
+
+def test_only_the_administrators_write_the_bundle_bucket() -> None:
+    admins = [f"arn:aws:iam::{ACCOUNT}:role/PlatformAdmin", f"arn:aws:iam::{ACCOUNT}:user/ops"]
+    policy = bootstrap(AdminPrincipalArns=",".join(admins)).properties("BundleBucketPolicy")["PolicyDocument"]
+    fence = next(s for s in policy["Statement"] if s["Sid"] == "OnlyAdminsWrite")
+    assert fence["Effect"] == "Deny" and fence["Principal"] == "*"
+    assert fence["Condition"] == {"ArnNotEquals": {"aws:PrincipalArn": admins}}
+    assert "s3:Put*" in fence["Action"] and "s3:Delete*" in fence["Action"]
+
+
+def test_the_bundle_bucket_name_has_no_sagemaker_in_it() -> None:
+    assert "sagemaker" not in bootstrap().properties("BundleBucket")["BucketName"].lower()
 
 
 def test_bundle_bucket_is_private_encrypted_and_retained() -> None:
@@ -154,6 +128,8 @@ def test_bootstrap_outputs_what_init_and_the_catalog_need() -> None:
         "BundleBucketName",
         "GitLabOidcProviderArn",
         "LaunchRoleArn",
+        "S3TemplateRoleArn",
+        "StudioS3TemplatesPolicyArn",
         "ProjectPermissionsBoundaryArn",
     } <= set(BOOTSTRAP["Outputs"])
 

@@ -1,39 +1,42 @@
-"""templates/project.yml: parameters, conditions, the custom resource contract, IAM scoping, outputs."""
+"""templates/project.yml: parameters, conditions, the custom resource contract, names, outputs.
+
+What its IAM allows and denies is proven in test_trust_model.py; this module checks the structure.
+"""
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import re
 from typing import Any
 
 import pytest
 from mlops_common import contract
+from pipeline_trigger.config import TriggerConfig
 
-from tests.unit.templates.cfn import (
-    ACCOUNT,
-    REGION,
-    Evaluator,
-    as_list,
-    load,
-    parameter_values,
-    policy_documents,
-)
+from scripts.iam.bundle import PlatformSpec, ProjectSpec, build_installation
+from tests.unit.templates.cfn import ACCOUNT, REGION, Evaluator, load, parameter_values
 
 TEMPLATE = load("project.yml")
 PARAMS = TEMPLATE["Parameters"]
 RESOURCES = TEMPLATE["Resources"]
 
 PROVIDER = f"arn:aws:iam::{ACCOUNT}:oidc-provider/gitlab.example.com"
+TOKEN_ARN = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:gitlab-mlops-platform/gitlab-token-AbCdEf"
 RENDERED = {
     "SageMakerProjectName": "abalone",
     "SageMakerProjectId": "p-abc123def456",
-    "BundleBucket": "bundle-bucket",
+    "GitLabServerUrl": "https://gitlab.example.com",
+    "GitLabTokenSecretArn": TOKEN_ARN,
+    "GitLabCaBundleS3Uri": "",
+    "GitLabOidcProviderArn": PROVIDER,
+    "LambdaSubnetIds": "",
+    "LambdaSecurityGroupIds": "",
+    "DataAccessPrincipalArns": f"arn:aws:iam::{ACCOUNT}:role/Admin",
+    "BundleBucket": "gitlab-mlops-bundle-123456789012-us-east-1",
     "CheckinLambdaKey": "bundle/seedcode_checkin-111111111111.zip",
     "TriggerLambdaKey": "bundle/pipeline_trigger-222222222222.zip",
     "ModelBuildSeedKey": "bundle/model-build-333333333333.zip",
     "ModelDeploySeedKey": "bundle/model-deploy-444444444444.zip",
-    "GitLabOidcProviderArn": PROVIDER,
 }
 SEED_DATA = {
     "SeedRepositories.ModelBuildPath": "ml/team/abalone-model-build",
@@ -42,10 +45,11 @@ SEED_DATA = {
     "SeedRepositories.ModelDeployProjectId": "102",
     "SeedRepositories.ModelBuildCloneUrl": "https://gitlab.example.com/ml/team/abalone-model-build.git",
     "SeedRepositories.ModelDeployCloneUrl": "https://gitlab.example.com/ml/team/abalone-model-deploy.git",
-    "ArtifactsBucket.Arn": "arn:aws:s3:::sagemaker-p-abc123def456-123456789012-us-east-1",
-    "SageMakerExecutionRole.Arn": f"arn:aws:iam::{ACCOUNT}:role/sagemaker-gitlab/exec",
-    "TriggerDeadLetterQueue.Arn": f"arn:aws:sqs:{REGION}:{ACCOUNT}:dlq",
-    "ModelApprovedRule.Arn": f"arn:aws:events:{REGION}:{ACCOUNT}:rule/approved",
+    "ArtifactsBucket.Arn": "arn:aws:s3:::gitlab-mlops-p-abc123def456-123456789012-us-east-1",
+    "SageMakerExecutionRole.Arn": f"arn:aws:iam::{ACCOUNT}:role/gitlab-mlops/gitlab-mlops-p-abc123def456-sagemaker-execution",
+    "TriggerDeadLetterQueue.Arn": f"arn:aws:sqs:{REGION}:{ACCOUNT}:gitlab-mlops-p-abc123def456-pipeline-trigger-dlq",
+    "ModelApprovedRule.Arn": f"arn:aws:events:{REGION}:{ACCOUNT}:rule/gitlab-mlops-p-abc123def456-model-approved",
+    "DeployTriggerSecret": f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:gitlab-mlops/p-abc123def456/deploy-trigger-AbCdEf",
 }
 
 
@@ -62,19 +66,19 @@ def matches(parameter: str, value: str) -> bool:
 
 # --- parameters --------------------------------------------------------------------------------------
 
-USER_PARAMETERS = {
-    "SageMakerProjectName", "SageMakerProjectId", "GitLabServerUrl", "GitLabGroup",
-    "ModelBuildRepositoryName", "ModelDeployRepositoryName", "GitLabTokenSecretName", "CiAuthMode",
-    "RepositoryDeletionPolicy", "LambdaSubnetIds", "LambdaSecurityGroupIds", "GitLabCaBundleS3Uri",
+PROJECT_PARAMETERS = {
+    "SageMakerProjectName", "SageMakerProjectId", "GitLabGroup", "ModelBuildRepositoryName",
+    "ModelDeployRepositoryName", "CiAuthMode", "CiAccessKeySerial", "RepositoryDeletionPolicy",
 }  # fmt: skip
-BOOTSTRAP_PARAMETERS = {
-    "BundleBucket", "CheckinLambdaKey", "TriggerLambdaKey", "ModelBuildSeedKey", "ModelDeploySeedKey",
-    "GitLabOidcProviderArn",
+PLATFORM_PARAMETERS = {
+    "GitLabServerUrl", "GitLabTokenSecretArn", "GitLabCaBundleS3Uri", "GitLabOidcProviderArn",
+    "LambdaSubnetIds", "LambdaSecurityGroupIds", "DataAccessPrincipalArns", "BundleBucket",
+    "CheckinLambdaKey", "TriggerLambdaKey", "ModelBuildSeedKey", "ModelDeploySeedKey",
 }  # fmt: skip
 
 
-def test_parameters_are_exactly_the_agreed_ones() -> None:
-    assert set(PARAMS) == USER_PARAMETERS | BOOTSTRAP_PARAMETERS
+def test_parameters_are_exactly_the_projects_choices_and_the_platforms_settings() -> None:
+    assert set(PARAMS) == PROJECT_PARAMETERS | PLATFORM_PARAMETERS
 
 
 def test_every_parameter_has_a_description_and_constrained_strings_explain_themselves() -> None:
@@ -84,13 +88,19 @@ def test_every_parameter_has_a_description_and_constrained_strings_explain_thems
             assert spec.get("ConstraintDescription"), f"{name} has a pattern but no readable error"
 
 
-def test_user_parameters_are_grouped_and_labelled_for_studio() -> None:
+def test_parameters_are_grouped_and_labelled_for_studio() -> None:
     interface = TEMPLATE["Metadata"]["AWS::CloudFormation::Interface"]
     grouped = [p for group in interface["ParameterGroups"] for p in group["Parameters"]]
     assert len(grouped) == len(set(grouped))
     # SageMaker fills in the project name and id itself; everything else is in a group.
     assert set(grouped) == set(PARAMS) - {"SageMakerProjectName", "SageMakerProjectId"}
     assert set(interface["ParameterLabels"]) <= set(PARAMS)
+
+
+def test_platform_parameters_have_no_default_in_the_source() -> None:
+    """Deploying the unrendered source must fail on parameters: only the renderer pins them."""
+    for name in PLATFORM_PARAMETERS:
+        assert "Default" not in PARAMS[name], name
 
 
 @pytest.mark.parametrize(
@@ -107,7 +117,6 @@ def test_gitlab_url_accepts_https(url: str) -> None:
 )  # fmt: skip
 def test_gitlab_url_rejects_anything_but_https_without_trailing_slash(url: str) -> None:
     assert not matches("GitLabServerUrl", url)
-    assert "https://" in PARAMS["GitLabServerUrl"]["ConstraintDescription"]
 
 
 @pytest.mark.parametrize("group", ["", "ml", "ml/team", "ml-platform/team.a/sub_group", "4711"])
@@ -115,7 +124,7 @@ def test_gitlab_group_accepts_paths_ids_and_empty(group: str) -> None:
     assert matches("GitLabGroup", group)
 
 
-@pytest.mark.parametrize("group", ["/ml", "ml/", "ml//team", "ml team", "-ml", "ml/-x"])
+@pytest.mark.parametrize("group", ["/ml", "ml/", "ml//team", "ml team", "-ml", "ml/-x", "_ml"])
 def test_gitlab_group_rejects_malformed_paths(group: str) -> None:
     assert not matches("GitLabGroup", group)
 
@@ -124,22 +133,18 @@ def test_gitlab_group_rejects_malformed_paths(group: str) -> None:
 def test_repository_names(parameter: str) -> None:
     for good in ("", "model-build", "abalone_build.v2"):
         assert matches(parameter, good)
-    for bad in ("-build", "ml/build", "build repo", ".hidden"):
+    for bad in ("-build", "ml/build", "build repo", ".hidden", "_build"):
         assert not matches(parameter, bad)
 
 
-def test_token_secret_takes_a_name_or_a_full_arn_but_not_a_partial_one() -> None:
-    assert matches("GitLabTokenSecretName", "sagemaker-gitlab/token")
-    assert matches("GitLabTokenSecretName", f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:gitlab-AbC123")
-    assert not matches("GitLabTokenSecretName", f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:gitlab")
-    assert not matches("GitLabTokenSecretName", "")
+@pytest.mark.parametrize("project_id", ["p-abc123def456", "p-1", "p-" + "a" * 18])
+def test_project_ids_are_what_sagemaker_issues(project_id: str) -> None:
+    assert matches("SageMakerProjectId", project_id)
 
 
-def test_ca_bundle_is_empty_or_an_s3_uri() -> None:
-    assert matches("GitLabCaBundleS3Uri", "")
-    assert matches("GitLabCaBundleS3Uri", "s3://corp-certs/gitlab/ca.pem")
-    for bad in ("https://corp-certs/ca.pem", "s3://corp-certs", "s3://Corp/ca.pem"):
-        assert not matches("GitLabCaBundleS3Uri", bad)
+@pytest.mark.parametrize("project_id", ["p-abc-def", "abc123", "p-ABC", "p-" + "a" * 19, "p-"])
+def test_project_ids_that_could_prefix_another_are_refused(project_id: str) -> None:
+    assert not matches("SageMakerProjectId", project_id)
 
 
 def test_choices_and_their_defaults() -> None:
@@ -147,37 +152,29 @@ def test_choices_and_their_defaults() -> None:
     assert PARAMS["CiAuthMode"]["Default"] == contract.AUTH_MODE_OIDC
     assert PARAMS["RepositoryDeletionPolicy"]["AllowedValues"] == ["retain", "archive", "delete"]
     assert PARAMS["RepositoryDeletionPolicy"]["Default"] == "retain"
-    for name in ("LambdaSubnetIds", "LambdaSecurityGroupIds"):
+    assert PARAMS["CiAccessKeySerial"]["Type"] == "Number" and PARAMS["CiAccessKeySerial"]["MinValue"] == 1
+    for name in ("LambdaSubnetIds", "LambdaSecurityGroupIds", "DataAccessPrincipalArns"):
         assert PARAMS[name]["Type"] == "CommaDelimitedList"
-        assert PARAMS[name]["Default"] == ""
 
 
-def test_bootstrap_parameters_have_no_usable_default_in_the_source() -> None:
-    """Deploying the unrendered source must fail on parameters, not on a missing S3 object."""
-    for name in BOOTSTRAP_PARAMETERS - {"GitLabOidcProviderArn"}:
-        assert "Default" not in PARAMS[name], name
-    assert PARAMS["GitLabOidcProviderArn"]["Default"] == ""
-    assert matches("CheckinLambdaKey", "bundle/seedcode_checkin-abc.zip")
-    assert not matches("CheckinLambdaKey", "")
-    assert not matches("BundleBucket", "")
-
-
-def test_longest_allowed_project_name_and_id_give_a_valid_model_package_group() -> None:
+def test_the_longest_names_fit_every_service_limit() -> None:
     name = "a" * PARAMS["SageMakerProjectName"]["MaxLength"]
-    project_id = "p-" + "b" * (PARAMS["SageMakerProjectId"]["MaxLength"] - 2)
+    project_id = "p-" + "b" * 18
     assert matches("SageMakerProjectName", name) and matches("SageMakerProjectId", project_id)
-    group = contract.model_package_group_name(name, project_id)
-    assert (
-        evaluator(SageMakerProjectName=name, SageMakerProjectId=project_id).properties("ModelPackageGroup")[
-            "ModelPackageGroupName"
-        ]
-        == group
+    ev = evaluator(SageMakerProjectName=name, SageMakerProjectId=project_id, CiAuthMode="oidc")
+    assert ev.properties("ModelPackageGroup")["ModelPackageGroupName"] == contract.model_package_group_name(
+        name, project_id
     )
-    # The CI role's fixed name must also fit IAM's 64 characters.
-    role = evaluator(SageMakerProjectName=name, SageMakerProjectId=project_id).properties("CiRole")[
-        "RoleName"
-    ]
-    assert len(role) <= 64
+    for logical_id, resource in RESOURCES.items():
+        if not ev.resource_exists(logical_id):
+            continue
+        props = ev.properties(logical_id)
+        limits = {"RoleName": 64, "FunctionName": 64, "UserName": 64, "BucketName": 63, "QueueName": 80,
+                  "ManagedPolicyName": 128, "CodeRepositoryName": 63, "Name": 64}  # fmt: skip
+        for key, limit in limits.items():
+            if key in props and isinstance(props[key], str):
+                assert len(props[key]) <= limit, (logical_id, key, props[key])
+    assert len(contract.endpoint_name(name, project_id, "staging")) <= contract.MAX_ENDPOINT_NAME
 
 
 def test_project_names_with_uppercase_are_refused_because_sagemaker_arns_are_lowercase() -> None:
@@ -189,54 +186,87 @@ def test_project_names_with_uppercase_are_refused_because_sagemaker_arns_are_low
 def test_rules_give_readable_errors_for_inconsistent_choices() -> None:
     rules = TEMPLATE["Rules"]
     assert rules["OidcNeedsProvider"]["RuleCondition"] == {"Fn::Equals": [{"Ref": "CiAuthMode"}, "oidc"]}
-    assert "GitLabOidcProviderArn" in rules["OidcNeedsProvider"]["Assertions"][0]["AssertDescription"]
+    assert "access-keys" in rules["OidcNeedsProvider"]["Assertions"][0]["AssertDescription"]
     assert "LambdaSecurityGroupIds" in rules["VpcNeedsSecurityGroups"]["Assertions"][0]["AssertDescription"]
+    assert "init.sh" in rules["DataAccessNeedsAnAdministrator"]["Assertions"][0]["AssertDescription"]
 
 
-# --- conditions --------------------------------------------------------------------------------------
+# --- every project resource is named after the project id ---------------------------------------------
 
 
-def test_oidc_mode_creates_the_role_and_no_user_or_keys() -> None:
+def test_every_named_resource_carries_the_project_id() -> None:
+    ev = evaluator(CiAuthMode="access-keys")
+    names = 0
+    for logical_id in RESOURCES:
+        if not ev.resource_exists(logical_id):
+            continue
+        props = ev.properties(logical_id)
+        for key in ("RoleName", "UserName", "FunctionName", "QueueName", "ManagedPolicyName", "BucketName",
+                    "LogGroupName", "Name", "CodeRepositoryName", "ModelPackageGroupName"):  # fmt: skip
+            if key in props and not str(props[key]).startswith("<"):  # "<X>": a reference, not a name
+                names += 1
+                assert "p-abc123def456" in props[key], (logical_id, key, props[key])
+    assert names >= 20
+
+
+def test_no_bucket_name_contains_sagemaker() -> None:
+    """AWS's SageMaker managed policies open every bucket whose name contains "sagemaker" to Studio roles."""
+    assert "sagemaker" not in evaluator().properties("ArtifactsBucket")["BucketName"].lower()
+
+
+# --- conditions: CI principals by duty ------------------------------------------------------------------
+
+DUTY_ROLES = ("CiBuildRole", "CiStagingRole", "CiProdRole")
+DUTY_USERS = ("CiBuildUser", "CiStagingUser", "CiProdUser")
+DUTY_KEYS = ("CiBuildAccessKey", "CiStagingAccessKey", "CiProdAccessKey")
+DUTY_SECRETS = ("CiBuildAccessKeySecret", "CiStagingAccessKeySecret", "CiProdAccessKeySecret")
+
+
+def test_oidc_mode_creates_three_roles_and_no_users_or_keys() -> None:
     ev = evaluator(CiAuthMode="oidc")
-    assert ev.resource_exists("CiRole")
-    assert not any(ev.resource_exists(r) for r in ("CiUser", "CiAccessKey", "CiAccessKeySecret"))
+    assert all(ev.resource_exists(r) for r in DUTY_ROLES)
+    assert not any(ev.resource_exists(r) for r in DUTY_USERS + DUTY_KEYS + DUTY_SECRETS)
+
+
+def test_the_role_arns_handed_to_gitlab_are_the_arns_the_roles_get() -> None:
+    ev = evaluator(CiAuthMode="oidc")
     props = ev.properties("SeedRepositories")
-    assert (
-        props["CiRoleArn"] == f"arn:aws:iam::{ACCOUNT}:role/sagemaker-gitlab/abalone-p-abc123def456-gitlab-ci"
-    )
-    assert props["CiAccessKeySecretArn"] == ""
+    for logical_id, key in zip(DUTY_ROLES, ("CiBuildRoleArn", "CiStagingRoleArn", "CiProdRoleArn"), strict=True):
+        role = ev.properties(logical_id)
+        assert props[key] == f"arn:aws:iam::{ACCOUNT}:role{role['Path']}{role['RoleName']}"
+        assert props[key.replace("Role", "AccessKeySecret")] == ""
 
 
-def test_the_role_arn_handed_to_gitlab_is_the_arn_the_ci_role_gets() -> None:
-    ev = evaluator(CiAuthMode="oidc")
-    role = ev.properties("CiRole")
-    built = f"arn:aws:iam::{ACCOUNT}:role{role['Path']}{role['RoleName']}"
-    assert ev.properties("SeedRepositories")["CiRoleArn"] == built
-
-
-def test_access_key_mode_creates_user_key_and_secret_and_no_role() -> None:
+def test_access_key_mode_creates_a_user_key_and_secret_per_duty_and_no_roles() -> None:
     ev = evaluator(CiAuthMode="access-keys", GitLabOidcProviderArn="")
-    assert not ev.resource_exists("CiRole")
-    assert all(ev.resource_exists(r) for r in ("CiUser", "CiAccessKey", "CiAccessKeySecret"))
+    assert not any(ev.resource_exists(r) for r in DUTY_ROLES)
+    assert all(ev.resource_exists(r) for r in DUTY_USERS + DUTY_KEYS + DUTY_SECRETS)
     props = ev.properties("SeedRepositories")
-    assert props["CiRoleArn"] == ""
-    assert props["CiAccessKeySecretArn"] == "<CiAccessKeySecret>"
+    assert props["CiProdAccessKeySecretArn"] == "<CiProdAccessKeySecret>"
+    assert props["CiProdRoleArn"] == ""
     secret = json.loads(
-        Evaluator(
-            TEMPLATE, ev.refs, {"CiAccessKey.SecretAccessKey": "S3CR3T", "CiAccessKey": "AKIA1"}
-        ).properties("CiAccessKeySecret")["SecretString"]
+        Evaluator(TEMPLATE, ev.refs, {"CiProdAccessKey.SecretAccessKey": "S3CR3T", "CiProdAccessKey": "AKIA1"})
+        .properties("CiProdAccessKeySecret")["SecretString"]
     )
     assert secret == {"AccessKeyId": "AKIA1", "SecretAccessKey": "S3CR3T"}
-    policy = ev.properties("CiPolicy")
-    assert policy["Users"] == ["<CiUser>"] and "Roles" not in policy
+    assert ev.properties("CiProdPolicy")["Users"] == ["<CiProdUser>"] and "Roles" not in ev.properties("CiProdPolicy")
+
+
+def test_raising_the_serial_replaces_every_key_and_reruns_the_check_in() -> None:
+    """AWS::IAM::AccessKey's Serial: a new value replaces the key; the custom resource gets an Update."""
+    before = evaluator(CiAuthMode="access-keys", CiAccessKeySerial="1")
+    after = evaluator(CiAuthMode="access-keys", CiAccessKeySerial="2")
+    for key in DUTY_KEYS:
+        assert before.properties(key)["Serial"] != after.properties(key)["Serial"]
+    assert before.properties("SeedRepositories")["CiAccessKeySerial"] != after.properties("SeedRepositories")[
+        "CiAccessKeySerial"
+    ]
 
 
 def test_vpc_config_only_when_subnets_are_given() -> None:
     for function in ("SeedCheckinFunction", "TriggerFunction"):
         assert "VpcConfig" not in evaluator().properties(function)
-        vpc = evaluator(LambdaSubnetIds="subnet-1,subnet-2", LambdaSecurityGroupIds="sg-1").properties(
-            function
-        )
+        vpc = evaluator(LambdaSubnetIds="subnet-1,subnet-2", LambdaSecurityGroupIds="sg-1").properties(function)
         assert vpc["VpcConfig"] == {"SubnetIds": ["subnet-1", "subnet-2"], "SecurityGroupIds": ["sg-1"]}
 
 
@@ -244,61 +274,31 @@ def test_repository_names_default_to_the_project_name() -> None:
     props = evaluator().properties("SeedRepositories")
     assert props["ModelBuildRepositoryName"] == "abalone-model-build"
     assert props["ModelDeployRepositoryName"] == "abalone-model-deploy"
-    props = evaluator(ModelBuildRepositoryName="b", ModelDeployRepositoryName="d").properties(
-        "SeedRepositories"
-    )
+    props = evaluator(ModelBuildRepositoryName="b", ModelDeployRepositoryName="d").properties("SeedRepositories")
     assert (props["ModelBuildRepositoryName"], props["ModelDeployRepositoryName"]) == ("b", "d")
-
-
-@pytest.mark.parametrize(
-    ("given", "expected_arn", "policy_resource"),
-    [
-        ("gitlab/token", f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:gitlab/token",
-         f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:gitlab/token-??????"),
-        (f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:gitlab-AbC123",
-         f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:gitlab-AbC123",
-         f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:gitlab-AbC123"),
-    ],
-)  # fmt: skip
-def test_token_secret_name_or_arn_becomes_an_arn_and_a_matching_policy_resource(
-    given: str, expected_arn: str, policy_resource: str
-) -> None:
-    ev = evaluator(GitLabTokenSecretName=given)
-    assert ev.properties("SeedRepositories")["GitLabTokenSecretArn"] == expected_arn
-    assert (
-        ev.properties("TriggerFunction")["Environment"]["Variables"]["GITLAB_TOKEN_SECRET_ARN"]
-        == expected_arn
-    )
-    for role in ("SeedCheckinRole", "TriggerRole"):
-        statements = ev.properties(role)["Policies"][0]["PolicyDocument"]["Statement"]
-        token = next(s for s in statements if s["Sid"] == "ReadGitLabToken")
-        assert token["Resource"] == policy_resource
-        # The real secret ARN (with its random suffix) is covered by the policy resource.
-        assert fnmatch.fnmatchcase(f"{expected_arn}-XyZ789" if "??????" in policy_resource else expected_arn,
-                                   policy_resource)  # fmt: skip
 
 
 def test_ca_bundle_object_is_readable_only_when_configured() -> None:
     for role in ("SeedCheckinRole", "TriggerRole"):
         sids = {s["Sid"] for s in evaluator().properties(role)["Policies"][0]["PolicyDocument"]["Statement"]}
         assert "ReadCaBundle" not in sids
-        statements = evaluator(GitLabCaBundleS3Uri="s3://certs/gitlab/ca.pem").properties(role)["Policies"][
-            0
-        ]["PolicyDocument"]["Statement"]
+        statements = evaluator(GitLabCaBundleS3Uri="s3://certs/gitlab/ca.pem").properties(role)["Policies"][0][
+            "PolicyDocument"
+        ]["Statement"]
         ca = next(s for s in statements if s["Sid"] == "ReadCaBundle")
-        assert ca == {"Sid": "ReadCaBundle", "Effect": "Allow", "Action": "s3:GetObject",
-                      "Resource": "arn:aws:s3:::certs/gitlab/ca.pem"}  # fmt: skip
+        assert ca["Resource"] == "arn:aws:s3:::certs/gitlab/ca.pem"
 
 
-# --- the seed check-in custom resource ---------------------------------------------------------------
+# --- the seed check-in custom resource -----------------------------------------------------------------
 
 CUSTOM_RESOURCE_PROPERTIES = {
     "ServiceToken", "ProjectName", "ProjectId", "ProjectArn", "Region",
     "GitLabUrl", "GitLabGroup", "GitLabTokenSecretArn", "GitLabCaBundleS3Uri",
     "ModelBuildRepositoryName", "ModelDeployRepositoryName", "DeletionPolicy", "DefaultBranch",
     "SeedBucket", "ModelBuildSeedKey", "ModelDeploySeedKey",
-    "ArtifactBucket", "ModelPackageGroupName", "SageMakerExecutionRoleArn",
-    "CiAuthMode", "CiRoleArn", "CiAccessKeySecretArn",
+    "ArtifactBucket", "ModelPackageGroupName", "SageMakerExecutionRoleArn", "DeployTriggerSecretArn",
+    "CiAuthMode", "CiBuildRoleArn", "CiStagingRoleArn", "CiProdRoleArn",
+    "CiBuildAccessKeySecretArn", "CiStagingAccessKeySecretArn", "CiProdAccessKeySecretArn", "CiAccessKeySerial",
 }  # fmt: skip
 
 
@@ -308,21 +308,23 @@ def test_custom_resource_properties_are_exactly_the_agreed_ones() -> None:
     assert set(resource["Properties"]) - {"ServiceTimeout"} == CUSTOM_RESOURCE_PROPERTIES
 
 
+def test_the_fixture_events_carry_the_templates_properties() -> None:
+    from tests.unit.lambdas.helpers import load_event
+
+    assert set(load_event("cfn_create")["ResourceProperties"]) == CUSTOM_RESOURCE_PROPERTIES
+
+
 def test_custom_resource_values() -> None:
-    props = evaluator(GitLabGroup="ml/team", RepositoryDeletionPolicy="archive").properties(
-        "SeedRepositories"
-    )
+    props = evaluator(GitLabGroup="ml/team", RepositoryDeletionPolicy="archive").properties("SeedRepositories")
     assert props["ProjectName"] == "abalone" and props["ProjectId"] == "p-abc123def456"
     assert props["ProjectArn"] == f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:project/abalone"
-    assert props["Region"] == REGION
-    assert props["GitLabUrl"] == "https://gitlab.com" and props["GitLabGroup"] == "ml/team"
+    assert props["GitLabUrl"] == RENDERED["GitLabServerUrl"] and props["GitLabGroup"] == "ml/team"
+    assert props["GitLabTokenSecretArn"] == TOKEN_ARN
     assert props["DeletionPolicy"] == "archive" and props["DefaultBranch"] == "main"
     assert props["SeedBucket"] == RENDERED["BundleBucket"]
-    assert props["ModelBuildSeedKey"] == RENDERED["ModelBuildSeedKey"]
-    assert props["ModelDeploySeedKey"] == RENDERED["ModelDeploySeedKey"]
     assert props["ModelPackageGroupName"] == contract.model_package_group_name("abalone", "p-abc123def456")
+    assert props["DeployTriggerSecretArn"] == SEED_DATA["DeployTriggerSecret"]
     assert props["ServiceToken"] == "<SeedCheckinFunction.Arn>"
-    assert all(isinstance(v, str) for k, v in props.items() if k != "ServiceTimeout")
 
 
 def test_a_stuck_custom_resource_fails_in_minutes_and_not_before_the_lambda_can_answer() -> None:
@@ -336,7 +338,15 @@ def test_custom_resource_waits_for_the_group_and_runs_without_lambda_retries() -
     assert RESOURCES["SeedCheckinInvokeConfig"]["Properties"]["MaximumRetryAttempts"] == 0
 
 
-# --- Lambdas -----------------------------------------------------------------------------------------
+def test_the_trigger_secret_starts_as_a_placeholder_the_trigger_recognises() -> None:
+    from mlops_common.secrets import parse_stored_trigger
+
+    generate = evaluator().properties("DeployTriggerSecret")["GenerateSecretString"]
+    placeholder = json.loads(generate["SecretStringTemplate"]) | {generate["GenerateStringKey"]: "Abc123"}
+    assert parse_stored_trigger(json.dumps(placeholder), "label") is None
+
+
+# --- Lambdas ---------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -352,39 +362,27 @@ def test_lambdas_run_current_python_on_arm_from_the_bundle(function: str, handle
     assert props["LoggingConfig"]["LogGroup"].startswith("<")  # its own log group, with retention
 
 
-def test_trigger_environment_is_exactly_the_agreed_one() -> None:
+def test_trigger_environment_is_the_contracts_and_parses() -> None:
     env = evaluator().properties("TriggerFunction")["Environment"]["Variables"]
-    assert env == {
-        "GITLAB_URL": "https://gitlab.com",
-        "GITLAB_TOKEN_SECRET_ARN": f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:sagemaker-gitlab/token",
-        "GITLAB_CA_BUNDLE_S3_URI": "",
-        "DEPLOY_PROJECT_ID": "102",
-        "DEPLOY_REF": "main",
-        "MODEL_PACKAGE_GROUP_NAME": "abalone-p-abc123def456",
-    }
+    assert tuple(env) == contract.TRIGGER_ENVIRONMENT
+    config = TriggerConfig.from_env(env)
+    assert config.trigger_secret_id == SEED_DATA["DeployTriggerSecret"]
+    assert config.deploy_project_id == 102 and config.gitlab_url == RENDERED["GitLabServerUrl"]
+    assert env["DEPLOY_REF"] == evaluator().properties("SeedRepositories")["DefaultBranch"]
     raw = RESOURCES["TriggerFunction"]["Properties"]["Environment"]["Variables"]
     assert raw["DEPLOY_PROJECT_ID"] == {"Fn::GetAtt": ["SeedRepositories", "ModelDeployProjectId"]}
-    assert env["DEPLOY_REF"] == evaluator().properties("SeedRepositories")["DefaultBranch"]
+    assert "GITLAB_TOKEN_SECRET_ARN" not in env  # the trigger never holds the platform token
 
 
 def test_trigger_failures_are_retried_and_end_in_the_dead_letter_queue() -> None:
     ev = evaluator()
-    assert ev.properties("TriggerFunction")["DeadLetterConfig"] == {
-        "TargetArn": SEED_DATA["TriggerDeadLetterQueue.Arn"]
-    }
+    assert ev.properties("TriggerFunction")["DeadLetterConfig"] == {"TargetArn": SEED_DATA["TriggerDeadLetterQueue.Arn"]}
     assert ev.properties("TriggerInvokeConfig")["MaximumRetryAttempts"] >= 1
     target = ev.properties("ModelApprovedRule")["Targets"][0]
     assert target["Arn"] == "<TriggerFunction.Arn>"
     assert target["RetryPolicy"]["MaximumRetryAttempts"] > 0
     assert target["DeadLetterConfig"] == {"Arn": SEED_DATA["TriggerDeadLetterQueue.Arn"]}
-    queue_statements = ev.properties("TriggerDeadLetterQueuePolicy")["PolicyDocument"]["Statement"]
-    allow = next(s for s in queue_statements if s["Effect"] == "Allow")
-    assert allow["Principal"] == {"Service": "events.amazonaws.com"}
-    assert allow["Condition"] == {"ArnEquals": {"aws:SourceArn": SEED_DATA["ModelApprovedRule.Arn"]}}
     assert ev.properties("TriggerDeadLetterQueue")["SqsManagedSseEnabled"] is True
-    permission = ev.properties("TriggerPermission")
-    assert permission["Principal"] == "events.amazonaws.com"
-    assert permission["SourceArn"] == SEED_DATA["ModelApprovedRule.Arn"]
 
 
 def test_rule_matches_only_approvals_in_this_projects_group() -> None:
@@ -392,14 +390,11 @@ def test_rule_matches_only_approvals_in_this_projects_group() -> None:
     assert pattern == {
         "source": [contract.EVENT_SOURCE],
         "detail-type": [contract.EVENT_DETAIL_TYPE],
-        "detail": {
-            "ModelPackageGroupName": ["abalone-p-abc123def456"],
-            "ModelApprovalStatus": [contract.APPROVED],
-        },
+        "detail": {"ModelPackageGroupName": ["abalone-p-abc123def456"], "ModelApprovalStatus": [contract.APPROVED]},
     }
 
 
-# --- storage -----------------------------------------------------------------------------------------
+# --- storage ---------------------------------------------------------------------------------------------
 
 
 def test_artifacts_bucket_is_encrypted_private_versioned_tls_only_and_retained() -> None:
@@ -408,37 +403,37 @@ def test_artifacts_bucket_is_encrypted_private_versioned_tls_only_and_retained()
     props = evaluator().properties("ArtifactsBucket")
     sse = props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]
     assert sse["SSEAlgorithm"] in ("aws:kms", "AES256")
-    assert (
-        all(props["PublicAccessBlockConfiguration"].values())
-        and len(props["PublicAccessBlockConfiguration"]) == 4
-    )
+    assert all(props["PublicAccessBlockConfiguration"].values()) and len(props["PublicAccessBlockConfiguration"]) == 4
     assert props["VersioningConfiguration"] == {"Status": "Enabled"}
     assert any("NoncurrentVersionExpiration" in r for r in props["LifecycleConfiguration"]["Rules"])
-    assert re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", props["BucketName"])
+    assert props["BucketName"] == contract.artifacts_bucket_name("p-abc123def456", ACCOUNT, REGION)
     deny = evaluator().properties("ArtifactsBucketPolicy")["PolicyDocument"]["Statement"][0]
     assert deny["Effect"] == "Deny" and deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
-    assert set(deny["Resource"]) == {
-        SEED_DATA["ArtifactsBucket.Arn"],
-        SEED_DATA["ArtifactsBucket.Arn"] + "/*",
-    }
+
+
+def test_the_bucket_policy_admits_the_projects_principals_and_the_named_readers() -> None:
+    statements = evaluator().properties("ArtifactsBucketPolicy")["PolicyDocument"]["Statement"]
+    fence = next(s for s in statements if s["Sid"] == "OnlyThisProjectAndTheAdministratorsTouchData")
+    assert fence["Effect"] == "Deny" and fence["Principal"] == "*"
+    assert fence["Condition"]["ArnNotLike"]["aws:PrincipalArn"] == [
+        f"arn:aws:iam::{ACCOUNT}:role/gitlab-mlops/gitlab-mlops-p-abc123def456-*",
+        f"arn:aws:iam::{ACCOUNT}:user/gitlab-mlops/gitlab-mlops-p-abc123def456-*",
+        f"arn:aws:iam::{ACCOUNT}:role/Admin",
+    ]
 
 
 def test_model_package_group_is_named_by_contract_and_retained() -> None:
-    group = RESOURCES["ModelPackageGroup"]
-    assert group["DeletionPolicy"] == "Retain"
+    assert RESOURCES["ModelPackageGroup"]["DeletionPolicy"] == "Retain"
     assert evaluator().properties("ModelPackageGroup")["ModelPackageGroupName"] == "abalone-p-abc123def456"
 
 
 def test_taggable_resources_carry_the_sagemaker_project_tags() -> None:
     ev = evaluator(CiAuthMode="access-keys")
-    untaggable = {"AWS::S3::BucketPolicy", "AWS::SQS::QueuePolicy", "AWS::IAM::RolePolicy",
-                  "AWS::IAM::ManagedPolicy", "AWS::IAM::AccessKey", "AWS::Lambda::Permission",
-                  "AWS::Lambda::EventInvokeConfig",
+    untaggable = {"AWS::S3::BucketPolicy", "AWS::SQS::QueuePolicy", "AWS::IAM::ManagedPolicy",
+                  "AWS::IAM::AccessKey", "AWS::Lambda::Permission", "AWS::Lambda::EventInvokeConfig",
                   "Custom::GitLabSeedRepositories"}  # fmt: skip
     for logical_id, resource in RESOURCES.items():
-        if resource["Type"] in untaggable or not Evaluator(TEMPLATE, ev.refs, SEED_DATA).resource_exists(
-            logical_id
-        ):
+        if resource["Type"] in untaggable or not ev.resource_exists(logical_id):
             continue
         tags = {t["Key"]: t["Value"] for t in ev.properties(logical_id).get("Tags", [])}
         assert tags.get("sagemaker:project-name") == "abalone", logical_id
@@ -447,156 +442,31 @@ def test_taggable_resources_carry_the_sagemaker_project_tags() -> None:
 
 def test_studio_code_repositories_point_at_the_clone_urls() -> None:
     ev = evaluator()
-    assert (
-        ev.properties("ModelBuildCodeRepository")["GitConfig"]["RepositoryUrl"]
-        == SEED_DATA["SeedRepositories.ModelBuildCloneUrl"]
-    )
-    assert (
-        ev.properties("ModelDeployCodeRepository")["GitConfig"]["RepositoryUrl"]
-        == SEED_DATA["SeedRepositories.ModelDeployCloneUrl"]
-    )
-
-
-# --- IAM ---------------------------------------------------------------------------------------------
-
-# Actions IAM cannot scope to a resource: the only statements allowed to use Resource "*".
-STAR_RESOURCE_ACTIONS = {
-    "ecr:GetAuthorizationToken",
-    "cloudwatch:PutMetricData",
-    "application-autoscaling:DescribeScalableTargets",
-    "application-autoscaling:DescribeScalingPolicies",
-    "ec2:CreateNetworkInterface",
-    "ec2:DescribeNetworkInterfaces",
-    "ec2:DescribeSubnets",
-    "ec2:DeleteNetworkInterface",
-    "ec2:AssignPrivateIpAddresses",
-    "ec2:UnassignPrivateIpAddresses",
-}
-MODES = [
-    {"CiAuthMode": "oidc"},
-    {"CiAuthMode": "access-keys", "GitLabOidcProviderArn": ""},
-    {"LambdaSubnetIds": "subnet-1", "LambdaSecurityGroupIds": "sg-1", "GitLabCaBundleS3Uri": "s3://c/ca.pem"},
-]
-
-
-@pytest.mark.parametrize("given", MODES)
-def test_iam_statements_name_their_actions_and_resources(given: dict[str, str]) -> None:
-    documents = policy_documents(evaluator(**given))
-    assert len(documents) >= 5
-    for name, document in documents:
-        for statement in document["Statement"]:
-            assert statement["Effect"] == "Allow", name
-            actions = as_list(statement["Action"])
-            for action in actions:
-                assert "*" not in action, f"{name}: wildcard action {action}"
-            resources = as_list(statement["Resource"])
-            if "*" in resources:
-                assert set(actions) <= STAR_RESOURCE_ACTIONS, f"{name}: Resource '*' for {actions}"
-                assert resources == ["*"]
-
-
-def test_every_project_principal_has_the_path_and_the_bootstrap_boundary() -> None:
-    bootstrap = load("bootstrap.yml")["Resources"]["ProjectPermissionsBoundary"]["Properties"]
-    boundary = f"arn:aws:iam::{ACCOUNT}:policy{bootstrap['Path']}{bootstrap['ManagedPolicyName']}"
-    for mode in MODES[:2]:
-        ev = evaluator(**mode)
-        for logical_id, resource in RESOURCES.items():
-            if resource["Type"] in ("AWS::IAM::Role", "AWS::IAM::User") and ev.resource_exists(logical_id):
-                props = ev.properties(logical_id)
-                assert props["Path"] == "/sagemaker-gitlab/", logical_id
-                assert props["PermissionsBoundary"] == boundary, logical_id
-        assert ev.properties("CiPolicy")["Path"] == "/sagemaker-gitlab/"
-
-
-def test_ci_can_pass_only_the_execution_role_and_only_to_sagemaker() -> None:
-    statements = evaluator().properties("CiPolicy")["PolicyDocument"]["Statement"]
-    passes = [s for s in statements if "iam:PassRole" in as_list(s["Action"])]
-    assert passes == [next(s for s in statements if s["Sid"] == "PassExecutionRole")]
-    assert passes[0]["Resource"] == SEED_DATA["SageMakerExecutionRole.Arn"]
-    assert passes[0]["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
-
-
-def test_ci_pipeline_rights_cover_the_build_seeds_pipeline_and_its_executions() -> None:
-    statements = {s["Sid"]: s for s in evaluator().properties("CiPolicy")["PolicyDocument"]["Statement"]}
-    base = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:pipeline/"
-    # seedcode/model-build's run-pipeline defaults the pipeline name to <project-name>-model-build.
-    for arn in (f"{base}abalone-model-build", f"{base}abalone-model-build/execution/abc123"):
-        assert any(fnmatch.fnmatchcase(arn, p) for p in statements["Pipeline"]["Resource"]), arn
-    for arn in (f"{base}abalone-other", f"{base}abalone-model-build-x"):
-        assert not any(fnmatch.fnmatchcase(arn, p) for p in statements["Pipeline"]["Resource"]), arn
-
-
-def test_ci_deploy_rights_cover_the_deploy_seeds_stack_and_endpoint_names() -> None:
-    statements = {s["Sid"]: s for s in evaluator().properties("CiPolicy")["PolicyDocument"]["Statement"]}
-    for stage in contract.STAGES:
-        # seedcode/model-deploy names its stacks sagemaker-<name>-<id>-deploy-<stage>.
-        stack_name = f"sagemaker-abalone-p-abc123def456-deploy-{stage}"
-        stack = f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/{stack_name}/uuid"
-        assert fnmatch.fnmatchcase(stack, statements["DeployStacks"]["Resource"])
-        endpoint = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint/{contract.endpoint_name('abalone', stage)}"
-        assert fnmatch.fnmatchcase(endpoint, statements["Endpoints"]["Resource"])
-    other = f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/sagemaker-other-p-1-deploy-prod/uuid"
-    assert not fnmatch.fnmatchcase(other, statements["DeployStacks"]["Resource"])
-    staging = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint/abalone-staging"
-    assert statements["TestStagingEndpoint"]["Resource"] == staging
-
-
-def test_ci_trust_is_oidc_for_exactly_the_two_repositories() -> None:
-    trust = json.loads(evaluator().properties("CiRole")["AssumeRolePolicyDocument"])
-    (statement,) = trust["Statement"]
-    assert statement["Principal"] == {"Federated": PROVIDER}
-    assert statement["Action"] == "sts:AssumeRoleWithWebIdentity"
-    assert statement["Condition"] == {
-        "StringEquals": {"gitlab.example.com:aud": contract.OIDC_AUDIENCE},
-        "StringLike": {
-            "gitlab.example.com:sub": [
-                "project_path:ml/team/abalone-model-build:ref_type:branch:ref:*",
-                "project_path:ml/team/abalone-model-deploy:ref_type:branch:ref:*",
-            ]
-        },
-    }
-    sub = statement["Condition"]["StringLike"]["gitlab.example.com:sub"]
-    assert any(
-        fnmatch.fnmatchcase("project_path:ml/team/abalone-model-build:ref_type:branch:ref:main", p)
-        for p in sub
-    )
-    for foreign in ("project_path:ml/team/abalone-model-build-fork:ref_type:branch:ref:main",
-                    "project_path:evil/abalone-model-build:ref_type:branch:ref:main",
-                    "project_path:ml/team/abalone-model-build:ref_type:tag:ref:v1"):  # fmt: skip
-        assert not any(fnmatch.fnmatchcase(foreign, p) for p in sub), foreign
-
-
-def test_ci_trust_condition_keys_follow_an_issuer_with_a_path() -> None:
-    ev = evaluator(GitLabOidcProviderArn=f"arn:aws:iam::{ACCOUNT}:oidc-provider/corp.example/gitlab")
-    condition = json.loads(ev.properties("CiRole")["AssumeRolePolicyDocument"])["Statement"][0]["Condition"]
-    assert set(condition["StringEquals"]) == {"corp.example/gitlab:aud"}
-    assert set(condition["StringLike"]) == {"corp.example/gitlab:sub"}
+    assert ev.properties("ModelBuildCodeRepository")["GitConfig"]["RepositoryUrl"] == SEED_DATA[
+        "SeedRepositories.ModelBuildCloneUrl"
+    ]
+    assert ev.properties("ModelDeployCodeRepository")["GitConfig"]["RepositoryUrl"] == SEED_DATA[
+        "SeedRepositories.ModelDeployCloneUrl"
+    ]
 
 
 def test_trust_paths_come_from_gitlab_not_from_parameters() -> None:
     """An empty or numeric GitLabGroup still yields exact paths: GitLab reports them."""
-    text = RESOURCES["CiRole"]["Properties"]["AssumeRolePolicyDocument"]["Fn::Sub"][1]
-    assert text["BuildPath"] == {"Fn::GetAtt": ["SeedRepositories", "ModelBuildPath"]}
-    assert text["DeployPath"] == {"Fn::GetAtt": ["SeedRepositories", "ModelDeployPath"]}
+    for role, key in (("CiBuildRole", "BuildPath"), ("CiStagingRole", "DeployPath"), ("CiProdRole", "DeployPath")):
+        values = RESOURCES[role]["Properties"]["AssumeRolePolicyDocument"]["Fn::Sub"][1]
+        assert values[key] == {"Fn::GetAtt": ["SeedRepositories", "ModelBuildPath" if key == "BuildPath" else "ModelDeployPath"]}
 
 
-def test_lambda_roles_read_only_their_own_inputs() -> None:
-    ev = evaluator(CiAuthMode="access-keys", GitLabOidcProviderArn="")
-    statements = {
-        s["Sid"]: s for s in ev.properties("SeedCheckinRole")["Policies"][0]["PolicyDocument"]["Statement"]
-    }
-    assert set(statements["ReadSeeds"]["Resource"]) == {
-        f"arn:aws:s3:::{RENDERED['BundleBucket']}/{RENDERED['ModelBuildSeedKey']}",
-        f"arn:aws:s3:::{RENDERED['BundleBucket']}/{RENDERED['ModelDeploySeedKey']}",
-    }
-    assert statements["ReadCiAccessKey"]["Resource"] == "<CiAccessKeySecret>"
-    assert "ReadCiAccessKey" not in {
-        s["Sid"]
-        for s in evaluator().properties("SeedCheckinRole")["Policies"][0]["PolicyDocument"]["Statement"]
-    }
+def test_ci_trust_condition_keys_follow_an_issuer_with_a_path() -> None:
+    world = build_installation(
+        PlatformSpec(gitlab_url="https://corp.example/gitlab"), [ProjectSpec("abalone", "p-abc123def456")]
+    )
+    trust = world.trust(f"arn:aws:iam::{ACCOUNT}:role/gitlab-mlops/gitlab-mlops-p-abc123def456-ci-prod")
+    condition = trust.statements()[0]["Condition"]
+    assert set(condition["StringEquals"]) == {"corp.example/gitlab:aud", "corp.example/gitlab:sub"}
 
 
-# --- outputs -----------------------------------------------------------------------------------------
+# --- outputs ---------------------------------------------------------------------------------------------
 
 
 def test_outputs() -> None:
@@ -604,12 +474,12 @@ def test_outputs() -> None:
     assert {
         "ModelBuildRepositoryUrl", "ModelBuildRepositoryPath", "ModelBuildProjectId",
         "ModelDeployRepositoryUrl", "ModelDeployRepositoryPath", "ModelDeployProjectId",
-        "ModelPackageGroupName", "ArtifactsBucketName",
-        "SageMakerExecutionRoleArn", "CiRoleArn", "CiAccessKeySecretArn", "TriggerFunctionName",
-        "TriggerDeadLetterQueueUrl",
+        "ModelPackageGroupName", "ArtifactsBucketName", "SageMakerExecutionRoleArn",
+        "CiBuildRoleArn", "CiStagingRoleArn", "CiProdRoleArn", "CiAccessKeySecretArns",
+        "DeployTriggerSecretArn", "TriggerFunctionName", "TriggerDeadLetterQueueUrl",
     } <= set(outputs)  # fmt: skip
-    assert outputs["CiRoleArn"]["Condition"] == "UseOidc"
-    assert outputs["CiAccessKeySecretArn"]["Condition"] == "UseAccessKeys"
+    assert outputs["CiProdRoleArn"]["Condition"] == "UseOidc"
+    assert outputs["CiAccessKeySecretArns"]["Condition"] == "UseAccessKeys"
     assert all(o.get("Description") for o in outputs.values())
-    # Never the secret's value: only its ARN.
+    # Never a secret's value: only ARNs.
     assert "SecretAccessKey" not in json.dumps([o["Value"] for o in outputs.values()])

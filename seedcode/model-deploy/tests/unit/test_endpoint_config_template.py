@@ -38,14 +38,17 @@ def test_the_model_serves_the_package_with_network_isolation(template: dict[str,
     model = template["Resources"]["Model"]["Properties"]
     assert model["PrimaryContainer"] == {"ModelPackageName": {"Ref": "ModelPackageArn"}}
     assert model["EnableNetworkIsolation"] is True
-    # Unnamed, so a new package can replace the model and endpoint config.
-    assert "ModelName" not in model
-    assert "EndpointConfigName" not in template["Resources"]["EndpointConfig"]["Properties"]
+    # Named in the project's IAM namespace (the CI role may create only gitlab-mlops-<id>-*), with the
+    # digest of what is deployed, so a new package gets new names and CloudFormation can replace them.
+    named = "gitlab-mlops-${SageMakerProjectId}-${StageName}-${ResourceSuffix}"
+    assert model["ModelName"] == {"Sub": named}
+    assert template["Resources"]["EndpointConfig"]["Properties"]["EndpointConfigName"] == {"Sub": named}
+    assert template["Parameters"]["ResourceSuffix"]["AllowedPattern"] == "^[a-f0-9]{10}$"
 
 
 def test_the_endpoint_is_named_after_project_and_stage(template: dict[str, Any]):
     endpoint = template["Resources"]["Endpoint"]["Properties"]
-    assert endpoint["EndpointName"] == {"Sub": "${SageMakerProjectName}-${StageName}"}
+    assert endpoint["EndpointName"] == {"Sub": "${SageMakerProjectName}-${SageMakerProjectId}-${StageName}"}
     assert template["Parameters"]["StageName"]["AllowedValues"] == ["staging", "prod"]
 
 

@@ -169,8 +169,10 @@ def run_auth(ci: dict[str, Any], env: dict[str, str], tmp_path: Path) -> subproc
     script = (
         auth_snippet(ci)
         + '\necho "token_file=${AWS_WEB_IDENTITY_TOKEN_FILE:-}"; echo "key=${AWS_ACCESS_KEY_ID:-}"'
+        + '; echo "role=${AWS_ROLE_ARN:-}"'
     )
-    base = {"PATH": os.environ["PATH"], "TMPDIR": str(tmp_path)}
+    # The job's own variables (AWS_CI_DUTY) first, as GitLab sets them; the CI/CD variables override.
+    base = {"PATH": os.environ["PATH"], "TMPDIR": str(tmp_path), **ci[".aws"]["variables"]}
     return subprocess.run(
         ["bash", "-c", script], env={**base, **env}, capture_output=True, text=True, check=False
     )
@@ -195,7 +197,7 @@ def test_oidc_mode_writes_the_id_token_for_boto3(ci: dict[str, Any], tmp_path: P
 
 def test_auth_modes_fail_clearly_without_their_credentials(ci: dict[str, Any], tmp_path: Path):
     oidc = run_auth(ci, {"AWS_AUTH_MODE": "oidc"}, tmp_path)
-    assert oidc.returncode == 1 and "needs the AWS_ROLE_ARN" in oidc.stderr
+    assert oidc.returncode == 1 and "needs the CI/CD variable AWS_ROLE_ARN" in oidc.stderr
     keys = run_auth(ci, {"AWS_AUTH_MODE": "access-keys"}, tmp_path)
     assert keys.returncode == 1 and "AWS_ACCESS_KEY_ID" in keys.stderr
     ok = run_auth(
@@ -204,3 +206,23 @@ def test_auth_modes_fail_clearly_without_their_credentials(ci: dict[str, Any], t
     assert ok.returncode == 0 and "key=a" in ok.stdout
     bad = run_auth(ci, {"AWS_AUTH_MODE": "password"}, tmp_path)
     assert bad.returncode == 1 and "must be oidc or access-keys" in bad.stderr
+
+
+def test_only_the_production_job_uses_the_production_credentials(ci: dict[str, Any], tmp_path: Path):
+    duties = {name: job.get("variables", {}).get("AWS_CI_DUTY") for name, job in ci.items() if isinstance(job, dict)}
+    assert ci[".aws"]["variables"]["AWS_CI_DUTY"] == "staging"
+    assert [name for name, duty in duties.items() if duty == "production"] == ["deploy-prod"]
+    staging = {"AWS_ROLE_ARN": "arn:aws:iam::1:role/ci-staging", "AWS_PROD_ROLE_ARN": "arn:aws:iam::1:role/ci-prod",
+               "AWS_ID_TOKEN": "jwt"}  # fmt: skip
+    done = run_auth(ci, staging, tmp_path)
+    assert done.returncode == 0 and "role=arn:aws:iam::1:role/ci-staging" in done.stdout
+    prod = run_auth(ci, {**staging, "AWS_CI_DUTY": "production"}, tmp_path)
+    assert prod.returncode == 0 and "role=arn:aws:iam::1:role/ci-prod" in prod.stdout
+    # Without the production role (an unprotected ref never gets it) the job stops; it never falls back.
+    unprotected = run_auth(ci, {**staging, "AWS_CI_DUTY": "production", "AWS_PROD_ROLE_ARN": ""}, tmp_path)
+    assert unprotected.returncode == 1 and "production role" in unprotected.stderr
+    keys = {"AWS_AUTH_MODE": "access-keys", "AWS_ACCESS_KEY_ID": "staging-id", "AWS_SECRET_ACCESS_KEY": "s",
+            "AWS_PROD_ACCESS_KEY_ID": "prod-id", "AWS_PROD_SECRET_ACCESS_KEY": "p", "AWS_CI_DUTY": "production"}  # fmt: skip
+    assert "key=prod-id" in run_auth(ci, keys, tmp_path).stdout
+    unknown = run_auth(ci, {**staging, "AWS_CI_DUTY": "admin"}, tmp_path)
+    assert unknown.returncode == 1 and "must be staging or production" in unknown.stderr

@@ -137,8 +137,14 @@ def test_seeded_repositories_and_ci_variables(outcome: Outcome) -> None:
         assert variables["MODEL_PACKAGE_GROUP_NAME"] == project.package_group
         assert variables["ARTIFACT_BUCKET"] == project.artifact_bucket
         assert variables["AWS_AUTH_MODE"] == "oidc"
-        assert variables["AWS_ROLE_ARN"].endswith(f"role/sagemaker-gitlab/{project.package_group}-gitlab-ci")
         assert "AWS_SECRET_ACCESS_KEY" not in variables
+    # One CI role per duty; only the deploy repository gets the production role.
+    build_vars = {k: v["value"] for k, v in repos[BUILD_REPO]["variables"].items()}
+    deploy_vars = {k: v["value"] for k, v in repos[DEPLOY_REPO]["variables"].items()}
+    assert build_vars[contract.VAR_CI_ROLE].endswith(f"role/gitlab-mlops/gitlab-mlops-{project.id}-ci-build")
+    assert contract.VAR_CI_PROD_ROLE not in build_vars
+    assert deploy_vars[contract.VAR_CI_ROLE].endswith(f"role/gitlab-mlops/gitlab-mlops-{project.id}-ci-staging")
+    assert deploy_vars[contract.VAR_CI_PROD_ROLE].endswith(f"role/gitlab-mlops/gitlab-mlops-{project.id}-ci-prod")
 
 
 def test_the_build_registers_a_pending_package_with_real_metrics(outcome: Outcome) -> None:
@@ -228,8 +234,15 @@ def test_access_key_mode_hands_ci_masked_protected_keys_and_no_role(outcome: Out
     for label in (BUILD_REPO, DEPLOY_REPO):
         variables = outcome.extra["other_repos"][label]["variables"]
         assert variables[contract.VAR_AUTH_MODE]["value"] == contract.AUTH_MODE_ACCESS_KEYS
-        assert contract.VAR_CI_ROLE not in variables
-        for key in contract.SECRET_VARIABLES:
+        assert contract.VAR_CI_ROLE not in variables and contract.VAR_CI_PROD_ROLE not in variables
+        # The build repository holds the build user's key; the deploy one the staging and production keys.
+        expected = (
+            {contract.VAR_ACCESS_KEY_ID, contract.VAR_SECRET_ACCESS_KEY}
+            if label == BUILD_REPO
+            else set(contract.SECRET_VARIABLES)
+        )
+        assert set(variables) & contract.SECRET_VARIABLES == expected
+        for key in expected:
             assert variables[key] == {"value": "[MASKED]", "masked": True, "protected": True}
         plain = {k for k, v in variables.items() if not v["masked"]}
         assert not plain & contract.SECRET_VARIABLES
@@ -241,3 +254,18 @@ def test_test_rows_are_abalone_shaped(outcome: Outcome) -> None:
     for row in rows:
         assert 1 <= float(row[0]) <= 29  # rings
         assert len(row) > 8  # features after the target
+
+
+def test_every_aws_call_of_the_products_principals_is_allowed_by_their_policies(outcome: Outcome) -> None:
+    audit = outcome.run.iam
+    assert audit is not None, outcome.lines[-1]
+    assert audit.denied == [] and audit.unresolved == ()
+    project = _project(outcome)
+    roles = {p.rsplit("/", 1)[-1] for p in audit.principals}
+    # Each duty's principal made calls and each was judged (not just counted). The SageMaker execution
+    # role makes none here: the local pipeline runs its steps in-process (tests/unit/templates covers it).
+    for duty in ("seed-checkin", "pipeline-trigger", "ci-build", "ci-staging", "ci-prod"):
+        assert f"gitlab-mlops-{project.id}-{duty}" in roles, sorted(roles)
+    assert "gitlab-mlops-s3-template-launch" in roles
+    actions = {v.action for v in audit.verdicts}
+    assert {"cloudformation:CreateStack", "sagemaker:CreatePipeline", "sts:AssumeRoleWithWebIdentity"} <= actions

@@ -29,6 +29,7 @@ def test_approval_starts_the_deploy_pipeline_with_the_package(
     project = world.gl.projects.get(int(deploy_id))
     pipeline = project.pipelines.get(result["pipeline_id"])
     assert pipeline.ref == "main" and result["web_url"] == pipeline.web_url
+    assert pipeline.source == "trigger"  # started with the deploy repository's trigger token
     variables = {v.key: v.value for v in pipeline.variables.list(get_all=True)}
     assert variables == {
         contract.PIPELINE_VAR_MODEL_PACKAGE_ARN: ARN,
@@ -36,6 +37,21 @@ def test_approval_starts_the_deploy_pipeline_with_the_package(
         contract.PIPELINE_VAR_APPROVAL_STATUS: "Approved",
     }
     assert world.gitlab.token not in str(result)
+    # The platform token never left Secrets Manager for this: only the trigger-token call reached GitLab.
+    assert world.gitlab.requests("POST", r"/projects/\d+/pipeline$") == []
+    assert len(world.gitlab.requests("POST", r"/trigger/pipeline$")) == 1
+
+
+def test_a_revoked_trigger_is_an_error_until_the_project_is_updated(
+    world: World, trigger: Any, checkin: Any, deploy_id: str
+) -> None:
+    project = world.gl.projects.get(int(deploy_id))
+    for item in project.triggers.list(get_all=True):
+        project.triggers.delete(item.id)
+    with pytest.raises(GitLabNotFound):
+        trigger(load_event("model_package_approved"), deploy_id)
+    assert checkin(world.event("cfn_update"))["Status"] == "SUCCESS"  # the update makes a new trigger
+    assert trigger(load_event("model_package_approved"), deploy_id)["status"] == "started"
 
 
 @pytest.mark.parametrize(
@@ -48,7 +64,7 @@ def test_other_events_start_nothing(world: World, trigger: Any, deploy_id: str, 
 
 
 def test_gitlab_failure_raises_so_lambda_retries(world: World, trigger: Any, deploy_id: str) -> None:
-    world.gitlab.add_fault(r"/pipeline$", 503, method="POST", count=None)
+    world.gitlab.add_fault(r"/trigger/pipeline$", 503, method="POST", count=None)
     with pytest.raises(GitLabUnavailable, match=r"after 3 attempts while starting a pipeline on main"):
         trigger(load_event("model_package_approved"), deploy_id)
 

@@ -51,11 +51,42 @@ def test_create_makes_and_seeds_both_repositories(world: World, checkin: Any) ->
         tree = world.gl.projects.get(path).repository_tree(recursive=True, get_all=True)
         assert sorted(e["path"] for e in tree if e["type"] == "blob") == sorted(files)
     variables = {v.key: v for v in build.variables.list(get_all=True)}
-    assert variables[contract.VAR_CI_ROLE].value.endswith("-gitlab-ci")
+    assert variables[contract.VAR_CI_ROLE].value.endswith("-ci-build")
     assert variables[contract.VAR_AUTH_MODE].value == "oidc"
     assert contract.VAR_SECRET_ACCESS_KEY not in variables
+    deploy_variables = {v.key: v.value for v in deploy.variables.list(get_all=True)}
+    assert deploy_variables[contract.VAR_CI_ROLE].endswith("-ci-staging")
+    assert deploy_variables[contract.VAR_CI_PROD_ROLE].endswith("-ci-prod")
+    # both default branches: only Maintainers push or merge
+    for project in (build, deploy):
+        protection = project.protectedbranches.get("main")
+        assert [level["access_level"] for level in protection.push_access_levels] == [40]
+        assert [level["access_level"] for level in protection.merge_access_levels] == [40]
+    # the deploy repository's pipeline trigger is stored for the approval trigger
+    stored = json.loads(world.aws_client("secretsmanager").get_secret_value(SecretId=world.trigger_arn)["SecretString"])
+    assert stored["project_id"] == deploy.id and stored["gitlab_url"] == world.gitlab_url
+    assert [t.id for t in deploy.triggers.list(get_all=True)] == [stored["trigger_id"]]
     # nothing was triggered by the check-in itself
     assert not world.gitlab.requests("POST", r"/pipeline$")
+
+
+def test_a_gitlab_url_the_token_is_not_bound_to_never_receives_it(
+    world: World, checkin: Any, local_ca: Any
+) -> None:
+    """The token-redirect attack: a project pointing the check-in at a server its creator controls."""
+    from scripts.gitlab_standin.testing import standin
+    from scripts.sandbox.tls import TlsTerminator
+
+    with standin() as attacker:
+        front = TlsTerminator(local_ca.issue("attacker"), attacker.port).start()
+        try:
+            answer = checkin(world.event("cfn_create", GitLabUrl=front.url))
+            assert attacker.requests() == []
+        finally:
+            front.stop()
+    assert answer["Status"] == "FAILED"
+    assert "is not the server the platform token belongs to" in answer["Reason"]
+    assert world.gitlab.requests() == []
 
 
 def test_binary_and_executable_files_round_trip(world: World, checkin: Any) -> None:
@@ -91,18 +122,33 @@ def test_repeat_create_adopts_and_does_not_push_again(world: World, checkin: Any
 
 def test_update_reconciles_variables_and_keeps_the_id(world: World, checkin: Any) -> None:
     created = checkin(world.event("cfn_create"))
-    answer = checkin(world.event("cfn_update", ArtifactBucket="new-artifacts", CiAuthMode="access-keys",
-                                 CiAccessKeySecretArn=world.keys_arn, CiRoleArn=""))  # fmt: skip
+    answer = checkin(world.event("cfn_update", ArtifactBucket="new-artifacts", CiAuthMode="access-keys"))
     assert answer["Status"] == "SUCCESS", answer["Reason"]
     assert answer["PhysicalResourceId"] == created["PhysicalResourceId"]
     for path in (BUILD, DEPLOY):
         variables = {v.key: v for v in world.gl.projects.get(path).variables.list(get_all=True)}
         assert variables[contract.VAR_ARTIFACT_BUCKET].value == "new-artifacts"
-        assert contract.VAR_CI_ROLE not in variables  # stale after the auth mode switch
+        assert contract.VAR_CI_ROLE not in variables and contract.VAR_CI_PROD_ROLE not in variables
         secret = variables[contract.VAR_SECRET_ACCESS_KEY]
         assert secret.masked and secret.protected
         assert variables[contract.VAR_AUTH_MODE].value == "access-keys"
+    deploy = {v.key: v for v in world.gl.projects.get(DEPLOY).variables.list(get_all=True)}
+    assert deploy[contract.VAR_PROD_ACCESS_KEY_ID].masked and deploy[contract.VAR_PROD_ACCESS_KEY_ID].protected
+    assert contract.VAR_PROD_ACCESS_KEY_ID not in {v.key for v in world.gl.projects.get(BUILD).variables.list(get_all=True)}
     assert len(commits(world, BUILD)) == 1  # the team's code is not re-seeded on update
+
+
+def test_rotated_access_keys_reach_gitlab_on_update(world: World, checkin: Any) -> None:
+    """Raising CiAccessKeySerial replaces the keys and their secrets; the update sets the new ones."""
+    checkin(world.event("cfn_create", CiAuthMode="access-keys"))
+    sm = world.aws_client("secretsmanager")
+    rotated = {"AccessKeyId": "AKIAROTATEDKEY000001", "SecretAccessKey": "rotated/secret/key/value/0123456789abcdef"}
+    sm.put_secret_value(SecretId=world.keys_arns["prod"], SecretString=json.dumps(rotated))
+    answer = checkin(world.event("cfn_update", CiAuthMode="access-keys", CiAccessKeySerial="2"))
+    assert answer["Status"] == "SUCCESS", answer["Reason"]
+    deploy = {v.key: v.value for v in world.gl.projects.get(DEPLOY).variables.list(get_all=True)}
+    assert deploy[contract.VAR_PROD_ACCESS_KEY_ID] == rotated["AccessKeyId"]
+    assert deploy[contract.VAR_PROD_SECRET_ACCESS_KEY] == rotated["SecretAccessKey"]
 
 
 def test_rename_creates_new_repositories_and_old_delete_spares_the_one_still_used(
@@ -135,7 +181,8 @@ def test_delete_applies_the_policy(world: World, checkin: Any, policy: str) -> N
     projects = {p.path_with_namespace: p for p in world.gl.projects.list(get_all=True)}
     if policy == "retain":
         assert set(projects) == {BUILD, DEPLOY} and not any(p.archived for p in projects.values())
-        assert not contacted  # a retain Delete never needs GitLab
+        assert contacted  # only to revoke the approval trigger
+        assert not world.gl.projects.get(DEPLOY).triggers.list(get_all=True)
     elif policy == "archive":
         assert all(projects[p].archived for p in (BUILD, DEPLOY))
     else:
@@ -157,8 +204,8 @@ def test_rejected_token(world: World, checkin: Any) -> None:
     )
     answer = checkin(world.event("cfn_create"))
     assert answer["Status"] == "FAILED"
-    label = secret_label(world.token_arn)  # the name CloudFormation shows: gitlab-token-<suffix>
-    assert label.startswith("gitlab-token-")
+    label = secret_label(world.token_arn)  # the name CloudFormation shows: gitlab-mlops-platform/gitlab-token-<suffix>
+    assert label.startswith("gitlab-mlops-platform/gitlab-token-")
     assert (
         answer["Reason"] == f"GitLab token rejected (401) while reading group 'ml-team': check secret {label}"
     )
@@ -210,6 +257,9 @@ def test_unreachable_gitlab_fails_create_and_delete_but_retain_delete_succeeds(
     world: World, checkin: Any
 ) -> None:
     url = closed_port_url().replace("http://", "https://")
+    world.aws_client("secretsmanager").tag_resource(
+        SecretId=world.token_arn, Tags=[{"Key": "gitlab-mlops:gitlab-url", "Value": url}]
+    )
     answer = checkin(world.event("cfn_create", GitLabUrl=url))
     assert answer["Status"] == "FAILED"
     assert answer["Reason"] == (

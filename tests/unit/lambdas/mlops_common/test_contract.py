@@ -48,10 +48,22 @@ def test_model_package_group_name_refuses_what_sagemaker_refuses(name: str) -> N
         contract.model_package_group_name(name, "p-abc123")
 
 
-def test_endpoint_name_refuses_an_unknown_stage() -> None:
-    assert contract.endpoint_name("churn", "staging") == "churn-staging"
+def test_endpoint_name_carries_the_project_id_and_refuses_an_unknown_stage() -> None:
+    assert contract.endpoint_name("churn", "p-abc123", "staging") == "churn-p-abc123-staging"
     with pytest.raises(ValueError, match="unknown stage 'dev'"):
-        contract.endpoint_name("churn", "dev")
+        contract.endpoint_name("churn", "p-abc123", "dev")
+
+
+@pytest.mark.parametrize("project_id", ["p-abc-def", "abc123", "p-ABC", "p-" + "a" * 19])
+def test_project_ids_are_what_sagemaker_issues(project_id: str) -> None:
+    """No other hyphen after p-: so no id is a prefix of another's names (IAM scopes by it)."""
+    with pytest.raises(ValueError, match="not a SageMaker project id"):
+        contract.resource_name(project_id, "ci-build")
+
+
+def test_no_bucket_name_contains_sagemaker() -> None:
+    """AWS's SageMaker managed policies open every bucket whose name contains "sagemaker"."""
+    assert "sagemaker" not in contract.artifacts_bucket_name("p-abc123", "123456789012", "us-east-1").lower()
 
 
 @pytest.mark.parametrize("seed", ["model-build", "model-deploy"])

@@ -12,12 +12,14 @@ import responses
 from mlops_common.errors import ConfigError, GitLabAuthError, MalformedEvent
 from pipeline_trigger.config import TriggerConfig
 
-from tests.unit.lambdas.helpers import API, TOKEN, FakeContext, FakeSecrets, load_event
+from tests.unit.lambdas.helpers import API, FakeContext, FakeSecrets, load_event
 
-TOKEN_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:gitlab-token-AbCdEf"
+TOKEN_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:gitlab-mlops/p-abc123def456/deploy-trigger-AbCdEf"
+TOKEN = "glptt-deploy-trigger-0123456789"
+STORED = json.dumps({"token": TOKEN, "trigger_id": 7, "project_id": 12, "gitlab_url": "https://gitlab.example.com"})
 ENV = {
     "GITLAB_URL": "https://gitlab.example.com",
-    "GITLAB_TOKEN_SECRET_ARN": TOKEN_ARN,
+    "TRIGGER_TOKEN_SECRET_ARN": TOKEN_ARN,
     "GITLAB_CA_BUNDLE_S3_URI": "",
     "DEPLOY_PROJECT_ID": "12",
     "DEPLOY_REF": "main",
@@ -28,7 +30,7 @@ ENV = {
 @pytest.fixture
 def trigger(monkeypatch: pytest.MonkeyPatch) -> tuple[ModuleType, FakeSecrets]:
     module = importlib.import_module("pipeline_trigger.handler")
-    secrets = FakeSecrets({TOKEN_ARN: TOKEN})
+    secrets = FakeSecrets({TOKEN_ARN: STORED})
     module.reset()
     monkeypatch.setattr(
         module, "_state", {"config": TriggerConfig.from_env(ENV), "secrets": secrets, "s3": None}
@@ -41,12 +43,13 @@ def test_approval_starts_one_pipeline_and_returns_no_token(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     module, secrets = trigger
-    rsps.post(f"{API}/projects/12/pipeline", status=201, json={"id": 5, "web_url": "https://g/p/5"})
+    rsps.post(f"{API}/projects/12/trigger/pipeline", status=201, json={"id": 5, "web_url": "https://g/p/5"})
     result = module.handler(load_event("model_package_approved"), FakeContext(30))
     assert result["pipeline_id"] == 5 and result["web_url"] == "https://g/p/5"
     module.handler(load_event("model_package_approved"), FakeContext(30))  # a duplicate event
     assert len(rsps.calls) == 2 and secrets.calls == 1  # token read once per container
-    assert rsps.calls[0].request.headers["PRIVATE-TOKEN"] == TOKEN
+    assert "PRIVATE-TOKEN" not in rsps.calls[0].request.headers
+    assert json.loads(rsps.calls[0].request.body)["token"] == TOKEN
     assert TOKEN not in json.dumps(result) and TOKEN not in caplog.text
 
 
@@ -69,12 +72,22 @@ def test_rejected_token_raises_and_is_read_again_next_time(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     module, secrets = trigger
-    rsps.post(f"{API}/projects/12/pipeline", status=401, json={"message": "401 Unauthorized"})
+    rsps.post(f"{API}/projects/12/trigger/pipeline", status=401, json={"message": "401 Unauthorized"})
     for _ in range(2):
-        with pytest.raises(GitLabAuthError, match="check secret gitlab-token-AbCdEf"):
+        with pytest.raises(GitLabAuthError, match="check secret gitlab-mlops/p-abc123def456/deploy-trigger-AbCdEf"):
             module.handler(load_event("model_package_approved"), FakeContext(30))
     assert secrets.calls == 2
     assert TOKEN not in caplog.text
+
+
+def test_a_placeholder_secret_says_the_check_in_has_not_run(
+    trigger: tuple[ModuleType, FakeSecrets], rsps: responses.RequestsMock
+) -> None:
+    module, secrets = trigger
+    secrets.values[TOKEN_ARN] = json.dumps({"state": "pending", "placeholder": "x"})
+    with pytest.raises(ConfigError, match="holds no pipeline trigger yet"):
+        module.handler(load_event("model_package_approved"), FakeContext(30))
+    assert not rsps.calls
 
 
 def test_missing_environment_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -21,8 +21,11 @@ def test_fixture_properties_parse() -> None:
     cfg = CheckinConfig.from_properties(props())
     assert cfg.target.gitlab_group == "ml-team"
     assert cfg.target.deletion_policy == "retain"
-    assert cfg.ci_auth_mode == "oidc" and cfg.ci_role_arn.endswith("gitlab-ci")
-    assert cfg.ci_access_key_secret_id == ""
+    assert cfg.ci_auth_mode == "oidc"
+    assert [c.duty for c in cfg.credentials] == ["build", "staging", "prod"]
+    assert cfg.duty("prod").role_arn.endswith(":role/gitlab-mlops/gitlab-mlops-p-abc123def456-ci-prod")
+    assert all(c.access_key_secret_id == "" for c in cfg.credentials)
+    assert cfg.trigger_secret_id.endswith(":secret:gitlab-mlops/p-abc123def456/deploy-trigger-XyZ123")
 
 
 def test_defaults_for_optional_properties() -> None:
@@ -38,13 +41,19 @@ def test_defaults_for_optional_properties() -> None:
     )
 
 
-def test_access_key_mode_needs_the_key_secret() -> None:
-    with pytest.raises(ConfigError, match="CiAccessKeySecretArn is missing or empty"):
+def test_access_key_mode_needs_a_key_secret_per_duty() -> None:
+    with pytest.raises(ConfigError, match="CiBuildAccessKeySecretArn is missing or empty"):
         CheckinConfig.from_properties(props(CiAuthMode="access-keys"))
+    arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:gitlab-mlops/p-1/ci-{}-access-key-AbCdEf"
     cfg = CheckinConfig.from_properties(
-        props(CiAuthMode="access-keys", CiAccessKeySecretArn="arn:k", CiRoleArn="")
+        props(CiAuthMode="access-keys", **{f"Ci{d}AccessKeySecretArn": arn.format(d) for d in ("Build", "Staging", "Prod")})
     )
-    assert cfg.ci_access_key_secret_id == "arn:k" and cfg.ci_role_arn == ""
+    assert cfg.duty("staging").access_key_secret_id == arn.format("Staging") and cfg.duty("staging").role_arn == ""
+
+
+def test_secret_properties_must_be_secret_arns() -> None:
+    with pytest.raises(ConfigError, match="GitLabTokenSecretArn is 'gitlab-token': expected a Secrets Manager secret ARN"):
+        CheckinConfig.from_properties(props(GitLabTokenSecretArn="gitlab-token"))
 
 
 @pytest.mark.parametrize(

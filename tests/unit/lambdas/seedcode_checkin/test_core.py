@@ -12,7 +12,7 @@ import responses
 from mlops_common import contract
 from mlops_common.errors import GitLabRejected, ProjectNotOwned
 from mlops_common.gitlab_client import GitLab, ProjectInfo
-from mlops_common.secrets import AccessKeys
+from mlops_common.secrets import AccessKeys, StoredTrigger
 from seedcode_checkin import core
 from seedcode_checkin.config import CheckinConfig, RepoTarget
 from seedcode_checkin.seed import Seed, read_seed_zip
@@ -35,6 +35,22 @@ BUILD_URL, DEPLOY_URL = (
 )
 PHYSICAL_ID = f"gitlab.example.com|{BUILD}|{DEPLOY}"
 IDS = {BUILD: 11, DEPLOY: 12}
+TRIGGER_DESCRIPTION = "SageMaker project p-abc123def456 approval trigger"
+ROLES = {duty: f"arn:aws:iam::123456789012:role/gitlab-mlops/gitlab-mlops-p-abc123def456-ci-{duty}"
+         for duty in contract.CI_DUTIES}
+
+
+class MemoryTriggers:
+    """The deploy trigger secret, in memory."""
+
+    def __init__(self, stored: StoredTrigger | None = None) -> None:
+        self.stored, self.writes = stored, 0
+
+    def read(self) -> StoredTrigger | None:
+        return self.stored
+
+    def write(self, trigger: StoredTrigger) -> None:
+        self.stored, self.writes = trigger, self.writes + 1
 
 
 def config(**changes: Any) -> CheckinConfig:
@@ -75,14 +91,30 @@ def new_world(rsps: responses.RequestsMock) -> None:
         rsps.post(f"{API}/projects/{pid}/variables", status=201, json={})
         rsps.get(f"{API}/projects/{pid}/repository/branches/main", status=404, json={"message": "404 Branch"})
         rsps.post(f"{API}/projects/{pid}/repository/commits", status=201, json={"id": "c0ffee"})
+        protection(rsps, pid)
     rsps.put(f"{API}/projects/12", json=project_json(12, DEPLOY, [OWNER]))
+    rsps.get(f"{API}/projects/12/triggers", json=[])
+    rsps.post(f"{API}/projects/12/triggers", status=201,
+              json={"id": 7, "token": "glptt-0123456789abcdef", "description": TRIGGER_DESCRIPTION})
+
+
+def protection(rsps: responses.RequestsMock, pid: int, existing: int | None = None) -> None:
+    """main of project `pid`: unprotected (None) or protected with push/merge level `existing`."""
+    url = f"{API}/projects/{pid}/protected_branches/main"
+    if existing is None:
+        rsps.get(url, status=404, json={"message": "404 Not found"})
+    else:
+        levels = [{"access_level": existing}]
+        rsps.get(url, json={"name": "main", "push_access_levels": levels, "merge_access_levels": levels})
+        rsps.delete(url, status=204)
+    rsps.post(f"{API}/projects/{pid}/protected_branches", status=201, json={"name": "main"})
 
 
 def test_create_makes_both_projects_variables_then_seeds_in_order(
     gl: GitLab, rsps: responses.RequestsMock
 ) -> None:
     new_world(rsps)
-    outcome = core.create(gl, config(), seeds, None)
+    outcome = core.create(gl, config(), seeds, None, MemoryTriggers())
 
     assert outcome.physical_id == PHYSICAL_ID
     assert outcome.data() == {
@@ -116,7 +148,7 @@ def test_create_pushes_every_seed_file_in_one_commit_binary_as_base64(
     gl: GitLab, rsps: responses.RequestsMock
 ) -> None:
     new_world(rsps)
-    core.create(gl, config(), seeds, None)
+    core.create(gl, config(), seeds, None, MemoryTriggers())
     commits = {
         c.request.url.split("/projects/")[1].split("/")[0]: body(c)
         for c in rsps.calls
@@ -131,39 +163,113 @@ def test_create_pushes_every_seed_file_in_one_commit_binary_as_base64(
     assert {a["file_path"] for a in commits["12"]["actions"]} == set(DEPLOY_FILES)
 
 
-def test_oidc_variables_are_plain_and_carry_the_role(gl: GitLab, rsps: responses.RequestsMock) -> None:
-    new_world(rsps)
-    core.create(gl, config(), seeds, None)
-    posted = [
-        body(c)
+def posted_variables(rsps: responses.RequestsMock, pid: int) -> dict[str, Any]:
+    return {
+        body(c)["key"]: body(c)
         for c in rsps.calls
-        if c.request.url.endswith("/projects/11/variables") and c.request.method == "POST"
-    ]
-    by_key = {v["key"]: v for v in posted}
-    assert set(by_key) == {
+        if c.request.url.endswith(f"/projects/{pid}/variables") and c.request.method == "POST"
+    }
+
+
+def test_oidc_variables_are_plain_and_carry_each_repositorys_duty_roles(
+    gl: GitLab, rsps: responses.RequestsMock
+) -> None:
+    new_world(rsps)
+    core.create(gl, config(), seeds, None, MemoryTriggers())
+    common = {
         contract.VAR_PROJECT_NAME, contract.VAR_PROJECT_ID, contract.VAR_PROJECT_ARN, contract.VAR_REGION,
         contract.VAR_REGION_ALIAS, contract.VAR_ARTIFACT_BUCKET, contract.VAR_MODEL_PACKAGE_GROUP,
-        contract.VAR_SAGEMAKER_EXECUTION_ROLE, contract.VAR_AUTH_MODE, contract.VAR_CI_ROLE,
+        contract.VAR_SAGEMAKER_EXECUTION_ROLE, contract.VAR_AUTH_MODE,
     }  # fmt: skip
-    assert by_key[contract.VAR_CI_ROLE]["value"].endswith(":role/sagemaker-abalone-p-abc123def456-gitlab-ci")
-    assert by_key[contract.VAR_MODEL_PACKAGE_GROUP]["value"] == "abalone-p-abc123def456"
-    assert not any(v["masked"] for v in posted)
+    build, deploy = posted_variables(rsps, 11), posted_variables(rsps, 12)
+    assert set(build) == common | {contract.VAR_CI_ROLE}
+    assert set(deploy) == common | {contract.VAR_CI_ROLE, contract.VAR_CI_PROD_ROLE}
+    assert build[contract.VAR_CI_ROLE]["value"] == ROLES["build"]
+    assert deploy[contract.VAR_CI_ROLE]["value"] == ROLES["staging"]
+    assert deploy[contract.VAR_CI_PROD_ROLE]["value"] == ROLES["prod"]
+    assert build[contract.VAR_MODEL_PACKAGE_GROUP]["value"] == "abalone-p-abc123def456"
+    assert not any(v["masked"] for v in [*build.values(), *deploy.values()])
 
 
-def test_access_keys_are_masked_and_protected() -> None:
-    cfg = config(CiAuthMode="access-keys", CiAccessKeySecretArn="arn:k", CiRoleArn="")
-    variables = {v.key: v for v in core.ci_variables(cfg, AccessKeys("AKIAEXAMPLE12345", "secret/Key+abc"))}
-    assert contract.VAR_CI_ROLE not in variables
-    for key in contract.SECRET_VARIABLES:
-        assert variables[key].masked and variables[key].protected
-    assert variables[contract.VAR_AUTH_MODE].value == "access-keys"
+def access_key_config() -> CheckinConfig:
+    arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:gitlab-mlops/p-abc123def456/ci-{}-key-AbCdEf"
+    return config(CiAuthMode="access-keys", **{f"Ci{d.capitalize()}RoleArn": "" for d in contract.CI_DUTIES},
+                  **{f"Ci{d.capitalize()}AccessKeySecretArn": arn.format(d) for d in contract.CI_DUTIES})
+
+
+def test_access_keys_per_duty_are_masked_and_protected() -> None:
+    keys = {d: AccessKeys(f"AKIA{d.upper():X<12}", f"secret/{d}+abc") for d in contract.CI_DUTIES}
+    build = {v.key: v for v in core.ci_variables(access_key_config(), core.BUILD, keys)}
+    deploy = {v.key: v for v in core.ci_variables(access_key_config(), core.DEPLOY, keys)}
+    assert contract.VAR_CI_ROLE not in build and contract.VAR_CI_PROD_ROLE not in deploy
+    assert build[contract.VAR_ACCESS_KEY_ID].value == keys["build"].access_key_id
+    assert contract.VAR_PROD_ACCESS_KEY_ID not in build
+    assert deploy[contract.VAR_ACCESS_KEY_ID].value == keys["staging"].access_key_id
+    assert deploy[contract.VAR_PROD_SECRET_ACCESS_KEY].value == keys["prod"].secret_access_key
+    for variables in (build, deploy):
+        for key in contract.SECRET_VARIABLES & set(variables):
+            assert variables[key].masked and variables[key].protected
+    assert build[contract.VAR_AUTH_MODE].value == "access-keys"
+
+
+def test_create_protects_both_default_branches_for_maintainers(gl: GitLab, rsps: responses.RequestsMock) -> None:
+    new_world(rsps)
+    core.create(gl, config(), seeds, None, MemoryTriggers())
+    protections = [body(c) for c in rsps.calls if c.request.url.endswith("/protected_branches")]
+    assert protections == [{"name": "main", "push_access_level": 40, "merge_access_level": 40}] * 2
+    sequence = calls(rsps)
+    assert sequence.index("POST /projects/12/protected_branches") > sequence.index("POST /projects/12/repository/commits")
+
+
+def test_a_weaker_existing_protection_is_replaced(gl: GitLab, rsps: responses.RequestsMock) -> None:
+    protection(rsps, 12, existing=30)
+    assert gl.protect_branch(12, "main", core.MAINTAINER) == "tightened"
+    assert calls(rsps) == ["GET /projects/12/protected_branches/main", "DELETE /projects/12/protected_branches/main",
+                           "POST /projects/12/protected_branches"]
+
+
+def test_an_existing_maintainer_protection_is_kept(gl: GitLab, rsps: responses.RequestsMock) -> None:
+    protection(rsps, 12, existing=40)
+    assert gl.protect_branch(12, "main", core.MAINTAINER) == "already protected"
+    assert calls(rsps) == ["GET /projects/12/protected_branches/main"]
+
+
+def test_create_gives_the_deploy_repository_a_trigger_and_stores_it(gl: GitLab, rsps: responses.RequestsMock) -> None:
+    new_world(rsps)
+    store = MemoryTriggers()
+    core.create(gl, config(), seeds, None, store)
+    assert store.stored == StoredTrigger("glptt-0123456789abcdef", 7, 12, "https://gitlab.example.com")
+    created = [body(c) for c in rsps.calls if c.request.url.endswith("/projects/12/triggers") and c.request.method == "POST"]
+    assert created == [{"description": TRIGGER_DESCRIPTION}]
+    assert not any("/projects/11/triggers" in c for c in calls(rsps))
+
+
+def test_a_valid_stored_trigger_is_kept_and_strays_are_revoked(gl: GitLab, rsps: responses.RequestsMock) -> None:
+    rsps.get(f"{API}/projects/12/triggers", json=[
+        {"id": 7, "description": TRIGGER_DESCRIPTION}, {"id": 8, "description": TRIGGER_DESCRIPTION},
+        {"id": 9, "description": "the team's own trigger"},
+    ])
+    rsps.delete(f"{API}/projects/12/triggers/8", status=204)
+    store = MemoryTriggers(StoredTrigger("glptt-kept", 7, 12, "https://gitlab.example.com"))
+    assert core.ensure_deploy_trigger(gl, project(12, DEPLOY), config().target, store) == "kept"
+    assert store.writes == 0
+    assert "DELETE /projects/12/triggers/8" in calls(rsps)
+    assert "DELETE /projects/12/triggers/9" not in calls(rsps)
+
+
+def test_a_stored_trigger_that_gitlab_forgot_is_replaced(gl: GitLab, rsps: responses.RequestsMock) -> None:
+    rsps.get(f"{API}/projects/12/triggers", json=[])
+    rsps.post(f"{API}/projects/12/triggers", status=201, json={"id": 10, "token": "glptt-new", "description": "x"})
+    store = MemoryTriggers(StoredTrigger("glptt-revoked", 7, 12, "https://gitlab.example.com"))
+    assert core.ensure_deploy_trigger(gl, project(12, DEPLOY), config().target, store) == "created"
+    assert store.stored is not None and store.stored.trigger_id == 10 and store.stored.token == "glptt-new"
 
 
 def test_reconcile_updates_changed_and_removes_stale_managed_variables(
     gl: GitLab, rsps: responses.RequestsMock
 ) -> None:
     cfg = config()
-    desired = core.ci_variables(cfg, None)
+    desired = core.ci_variables(cfg, core.BUILD, None)
     current = [
         {
             "key": v.key,
@@ -190,7 +296,7 @@ def test_reconcile_updates_changed_and_removes_stale_managed_variables(
         f"PUT /projects/11/variables/{contract.VAR_ARTIFACT_BUCKET}",
         f"DELETE /projects/11/variables/{contract.VAR_ACCESS_KEY_ID}",
     ]
-    assert body(rsps.calls[1])["value"] == "sagemaker-project-p-abc123def456"
+    assert body(rsps.calls[1])["value"] == "gitlab-mlops-p-abc123def456-123456789012-us-east-1"
 
 
 def test_variable_taken_meanwhile_is_updated_instead(gl: GitLab, rsps: responses.RequestsMock) -> None:
@@ -199,7 +305,7 @@ def test_variable_taken_meanwhile_is_updated_instead(gl: GitLab, rsps: responses
         f"{API}/projects/11/variables", status=400, json={"message": {"key": ["has already been taken"]}}
     )
     rsps.put(re.compile(rf"{API}/projects/11/variables/\w+"), json={})
-    core.reconcile_variables(gl, project(11, BUILD), core.ci_variables(config(), None)[:1])
+    core.reconcile_variables(gl, project(11, BUILD), core.ci_variables(config(), core.BUILD, None)[:1])
     assert calls(rsps)[-1] == f"PUT /projects/11/variables/{contract.VAR_PROJECT_NAME}"
 
 
@@ -213,8 +319,8 @@ def owned_world(rsps: responses.RequestsMock, seed_in_repo: bool) -> None:
     rsps.get(f"{API}/groups/ml-team", json={"id": 3, "full_path": "ml-team"})
     rsps.get(BUILD_URL, json=project_json(11, BUILD, [OWNER, marker]))
     rsps.get(DEPLOY_URL, json=project_json(12, DEPLOY, [OWNER, marker]))
-    for pid, files in ((11, BUILD_FILES), (12, DEPLOY_FILES)):
-        existing = core.ci_variables(config(), None)
+    for pid, files, repo in ((11, BUILD_FILES, core.BUILD), (12, DEPLOY_FILES, core.DEPLOY)):
+        existing = core.ci_variables(config(), repo, None)
         rsps.get(
             f"{API}/projects/{pid}/variables",
             json=[{"key": v.key, "value": v.value, "raw": True, "environment_scope": "*"} for v in existing],
@@ -226,26 +332,30 @@ def owned_world(rsps: responses.RequestsMock, seed_in_repo: bool) -> None:
             tree[0]["id"] = "0" * 40
         rsps.get(f"{API}/projects/{pid}/repository/tree", json=tree)
         rsps.post(f"{API}/projects/{pid}/repository/commits", status=201, json={"id": "c1"})
+        protection(rsps, pid, existing=40)
     rsps.put(f"{API}/projects/12", json={})
+    rsps.get(f"{API}/projects/12/triggers", json=[{"id": 7, "description": TRIGGER_DESCRIPTION}])
 
 
 def test_repeat_create_adopts_own_projects_and_does_not_push_again(
     gl: GitLab, rsps: responses.RequestsMock
 ) -> None:
     owned_world(rsps, seed_in_repo=True)
-    outcome = core.create(gl, config(), seeds, None)
+    stored = StoredTrigger("glptt-kept", 7, 12, "https://gitlab.example.com")
+    outcome = core.create(gl, config(), seeds, None, MemoryTriggers(stored))
     assert outcome.physical_id == PHYSICAL_ID
     sequence = calls(rsps)
     assert "POST /projects" not in sequence
     assert not any(c.endswith("/commits") for c in sequence)
     assert not any(c.startswith("POST") and c.endswith("/variables") for c in sequence)
+    assert not any(c.startswith("POST") and ("/protected_branches" in c or "/triggers" in c) for c in sequence)
 
 
 def test_repeat_create_pushes_one_update_commit_when_files_differ(
     gl: GitLab, rsps: responses.RequestsMock
 ) -> None:
     owned_world(rsps, seed_in_repo=False)
-    core.create(gl, config(), seeds, None)
+    core.create(gl, config(), seeds, None, MemoryTriggers(StoredTrigger("t", 7, 12, "https://gitlab.example.com")))
     commits = [body(c) for c in rsps.calls if c.request.url.endswith("/commits")]
     assert len(commits) == 2
     assert all(len(c["actions"]) == 1 and c["actions"][0]["action"] == "update" for c in commits)
@@ -253,7 +363,7 @@ def test_repeat_create_pushes_one_update_commit_when_files_differ(
 
 def test_update_does_not_overwrite_existing_code(gl: GitLab, rsps: responses.RequestsMock) -> None:
     owned_world(rsps, seed_in_repo=False)
-    core.update(gl, config(), seeds, None)
+    core.update(gl, config(), seeds, None, MemoryTriggers(StoredTrigger("t", 7, 12, "https://gitlab.example.com")))
     assert not any(c.endswith("/commits") or c.endswith("/tree") for c in calls(rsps))
 
 
@@ -261,7 +371,7 @@ def test_foreign_project_with_the_same_path_is_refused(gl: GitLab, rsps: respons
     rsps.get(f"{API}/groups/ml-team", json={"id": 3, "full_path": "ml-team"})
     rsps.get(BUILD_URL, json=project_json(11, BUILD, ["someone-else"]))
     with pytest.raises(ProjectNotOwned) as caught:
-        core.create(gl, config(), seeds, None)
+        core.create(gl, config(), seeds, None, MemoryTriggers())
     assert str(caught.value) == (
         "GitLab project 'ml-team/abalone-model-build' exists and was not created by this SageMaker project "
         "(p-abc123def456); choose another repository name or delete it"
@@ -274,7 +384,7 @@ def test_name_taken_but_invisible_reports_gitlabs_reason(gl: GitLab, rsps: respo
     rsps.get(BUILD_URL, status=404, json={"message": "404 Project Not Found"})
     rsps.post(f"{API}/projects", status=400, json={"message": {"path": ["has already been taken"]}})
     with pytest.raises(GitLabRejected, match=r"\(400: path has already been taken\)"):
-        core.create(gl, config(), seeds, None)
+        core.create(gl, config(), seeds, None, MemoryTriggers())
 
 
 def test_create_retried_by_gitlab_after_a_502_adopts_the_project_it_made(
@@ -314,10 +424,13 @@ def test_delete_applies_the_policy_to_our_projects(
     marker = core.resource_topic(PHYSICAL_ID)
     rsps.get(BUILD_URL, json=project_json(11, BUILD, [OWNER, marker]))
     rsps.get(DEPLOY_URL, json=project_json(12, DEPLOY, [OWNER, marker]))
+    rsps.get(f"{API}/projects/12/triggers", json=[{"id": 7, "description": TRIGGER_DESCRIPTION}])
+    rsps.delete(f"{API}/projects/12/triggers/7", status=204)
     for pid in (11, 12):
         rsps.add(method, f"{API}/projects/{pid}{suffix}", status=202 if method == "DELETE" else 201, json={})
     report = core.delete(gl, target(policy), PHYSICAL_ID)
-    assert report == [f"{BUILD}: {policy}d", f"{DEPLOY}: {policy}d"]
+    assert report == [f"{BUILD}: {policy}d", f"{DEPLOY}: 1 approval pipeline trigger(s) revoked", f"{DEPLOY}: {policy}d"]
+    assert "DELETE /projects/12/triggers/7" in calls(rsps)
     assert f"{method} /projects/11{suffix}" in calls(rsps) and f"{method} /projects/12{suffix}" in calls(rsps)
 
 

@@ -26,7 +26,9 @@ from tests.unit.lambdas.helpers import (
     project_json,
 )
 
-TOKEN_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:gitlab-token-AbCdEf"
+TOKEN_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:gitlab-mlops-platform/gitlab-token-AbCdEf"
+TRIGGER_ARN = load_event("cfn_create")["ResourceProperties"]["DeployTriggerSecretArn"]
+PENDING = json.dumps({"state": "pending", "placeholder": "Abc123"})
 BUILD_URL, DEPLOY_URL = (
     f"{API}/projects/ml-team%2Fabalone-model-build",
     f"{API}/projects/ml-team%2Fabalone-model-deploy",
@@ -65,7 +67,10 @@ def checkin(monkeypatch: pytest.MonkeyPatch) -> Checkin:
             props["ModelDeploySeedKey"]: make_zip(DEPLOY_FILES),
         }
     )
-    secrets = FakeSecrets({TOKEN_ARN: json.dumps({"token": TOKEN})})
+    secrets = FakeSecrets(
+        {TOKEN_ARN: json.dumps({"token": TOKEN}), TRIGGER_ARN: PENDING},
+        {TOKEN_ARN: {"gitlab-mlops:gitlab-url": "https://gitlab.example.com"}},
+    )
     monkeypatch.setattr(module, "CLIENTS", module.Clients(s3=s3, secrets=secrets))
     return Checkin(module, sent, secrets)
 
@@ -86,7 +91,11 @@ def fresh_gitlab(rsps: responses.RequestsMock) -> None:
         rsps.post(f"{API}/projects/{pid}/variables", status=201, json={})
         rsps.get(f"{API}/projects/{pid}/repository/branches/main", status=404, json={"message": "404"})
         rsps.post(f"{API}/projects/{pid}/repository/commits", status=201, json={"id": "c0ffee"})
+        rsps.get(f"{API}/projects/{pid}/protected_branches/main", status=404, json={"message": "404 Not found"})
+        rsps.post(f"{API}/projects/{pid}/protected_branches", status=201, json={"name": "main"})
     rsps.put(f"{API}/projects/12", json={})
+    rsps.get(f"{API}/projects/12/triggers", json=[])
+    rsps.post(f"{API}/projects/12/triggers", status=201, json={"id": 7, "token": "glptt-deploy-0123456789", "description": "d"})
 
 
 def test_create_answers_success_with_stable_id_and_data(
@@ -101,6 +110,28 @@ def test_create_answers_success_with_stable_id_and_data(
         answer["Data"]["ModelBuildCloneUrl"] == "https://gitlab.example.com/ml-team/abalone-model-build.git"
     )
     assert len(json.dumps(answer)) < 4096
+    stored = json.loads(checkin.secrets.values[TRIGGER_ARN])
+    assert stored == {"token": "glptt-deploy-0123456789", "trigger_id": 7, "project_id": 12,
+                      "gitlab_url": "https://gitlab.example.com"}
+    assert "glptt-deploy-0123456789" not in json.dumps(answer)
+
+
+def test_a_gitlab_url_the_token_is_not_bound_to_fails_before_the_token_is_read(
+    checkin: Checkin, rsps: responses.RequestsMock
+) -> None:
+    event = load_event("cfn_create")
+    event["ResourceProperties"]["GitLabUrl"] = "https://attacker.example.com"
+    answer = checkin(event)
+    assert answer["Status"] == "FAILED"
+    assert "is not the server the platform token belongs to (https://gitlab.example.com" in answer["Reason"]
+    assert checkin.secrets.calls == 0 and not rsps.calls
+
+
+def test_an_unbound_token_secret_fails_with_the_fix(checkin: Checkin, rsps: responses.RequestsMock) -> None:
+    checkin.secrets.tags.clear()
+    answer = checkin(load_event("cfn_create"))
+    assert answer["Status"] == "FAILED" and answer["Reason"].endswith("binds the token to one server)")
+    assert checkin.secrets.calls == 0 and not rsps.calls
 
 
 def test_rejected_token_fails_with_the_secret_to_check_and_is_read_again_next_time(
@@ -110,7 +141,7 @@ def test_rejected_token_fails_with_the_secret_to_check_and_is_read_again_next_ti
     answer = checkin(load_event("cfn_create"))
     assert answer["Status"] == "FAILED"
     assert answer["Reason"].startswith("GitLab token rejected (401)")
-    assert answer["Reason"].endswith("check secret gitlab-token-AbCdEf")
+    assert answer["Reason"].endswith("check secret gitlab-mlops-platform/gitlab-token-AbCdEf")
     assert not any(r.exc_info for r in caplog.records)  # expected errors: no stack trace
     checkin(load_event("cfn_create"))
     assert checkin.secrets.calls == 2  # the cached token was dropped after the 401
@@ -145,19 +176,41 @@ def test_failed_update_keeps_the_physical_id(checkin: Checkin, rsps: responses.R
     assert answer["Reason"].endswith("try again later")
 
 
-def test_delete_with_retain_never_contacts_gitlab(checkin: Checkin, rsps: responses.RequestsMock) -> None:
+def test_delete_with_retain_keeps_the_repositories_and_revokes_the_trigger(
+    checkin: Checkin, rsps: responses.RequestsMock
+) -> None:
+    from seedcode_checkin import core
+
+    marker, owner = core.resource_topic(PHYSICAL_ID), "sagemaker-project-p-abc123def456"
+    rsps.get(BUILD_URL, json=project_json(11, "ml-team/abalone-model-build", [owner, marker]))
+    rsps.get(DEPLOY_URL, json=project_json(12, "ml-team/abalone-model-deploy", [owner, marker]))
+    rsps.get(f"{API}/projects/12/triggers", json=[{"id": 7, "description": "SageMaker project p-abc123def456 approval trigger"}])
+    rsps.delete(f"{API}/projects/12/triggers/7", status=204)
     event = load_event("cfn_delete")
     event["ResourceProperties"]["DeletionPolicy"] = "retain"
     answer = checkin(event)
     assert (answer["Status"], answer["PhysicalResourceId"]) == ("SUCCESS", PHYSICAL_ID)
-    assert not rsps.calls and checkin.secrets.calls == 0
+    methods = [c.request.method for c in rsps.calls]
+    assert methods.count("DELETE") == 1 and "POST" not in methods and "PUT" not in methods
+
+
+def test_delete_with_retain_succeeds_when_gitlab_is_unreachable(
+    checkin: Checkin, rsps: responses.RequestsMock, caplog: pytest.LogCaptureFixture
+) -> None:
+    rsps.get(BUILD_URL, body=requests.exceptions.ConnectionError(OSError(113, "No route to host")))
+    event = load_event("cfn_delete")
+    event["ResourceProperties"]["DeletionPolicy"] = "retain"
+    assert checkin(event)["Status"] == "SUCCESS"
+    assert "could not revoke the approval trigger" in caplog.text
 
 
 def test_delete_with_unreachable_gitlab_answers_failed_promptly(
     checkin: Checkin, rsps: responses.RequestsMock
 ) -> None:
     rsps.get(BUILD_URL, body=requests.exceptions.ConnectionError(OSError(113, "No route to host")))
-    answer = checkin(load_event("cfn_delete"))
+    event = load_event("cfn_delete")
+    event["ResourceProperties"]["DeletionPolicy"] = "delete"
+    answer = checkin(event)
     assert answer["Status"] == "FAILED"
     assert answer["Reason"].startswith("GitLab at https://gitlab.example.com unreachable after 3 attempts")
     assert answer["Reason"].endswith("No route to host")
