@@ -35,6 +35,10 @@ sagemaker-containers 2.8.6.post2 package it serves script mode with, read from P
   application/json, application/jsonlines, application/x-recordio-protobuf or text/csv (else 406);
   output CSV one value per line, JSON {"predictions": [{"score": v}]}.
 
+sagemaker-containers itself is not installed to run this: it pins Flask 1.1.1 (moto's server needs a
+newer Flask) and compiles a C extension; its rules are re-stated here instead, and the tests check them
+on the seed's real artifact (tests/integration/scripts/sandbox/test_inference.py).
+
 Leaves out: multi-model endpoints (MMS), selectable inference outputs, ensembles, libsvm,
 recordio-protobuf and jsonlines encodings, GPU, the image's own Python and package versions (the
 host's run), and which modules the image has (the host's site-packages are importable).
