@@ -206,6 +206,7 @@ class InferenceServer:
     cfn_client: Any = None  # repairs moto's stale model references after stack updates (describe_model)
     _workers: dict[str, Worker] = field(default_factory=dict, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+    _starting: threading.Lock = field(default_factory=threading.Lock, init=False)  # one start at a time
     _server: ThreadingHTTPServer | None = field(default=None, init=False)
     _log: IO[str] | None = field(default=None, init=False)
 
@@ -340,6 +341,10 @@ class InferenceServer:
         )
 
     def _worker(self, endpoint: str, container: Container) -> Worker:
+        with self._starting:
+            return self._current_or_new_worker(endpoint, container)
+
+    def _current_or_new_worker(self, endpoint: str, container: Container) -> Worker:
         with self._lock:
             current = self._workers.get(endpoint)
             if current is not None and current.container.key == container.key:
