@@ -277,19 +277,26 @@ def step_prod(
 def step_predict(
     lab: Lab, report: Report, project: Project, endpoint: str, package: dict[str, Any]
 ) -> dict[str, Any]:
+    """Raw Abalone records (as any client sends them) in, rings out; a mis-shaped record must be refused."""
     rows = lab.test_rows(package, PREDICTION_ROWS)
     truth = [float(r[0]) for r in rows]
-    predictions = lab.predict(endpoint, [r[1:] for r in rows])
+    records = [r[1:] for r in rows]
+    predictions = lab.predict(endpoint, records)
     if len(predictions) != len(rows):
         raise DemoError(f"{endpoint} answered {len(predictions)} predictions for {len(rows)} rows")
     mae = statistics.fmean(abs(p - t) for p, t in zip(predictions, truth, strict=True))
+    report.say(f"raw record sent: {','.join(records[0])}")
     for p, t in list(zip(predictions, truth, strict=True))[:3]:
         report.say(f"rings predicted {p:5.2f}, true {t:4.0f}")
     report.say(
         f"{len(rows)} held-out abalones via sagemaker-runtime InvokeEndpoint {endpoint}: "
         f"mean absolute error {mae:.2f} rings"
     )
-    return {"predictions": predictions, "truth": truth, "mae": mae}
+    refused = lab.refusal(endpoint, records[0][:-1])
+    if not isinstance(refused["status"], int) or not 400 <= refused["status"] < 500:
+        raise DemoError(f"{endpoint} did not refuse a record with a missing value with a 4xx: {refused}")
+    report.say(f"a record with a value missing is refused: {refused['code']} ({refused['status']})")
+    return {"predictions": predictions, "truth": truth, "mae": mae, "records": records, "refused": refused}
 
 
 # --- sandbox lifecycle ------------------------------------------------------------------------------------

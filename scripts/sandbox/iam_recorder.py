@@ -10,9 +10,9 @@ from AssumeRole / AssumeRoleWithWebIdentity, as Lambda and GitLab CI get them) o
 `scripts/iam/requests.py` turns each record into the IAM actions and resource ARNs AWS would
 authorize, and the e2e test (and `demo` at the end of a run) judges them with `scripts/iam`.
 
-Leaves out: calls that never reach moto (the local sagemaker-runtime records its own, see
-inference.py), and what services do on their own behalf (CloudFormation creating a stack's resources
-with the caller's credentials is judged from the templates' handler permissions instead).
+The local sagemaker-runtime (inference.py) records its InvokeEndpoint calls the same way. Leaves out
+what services do on their own behalf (CloudFormation creating a stack's resources with the caller's
+credentials is judged from the templates' handler permissions instead).
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ class Call:
     region: str = "us-east-1"
 
 
-def _access_key(headers: Any) -> tuple[str, str, str]:
+def access_key_of(headers: Any) -> tuple[str, str, str]:
     """(access key id, region, service) from a SigV4 Authorization header."""
     auth = str(headers.get("Authorization") or "")
     if "Credential=" not in auth:
@@ -130,7 +130,7 @@ def _record(response: Any, resource: str) -> None:
     target = _installed.get("path")
     if target is None:
         return
-    key, region, service = _access_key(response.headers)
+    key, region, service = access_key_of(response.headers)
     account = str(getattr(response, "current_account", "123456789012"))
     data = getattr(response, "data", None) or {}
     operation = str(data.get("Action") or "") if service == "s3" else ""

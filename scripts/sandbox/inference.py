@@ -1,39 +1,50 @@
-"""Local SageMaker runtime: InvokeEndpoint served from the endpoint's real model artifact.
+"""Local SageMaker runtime: InvokeEndpoint served by the container the endpoint's model names.
 
 Reproduces: `POST /endpoints/{name}/invocations` as botocore's sagemaker-runtime client sends it (point
 `AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME` at `InferenceServer.url`); the endpoint → endpoint config (first
 production variant) → model → container chain as (moto) SageMaker describes it at the time of the
 request, so an endpoint moved to a new config serves the new model at once; a model that names a model
-package uses the package's inference container ModelDataUrl, otherwise the container's own; the
-artifact `model.tar.gz` from (moto) S3 with `xgboost-model` in it, loaded as the built-in XGBoost
-container does (pickle if it starts with 0x80, else `Booster.load_model`: UBJSON, JSON or legacy
-binary); `text/csv` rows in, predictions out one per line (`application/json` out as
-`{"predictions": [{"score": ...}]}`); the error shapes boto3 raises: ValidationError "Endpoint X of
-account Y not found." (HTTP 400) and ModelError (HTTP 424) for input the model rejects.
+package takes the package's inference container (image, ModelDataUrl, Environment; the model's own
+container Environment on top) and the model's EnableNetworkIsolation (moto 5.2 always reports it false,
+so it is read from the template of the CloudFormation stack that created the model, when one did:
+`network_isolation`); the artifact model.tar.gz from
+(moto) S3, extracted as SageMaker extracts it into /opt/ml/model. The container itself runs as a worker
+process per endpoint and artifact (xgboost_container.py: algorithm vs script mode, SAGEMAKER_PROGRAM
+semantics, the entry point's hooks, content types and status codes, each rule with its source there).
+Errors come back in the shapes boto3 raises (sagemaker-runtime API reference, InvokeEndpoint errors):
+ValidationError "Endpoint X of account Y not found." (HTTP 400); ModelError (HTTP 424) "Received client
+error (4xx) from primary with message ..." or "Received server error (5xx) ..." with OriginalStatusCode
+and OriginalMessage when the container answers non-2xx; a container that fails its /ping (on SageMaker,
+CreateEndpoint would fail) answers ValidationError naming the health-check failure.
 
-Leaves out: containers other than XGBoost, the container image and its xgboost version (the host's
-xgboost predicts: keep it equal to the image's), traffic splitting between variants, data capture,
-instance counts and latency, endpoint status transitions, CloudWatch metrics and logs, request size limits.
+Leaves out: images other than sagemaker-xgboost, traffic splitting between variants, data capture,
+instance counts and latency, endpoint status transitions, CloudWatch metrics and logs, request size
+limits (6 MB real-time, 4 MB serverless), the 60 s invocation timeout.
 """
 
 from __future__ import annotations
 
-import csv
+import base64
+import contextlib
 import io
 import json
-import pickle
+import os
+import subprocess
+import sys
 import tarfile
+import tempfile
 import threading
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from urllib.parse import unquote, urlparse
 
-MODEL_FILE = "xgboost-model"
-PICKLE_MAGIC = 0x80
+CONTAINER = Path(__file__).resolve().parent / "xgboost_container.py"
+XGBOOST_REPOSITORY = "sagemaker-xgboost"
+# Host variables a container does not inherit (its environment is the model's).
+_HOST_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SYSTEMROOT")
 
 
 class InvokeError(Exception):
@@ -45,62 +56,20 @@ class InvokeError(Exception):
 
 
 def model_error(message: str, original_status: int = 400) -> InvokeError:
+    side = "client" if original_status < 500 else "server"
     return InvokeError(
-        424, "ModelError",
-        f"Received client error ({original_status}) from primary with message \"{message}\".",
-        OriginalStatusCode=original_status, OriginalMessage=message,
+        424,
+        "ModelError",
+        f'Received {side} error ({original_status}) from primary with message "{message}".',
+        OriginalStatusCode=original_status,
+        OriginalMessage=message,
     )
 
 
-def load_booster(raw: bytes) -> Any:
-    """An xgboost Booster from the bytes of `xgboost-model`, whichever way the container saved it."""
-    import xgboost
-
-    if raw[:1] == bytes([PICKLE_MAGIC]):
-        # Artifacts from the project's own (moto) bucket, written by its own training step.
-        model = pickle.loads(raw)  # noqa: S301
-        return model.get_booster() if hasattr(model, "get_booster") else model
-    booster = xgboost.Booster()
-    booster.load_model(bytearray(raw))
-    return booster
-
-
-def extract_model(archive: bytes) -> bytes:
-    """The `xgboost-model` member of a model.tar.gz."""
+def extract_artifact(archive: bytes, model_dir: Path) -> None:
+    """model.tar.gz into the model directory, refusing entries that would land outside it."""
     with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
-        for member in tar.getmembers():
-            if member.isfile() and Path(member.name).name == MODEL_FILE:
-                extracted = tar.extractfile(member)
-                if extracted is not None:
-                    return extracted.read()
-    raise model_error(f"model.tar.gz has no {MODEL_FILE} file; the training job's output is not an XGBoost "
-                      "model", 500)
-
-
-def parse_csv(body: bytes) -> list[list[float]]:
-    """Rows of float features from a text/csv body (no header; empty cells are missing values)."""
-    rows: list[list[float]] = []
-    try:
-        for record in csv.reader(io.StringIO(body.decode("utf-8"))):
-            if not record or all(not cell.strip() for cell in record):
-                continue
-            rows.append([float(cell) if cell.strip() else float("nan") for cell in record])
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise model_error(f"Loading csv data failed; please ensure the data is in csv format: {exc}") from exc
-    if not rows:
-        raise model_error("the request has no rows")
-    if len({len(r) for r in rows}) != 1:
-        raise model_error("rows have different numbers of columns")
-    return rows
-
-
-def format_predictions(predictions: Sequence[Any], accept: str) -> tuple[bytes, str]:
-    """Predictions as the XGBoost container writes them for `accept`."""
-    values = [p.tolist() if hasattr(p, "tolist") else p for p in predictions]
-    if "application/json" in accept:
-        return json.dumps({"predictions": [{"score": v} for v in values]}).encode(), "application/json"
-    lines = [",".join(repr(float(x)) for x in v) if isinstance(v, list) else repr(float(v)) for v in values]
-    return ("\n".join(lines) + "\n").encode(), "text/csv"
+        tar.extractall(model_dir, filter="data")
 
 
 def describe_model(sm: Any, cfn: Any | None, config_name: str, name: str) -> dict[str, Any]:
@@ -117,8 +86,11 @@ def describe_model(sm: Any, cfn: Any | None, config_name: str, name: str) -> dic
             raise
     for stack in cfn.describe_stacks()["Stacks"]:
         resources = cfn.describe_stack_resources(StackName=stack["StackName"])["StackResources"]
-        if any(r.get("ResourceType") == "AWS::SageMaker::EndpointConfig"
-               and r.get("PhysicalResourceId", "").rsplit("/", 1)[-1] == config_name for r in resources):
+        if any(
+            r.get("ResourceType") == "AWS::SageMaker::EndpointConfig"
+            and r.get("PhysicalResourceId", "").rsplit("/", 1)[-1] == config_name
+            for r in resources
+        ):
             for r in resources:
                 if r.get("ResourceType") == "AWS::SageMaker::Model" and r.get("PhysicalResourceId"):
                     physical = str(r["PhysicalResourceId"])
@@ -126,10 +98,99 @@ def describe_model(sm: Any, cfn: Any | None, config_name: str, name: str) -> dic
     return dict(sm.describe_model(ModelName=name))
 
 
-@dataclass
-class _Resolved:
+def network_isolation(cfn: Any | None, model: dict[str, Any]) -> bool:
+    """The model's EnableNetworkIsolation: moto's answer, or its stack template's property (moto drops it)."""
+    if model.get("EnableNetworkIsolation") or cfn is None:
+        return bool(model.get("EnableNetworkIsolation"))
+    from scripts.cfn_yaml import load_template
+
+    for stack in cfn.describe_stacks()["Stacks"]:
+        resources = cfn.describe_stack_resources(StackName=stack["StackName"])["StackResources"]
+        for resource in resources:
+            physical = str(resource.get("PhysicalResourceId", ""))
+            if resource.get("ResourceType") == "AWS::SageMaker::Model" and (
+                physical.rsplit("/", 1)[-1] == model["ModelName"]
+            ):
+                template = load_template(cfn.get_template(StackName=stack["StackName"])["TemplateBody"])
+                properties = template["Resources"][resource["LogicalResourceId"]].get("Properties", {})
+                return str(properties.get("EnableNetworkIsolation", False)).lower() == "true"
+    return False
+
+
+@dataclass(frozen=True)
+class Container:
+    """What one production variant runs: image, artifact, environment, network isolation."""
+
     variant: str
+    image: str
     model_data_url: str
+    environment: dict[str, str]
+    network_isolation: bool
+
+    @property
+    def key(self) -> str:
+        return json.dumps(
+            [self.image, self.model_data_url, sorted(self.environment.items()), self.network_isolation]
+        )
+
+
+class Worker:
+    """One running container (xgboost_container.py) for one endpoint and artifact."""
+
+    def __init__(self, container: Container, archive: bytes, log: IO[str] | None) -> None:
+        self.container = container
+        self._dir = tempfile.TemporaryDirectory(prefix="sagemaker-model-")
+        model_dir = Path(self._dir.name) / "model"
+        model_dir.mkdir()
+        extract_artifact(archive, model_dir)
+        env = {k: v for k, v in os.environ.items() if k in _HOST_ENV}
+        env.update(container.environment)
+        env["SM_MODEL_DIR"] = str(model_dir)
+        command = [sys.executable, "-I", str(CONTAINER), "--model-dir", str(model_dir)]
+        if container.network_isolation:
+            command.append("--network-isolation")
+        self._process = subprocess.Popen(  # noqa: S603 - our own worker module
+            command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=log or subprocess.DEVNULL,
+            env=env,
+            cwd=self._dir.name,
+            text=True,
+        )
+        self._lock = threading.Lock()
+        ready = self._read()
+        self.failure = "" if ready.get("ready") else str(ready.get("error") or "the container exited")
+
+    def _read(self) -> dict[str, Any]:
+        assert self._process.stdout is not None
+        line = self._process.stdout.readline()
+        if not line:
+            return {"ready": False, "error": f"the container exited with {self._process.wait()}"}
+        return dict(json.loads(line))
+
+    def invoke(self, body: bytes, content_type: str, accept: str) -> tuple[int, str, bytes]:
+        request = {"content_type": content_type, "accept": accept, "body": base64.b64encode(body).decode()}
+        with self._lock:
+            assert self._process.stdin is not None
+            try:
+                self._process.stdin.write(json.dumps(request) + "\n")
+                self._process.stdin.flush()
+            except BrokenPipeError:
+                raise model_error("the container is not running", 500) from None
+            answer = self._read()
+        if "status" not in answer:
+            raise model_error(str(answer.get("error", "the container stopped answering")), 500)
+        return int(answer["status"]), str(answer["content_type"]), base64.b64decode(answer["body"])
+
+    def stop(self) -> None:
+        if self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+        self._dir.cleanup()
 
 
 @dataclass
@@ -143,9 +204,12 @@ class InferenceServer:
     port: int = 0
     log_file: Path | None = None
     cfn_client: Any = None  # repairs moto's stale model references after stack updates (describe_model)
-    _models: dict[tuple[str, str], Any] = field(default_factory=dict, init=False)
+    calls_file: Path | None = None  # where each InvokeEndpoint and its caller are recorded (iam_recorder)
+    _workers: dict[str, Worker] = field(default_factory=dict, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+    _starting: threading.Lock = field(default_factory=threading.Lock, init=False)  # one start at a time
     _server: ThreadingHTTPServer | None = field(default=None, init=False)
+    _log: IO[str] | None = field(default=None, init=False)
 
     @property
     def url(self) -> str:
@@ -155,13 +219,19 @@ class InferenceServer:
 
     def start(self) -> InferenceServer:
         server = self
+        if self.log_file is not None:
+            self.log_file.parent.mkdir(parents=True, exist_ok=True)
+            self._log = self.log_file.open("a", buffering=1)
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 - http.server's naming
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                server.record(urlparse(self.path).path, self.headers)
                 status, headers, payload = server.handle(
-                    urlparse(self.path).path, self.headers.get("Content-Type", ""),
-                    self.headers.get("Accept", "text/csv"), body,
+                    urlparse(self.path).path,
+                    self.headers.get("Content-Type", ""),
+                    self.headers.get("Accept", ""),
+                    body,
                 )
                 self.send_response(status)
                 for key, value in headers.items():
@@ -183,8 +253,35 @@ class InferenceServer:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+        with self._lock:
+            workers, self._workers = list(self._workers.values()), {}
+        for worker in workers:
+            worker.stop()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
 
     # --- request handling -------------------------------------------------------------------------
+
+    def record(self, path: str, headers: Any) -> None:
+        """Record the call and its caller for the IAM audit, as moto's requests are (iam_recorder)."""
+        if self.calls_file is None:
+            return
+        from . import iam_recorder
+
+        parts = path.strip("/").split("/")
+        if len(parts) != 3 or parts[0] != "endpoints":
+            return
+        key, region, _service = iam_recorder.access_key_of(headers)
+        call = iam_recorder.Call(
+            service="sagemaker",
+            operation="InvokeEndpoint",
+            principal=iam_recorder.principal_of(key, self.account) if key else "",
+            params={"EndpointName": unquote(parts[1])},
+            account=self.account,
+            region=region or "us-east-1",
+        )
+        iam_recorder.record_call(self.calls_file, call)
 
     def handle(
         self, path: str, content_type: str, accept: str, body: bytes
@@ -197,78 +294,110 @@ class InferenceServer:
                 raise InvokeError(404, "UnknownOperationException", f"no operation at {path}")
             endpoint = unquote(parts[1])
             payload, out_type, variant = self.invoke(endpoint, content_type, accept, body)
-            self._log(f"{endpoint} 200 {len(body)}B in, {(time.time() - started) * 1000:.1f} ms")
+            self._say(f"{endpoint} 200 {len(body)}B in, {(time.time() - started) * 1000:.1f} ms")
             return 200, {"Content-Type": out_type, "x-Amzn-Invoked-Production-Variant": variant}, payload
         except Exception as exc:  # noqa: BLE001 - every failure must reach the client as an HTTP error
-            error = exc if isinstance(exc, InvokeError) else InvokeError(
-                500, "InternalFailure", f"the local inference server failed: {type(exc).__name__}: {exc}")
+            error = (
+                exc
+                if isinstance(exc, InvokeError)
+                else InvokeError(
+                    500, "InternalFailure", f"the local inference server failed: {type(exc).__name__}: {exc}"
+                )
+            )
             return self._error(path, error)
 
     def _error(self, path: str, exc: InvokeError) -> tuple[int, dict[str, str], bytes]:
-        self._log(f"{path} {exc.status} {exc.code}: {exc.message}")
+        self._say(f"{path} {exc.status} {exc.code}: {exc.message}")
         document = {"__type": exc.code, "message": exc.message, **exc.extra}
         headers = {"Content-Type": "application/json", "x-amzn-ErrorType": exc.code}
         return exc.status, headers, json.dumps(document).encode()
 
     def invoke(self, endpoint: str, content_type: str, accept: str, body: bytes) -> tuple[bytes, str, str]:
-        """Predict with the model the endpoint serves now: (body, content type, variant name)."""
-        resolved = self.resolve(endpoint)
-        booster = self._booster(endpoint, resolved.model_data_url)
-        media_type = content_type.split(";")[0].strip().lower()
-        if media_type != "text/csv":
-            raise model_error(f"Content type {content_type or '(none)'} is not supported by this framework; "
-                              "send text/csv", 415)
-        rows = parse_csv(body)
-        import numpy
-        import xgboost
+        """Answer with the container the endpoint serves now: (body, content type, variant name)."""
+        container = self.resolve(endpoint)
+        worker = self._worker(endpoint, container)
+        if worker.failure:
+            raise InvokeError(
+                400,
+                "ValidationError",
+                f"Endpoint {endpoint} of account {self.account} is not in service: the primary container for "
+                f"variant {container.variant} did not pass the ping health check: {worker.failure}",
+            )
+        status, out_type, payload = worker.invoke(body, content_type, accept)
+        if not 200 <= status < 300:
+            raise model_error(payload.decode("utf-8", "replace")[:2000], status)
+        return payload, out_type, container.variant
 
-        try:
-            predictions = booster.predict(xgboost.DMatrix(numpy.asarray(rows, dtype=numpy.float32)))
-        except (ValueError, xgboost.core.XGBoostError) as exc:
-            raise model_error(str(exc).splitlines()[0]) from exc
-        payload, out_type = format_predictions(predictions, accept)
-        return payload, out_type, resolved.variant
-
-    def resolve(self, endpoint: str) -> _Resolved:
-        """Endpoint → config → model → model data URL, as SageMaker reports them right now."""
+    def resolve(self, endpoint: str) -> Container:
+        """Endpoint → config → model → container, as SageMaker reports them right now."""
         sm = self.sagemaker_client
         try:
             config_name = sm.describe_endpoint(EndpointName=endpoint)["EndpointConfigName"]
         except sm.exceptions.ClientError as exc:
-            raise InvokeError(400, "ValidationError",
-                              f"Endpoint {endpoint} of account {self.account} not found.") from exc
+            raise InvokeError(
+                400, "ValidationError", f"Endpoint {endpoint} of account {self.account} not found."
+            ) from exc
         variant = sm.describe_endpoint_config(EndpointConfigName=config_name)["ProductionVariants"][0]
         model = describe_model(sm, self.cfn_client, config_name, variant["ModelName"])
-        container = model.get("PrimaryContainer") or (model.get("Containers") or [{}])[0]
-        url = container.get("ModelDataUrl")
-        if container.get("ModelPackageName"):
-            package = sm.describe_model_package(ModelPackageName=container["ModelPackageName"])
-            url = package["InferenceSpecification"]["Containers"][0].get("ModelDataUrl") or url
+        primary = model.get("PrimaryContainer") or (model.get("Containers") or [{}])[0]
+        container = dict(primary)
+        environment: dict[str, str] = {}
+        if primary.get("ModelPackageName"):
+            package = sm.describe_model_package(ModelPackageName=primary["ModelPackageName"])
+            container = {**package["InferenceSpecification"]["Containers"][0], **container}
+            environment.update(package["InferenceSpecification"]["Containers"][0].get("Environment") or {})
+        environment.update(primary.get("Environment") or {})
+        url, image = container.get("ModelDataUrl"), str(container.get("Image", ""))
         if not url:
             raise model_error(f"model {variant['ModelName']} has no ModelDataUrl", 500)
-        return _Resolved(variant["VariantName"], str(url))
+        if image.rpartition(":")[0].rsplit("/", 1)[-1] != XGBOOST_REPOSITORY:
+            raise model_error(
+                f"the local runtime serves only the {XGBOOST_REPOSITORY} image, not {image}", 500
+            )
+        return Container(
+            variant=str(variant["VariantName"]),
+            image=image,
+            model_data_url=str(url),
+            environment={str(k): str(v) for k, v in environment.items()},
+            network_isolation=network_isolation(self.cfn_client, model),
+        )
 
-    def _booster(self, endpoint: str, model_data_url: str) -> Any:
-        key = (endpoint, model_data_url)
+    def _worker(self, endpoint: str, container: Container) -> Worker:
+        with self._starting:
+            return self._current_or_new_worker(endpoint, container)
+
+    def _current_or_new_worker(self, endpoint: str, container: Container) -> Worker:
         with self._lock:
-            if key in self._models:
-                return self._models[key]
-        location = urlparse(model_data_url)
+            current = self._workers.get(endpoint)
+            if current is not None and current.container.key == container.key:
+                return current
+        location = urlparse(container.model_data_url)
         try:
-            archive = self.s3_client.get_object(Bucket=location.netloc, Key=location.path.lstrip("/"))["Body"]
-            raw = extract_model(archive.read())
+            archive = self.s3_client.get_object(Bucket=location.netloc, Key=location.path.lstrip("/"))[
+                "Body"
+            ].read()
         except self.s3_client.exceptions.ClientError as exc:
-            raise model_error(f"cannot download the model artifact {model_data_url}: {exc}", 500) from exc
-        booster = load_booster(raw)
+            raise model_error(
+                f"cannot download the model artifact {container.model_data_url}: {exc}", 500
+            ) from exc
+        try:
+            worker = Worker(container, archive, self._log)
+        except (tarfile.TarError, OSError) as exc:
+            raise model_error(
+                f"the model artifact {container.model_data_url} is not a model.tar.gz: {exc}", 500
+            ) from exc
         with self._lock:
-            # one model per endpoint: a new artifact replaces the previous one
-            self._models = {k: v for k, v in self._models.items() if k[0] != endpoint}
-            self._models[key] = booster
-        self._log(f"{endpoint} loaded {model_data_url}")
-        return booster
+            old, self._workers[endpoint] = self._workers.get(endpoint), worker  # one container per endpoint
+        if old is not None:
+            old.stop()
+        mode = "script mode" if "SAGEMAKER_PROGRAM" in container.environment else "algorithm mode"
+        self._say(
+            f"{endpoint} started {container.image.rsplit('/', 1)[-1]} ({mode}) for {container.model_data_url}"
+            + (f": ping failed: {worker.failure}" if worker.failure else "")
+        )
+        return worker
 
-    def _log(self, line: str) -> None:
-        if self.log_file is not None:
-            self.log_file.parent.mkdir(parents=True, exist_ok=True)
-            with self.log_file.open("a") as out:
-                out.write(f"{time.strftime('%H:%M:%S')} {line}\n")
+    def _say(self, line: str) -> None:
+        if self._log is not None:
+            with contextlib.suppress(ValueError):
+                self._log.write(f"{time.strftime('%H:%M:%S')} {line}\n")

@@ -546,6 +546,7 @@ class Lab:
         return [r for r in rows if r][:count]
 
     def predict(self, endpoint_name: str, rows: Sequence[Sequence[str]]) -> list[float]:
+        """Predictions for raw records (the model's input contract: sex,length,...,shell_weight)."""
         runtime = self.state.client("sagemaker-runtime")
         body = "\n".join(",".join(r) for r in rows)
         answer = runtime.invoke_endpoint(
@@ -553,6 +554,22 @@ class Lab:
         )
         text = answer["Body"].read().decode()
         return [float(v) for v in text.replace(",", "\n").split() if v.strip()]
+
+    def refusal(self, endpoint_name: str, record: Sequence[str]) -> dict[str, Any]:
+        """Send one mis-shaped record; what the endpoint answered (an error is expected)."""
+        runtime = self.state.client("sagemaker-runtime")
+        try:
+            answer = runtime.invoke_endpoint(
+                EndpointName=endpoint_name, ContentType="text/csv", Body=",".join(record).encode()
+            )
+        except runtime.exceptions.ClientError as exc:
+            error = exc.response.get("Error", {})
+            return {
+                "code": error.get("Code", ""),
+                "status": exc.response.get("OriginalStatusCode"),
+                "message": exc.response.get("OriginalMessage") or error.get("Message", ""),
+            }
+        return {"code": "", "status": 200, "message": answer["Body"].read().decode()[:200]}
 
     # --- 6. delete -----------------------------------------------------------------------------------
 

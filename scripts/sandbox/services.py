@@ -170,6 +170,7 @@ class Services:
                 ACCOUNT,
                 log_file=root / "logs" / "inference.log",
                 cfn_client=self.state_stub.client("cloudformation"),
+                calls_file=root / IAM_CALLS_FILE,
             ).start()
             self._stack.callback(self.inference.stop)
             gitlab_cert = self.ca.issue("gitlab")

@@ -2,13 +2,19 @@
 
 Defaults come from the CI/CD variables the SageMaker project sets on this repository, so the
 CI job needs no flags: SAGEMAKER_EXECUTION_ROLE_ARN, ARTIFACT_BUCKET, MODEL_PACKAGE_GROUP_NAME,
-AWS_DEFAULT_REGION (or AWS_REGION), SAGEMAKER_PROJECT_NAME and SAGEMAKER_PROJECT_ID.
+AWS_DEFAULT_REGION (or AWS_REGION), SAGEMAKER_PROJECT_NAME and SAGEMAKER_PROJECT_ID. Optional:
+PIPELINE_STEP_CACHING=false (no step caching), PIPELINE_SPOT_TRAINING=false (on-demand training),
+PIPELINE_TIMEOUT_MINUTES (how long to follow an execution before stopping it, default 240).
+
+`run-pipeline` writes the definition and the execution it started into --artifacts-dir (default
+build/: the CI job keeps it as an artifact): pipeline-definition.json, pipeline-execution.json.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import json
 import logging
 import os
@@ -29,8 +35,15 @@ ENV_REGION = "AWS_DEFAULT_REGION"
 ENV_REGION_ALIAS = "AWS_REGION"
 ENV_PROJECT_NAME = "SAGEMAKER_PROJECT_NAME"
 ENV_PROJECT_ID = "SAGEMAKER_PROJECT_ID"
+ENV_STEP_CACHING = "PIPELINE_STEP_CACHING"
+ENV_SPOT_TRAINING = "PIPELINE_SPOT_TRAINING"
+ENV_TIMEOUT_MINUTES = "PIPELINE_TIMEOUT_MINUTES"
 INPUT_PARAMETER = "InputDataUrl"
 DEFAULT_MODULE = "pipelines.abalone.pipeline"
+DEFAULT_TIMEOUT_MINUTES = 240.0
+DEFINITION_FILE = "pipeline-definition.json"
+EXECUTION_FILE = "pipeline-execution.json"
+EXIT_INTERRUPTED = 130
 
 
 class ConfigError(ValueError):
@@ -49,6 +62,9 @@ class RunConfig:
     module: str = DEFAULT_MODULE
     parameters: Mapping[str, str] = field(default_factory=dict)
     input_data: str = ""
+    step_caching: bool = True
+    spot_training: bool = True
+    timeout_minutes: float = DEFAULT_TIMEOUT_MINUTES
 
 
 def _required(value: str | None, env: str, flag: str) -> str:
@@ -65,6 +81,25 @@ def parse_parameters(items: Sequence[str]) -> dict[str, str]:
             raise ConfigError(f"--parameter {item!r}: expected Name=Value")
         values[name] = value
     return values
+
+
+def _switch(flag_off: bool, env: Mapping[str, str], name: str) -> bool:
+    """On unless the --no-... flag is given or the variable says false/0/no/off."""
+    value = env.get(name, "").strip().lower()
+    if value and value not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
+        raise ConfigError(f"{name}={value!r}: expected true or false")
+    return not flag_off and value not in ("false", "0", "no", "off")
+
+
+def _minutes(value: Any, env: Mapping[str, str]) -> float:
+    raw = value if value is not None else env.get(ENV_TIMEOUT_MINUTES, "").strip() or DEFAULT_TIMEOUT_MINUTES
+    try:
+        minutes = float(raw)
+    except ValueError:
+        raise ConfigError(f"{ENV_TIMEOUT_MINUTES}/--timeout-minutes {raw!r} is not a number") from None
+    if minutes <= 0:
+        raise ConfigError(f"the timeout must be positive, got {minutes} minutes")
+    return minutes
 
 
 def load_config(args: argparse.Namespace, env: Mapping[str, str]) -> RunConfig:
@@ -87,6 +122,9 @@ def load_config(args: argparse.Namespace, env: Mapping[str, str]) -> RunConfig:
         module=args.module_name,
         parameters=parse_parameters(args.parameter or []),
         input_data=getattr(args, "input_data", "") or "",
+        step_caching=_switch(args.no_step_cache, env, ENV_STEP_CACHING),
+        spot_training=_switch(args.no_spot, env, ENV_SPOT_TRAINING),
+        timeout_minutes=_minutes(getattr(args, "timeout_minutes", None), env),
     )
 
 
@@ -103,6 +141,8 @@ def build_definition(config: RunConfig) -> tuple[str, list[dict[str, str]]]:
         for name in list(logging.root.manager.loggerDict):
             if name.startswith("sagemaker"):
                 logging.getLogger(name).setLevel(logging.ERROR)
+        options = {"enable_caching": config.step_caching, "use_spot_training": config.spot_training}
+        accepted = inspect.signature(module.get_pipeline).parameters
         pipeline = module.get_pipeline(
             region=config.region,
             role=config.role_arn,
@@ -110,6 +150,7 @@ def build_definition(config: RunConfig) -> tuple[str, list[dict[str, str]]]:
             pipeline_name=config.pipeline_name,
             model_package_group_name=config.model_package_group_name,
             base_job_prefix=config.pipeline_name,
+            **{k: v for k, v in options.items() if k in accepted},
         )
         definition = json.dumps(json.loads(pipeline.definition()), indent=2, sort_keys=True)
     return definition, module.project_tags(config.project_name, config.project_id)
@@ -169,21 +210,47 @@ def run_local(config: RunConfig, definition: str, workdir: Path | None) -> int:
     return 0
 
 
-def run_remote(config: RunConfig, definition: str, tags: list[dict[str, str]], poll_seconds: float) -> int:
-    from pipelines.remote import follow_execution, start_execution, upsert_pipeline
+def write_artifact(directory: Path | None, name: str, document: Any) -> None:
+    """Keep a JSON document in the artifacts directory (the CI job's artifact), if there is one."""
+    if directory is None:
+        return
+    directory.mkdir(parents=True, exist_ok=True)
+    text = document if isinstance(document, str) else json.dumps(document, indent=2, sort_keys=True)
+    (directory / name).write_text(text + "\n")
 
-    s3, sagemaker = _clients(config.region)
+
+def run_remote(
+    config: RunConfig,
+    definition: str,
+    tags: list[dict[str, str]],
+    poll_seconds: float,
+    artifacts: Path | None = None,
+    clients: Any = None,
+) -> int:
+    from pipelines.remote import RemoteRunError, follow_execution, start_execution, upsert_pipeline
+
+    s3, sagemaker = clients or _clients(config.region)
+    write_artifact(artifacts, DEFINITION_FILE, definition)
     parameters = stage_input(s3, config)
-    arn = upsert_pipeline(
-        sagemaker, config.pipeline_name, definition, config.role_arn, tags, "Abalone model build (GitLab CI)"
-    )
-    print(f"upserted {arn}")
-    execution_arn = start_execution(sagemaker, config.pipeline_name, parameters)
+    try:
+        arn = upsert_pipeline(
+            sagemaker, config.pipeline_name, definition, config.role_arn, tags, "Abalone model build (GitLab CI)"
+        )
+        print(f"upserted {arn}")
+        execution_arn = start_execution(sagemaker, config.pipeline_name, parameters)
+    except RemoteRunError as error:
+        print(f"run-pipeline: {error}", file=sys.stderr)
+        return 1
+    record = {"pipeline_arn": arn, "execution_arn": execution_arn, "parameters": parameters}
+    write_artifact(artifacts, EXECUTION_FILE, {**record, "status": "Executing"})
     print(f"started {execution_arn}")
-    status, reason = follow_execution(sagemaker, execution_arn, printer(), poll_seconds=poll_seconds)
+    status, reason = follow_execution(
+        sagemaker, execution_arn, printer(), poll_seconds=poll_seconds, timeout_seconds=config.timeout_minutes * 60
+    )
+    write_artifact(artifacts, EXECUTION_FILE, {**record, "status": status, "reason": reason})
     if status != "Succeeded":
         print(f"run-pipeline: execution {status}: {reason}", file=sys.stderr)
-        return 1
+        return EXIT_INTERRUPTED if status == "Interrupted" else 1
     print("execution succeeded")
     return 0
 
@@ -198,6 +265,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--project-name", help=f"default ${ENV_PROJECT_NAME}")
     parser.add_argument("--project-id", help=f"default ${ENV_PROJECT_ID}")
     parser.add_argument("--parameter", action="append", metavar="NAME=VALUE", help="pipeline parameter value")
+    parser.add_argument("--no-step-cache", action="store_true", help=f"no step caching (${ENV_STEP_CACHING}=false)")
+    parser.add_argument("--no-spot", action="store_true", help=f"on-demand training (${ENV_SPOT_TRAINING}=false)")
 
 
 def run_pipeline(argv: Sequence[str] | None = None) -> int:
@@ -207,13 +276,20 @@ def run_pipeline(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--input-data", help="s3:// URI or local CSV file for the InputDataUrl parameter")
     parser.add_argument("--workdir", type=Path, help="local runs: work directory (default ./.pipeline-local)")
     parser.add_argument("--poll-seconds", type=float, default=15.0)
+    parser.add_argument(
+        "--timeout-minutes", type=float, help=f"stop the execution after this long (${ENV_TIMEOUT_MINUTES}, 240)"
+    )
+    parser.add_argument(
+        "--artifacts-dir", type=Path, default=Path("build"), help="where the definition and execution ARN go"
+    )
     args = parser.parse_args(argv)
     try:
         config = load_config(args, os.environ)
         definition, tags = build_definition(config)
         if args.local:
+            write_artifact(args.artifacts_dir, DEFINITION_FILE, definition)
             return run_local(config, definition, args.workdir)
-        return run_remote(config, definition, tags, args.poll_seconds)
+        return run_remote(config, definition, tags, args.poll_seconds, args.artifacts_dir)
     except ConfigError as error:
         print(f"run-pipeline: {error}", file=sys.stderr)
         return 2

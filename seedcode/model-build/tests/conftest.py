@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import pytest
-import requests
 from moto.server import ThreadedMotoServer
-from support import REGION
+from support import use_fresh_moto
 
 
 @pytest.fixture(scope="session")
@@ -23,14 +21,4 @@ def moto_server() -> Iterator[str]:
 @pytest.fixture
 def aws(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
     """Fresh moto state; boto3 in this process and in subprocesses talks only to moto."""
-    requests.post(f"{moto_server}/moto-api/reset", timeout=10)
-    for key in list(os.environ):
-        if key.startswith("AWS_") or key.startswith("SAGEMAKER_"):
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
-    monkeypatch.setenv("SAGEMAKER_VALIDATE_ROLE", "false")
-    return moto_server
+    return use_fresh_moto(moto_server, monkeypatch)

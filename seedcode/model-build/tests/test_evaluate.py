@@ -1,63 +1,72 @@
+"""evaluate.py scores the packaged artifact through its own entry point, on raw records."""
+
 from __future__ import annotations
 
 import json
 import math
-import pickle
-import tarfile
-import warnings
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import xgboost as xgb
+from support import abalone_like
 
-from pipelines.abalone import evaluate
+from pipelines.abalone import evaluate, features, package_model, pipeline, preprocess
 
 
 @pytest.fixture(scope="module")
-def trained() -> tuple[xgb.Booster, np.ndarray, np.ndarray]:
-    rng = np.random.RandomState(0)
-    features = rng.rand(80, 4)
-    target = features[:, 0] * 10 + 2
-    booster = xgb.train({"max_depth": 2, "verbosity": 0}, xgb.DMatrix(features, label=target), 20)
-    return booster, target, features
+def splits() -> dict:
+    return preprocess.preprocess(abalone_like(300), seed=1)
 
 
-def _write(kind: str, booster: xgb.Booster, path: Path) -> Path:
-    if kind == "pickle":
-        path.write_bytes(pickle.dumps(booster))
-    elif kind == "binary":
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            path.write_bytes(bytes(booster.save_raw("deprecated")))
-    else:
-        booster.save_model(str(path.with_suffix(".json" if kind == "json" else ".ubj")))
-        path.with_suffix(".json" if kind == "json" else ".ubj").rename(path)
-    return path
+@pytest.fixture(scope="module")
+def booster(splits) -> xgb.Booster:
+    train = splits["train"].to_numpy(dtype=float)
+    return xgb.train({"max_depth": 3, "verbosity": 0}, xgb.DMatrix(train[:, 1:], label=train[:, 0]), 30)
 
 
-@pytest.mark.parametrize("kind", ["pickle", "binary", "json", "ubjson"])
-def test_every_container_model_format_is_sniffed_and_predicts_like_the_original(kind, trained, tmp_path):
-    booster, _, features = trained
-    path = _write(kind, booster, tmp_path / "xgboost-model")
-    assert evaluate.sniff_model_format(path.read_bytes()[:16]) == kind
-    loaded = evaluate.load_booster(path)
-    np.testing.assert_allclose(loaded.predict(xgb.DMatrix(features)), booster.predict(xgb.DMatrix(features)), rtol=1e-6)
+def packaged(booster: xgb.Booster, tmp_path: Path) -> Path:
+    code = [pipeline.BASE_DIR / name for name in pipeline.MODEL_CODE]
+    archive = tmp_path / "packaged" / "model.tar.gz"
+    archive.parent.mkdir(parents=True)
+    archive.write_bytes(package_model.package(bytes(booster.save_raw("ubj")), code))
+    return archive.parent
 
 
-@pytest.mark.parametrize("content", [b"", b"PK\x03\x04zipfile", b"hello world", b"{not json"])
-def test_a_file_no_container_writes_fails_with_a_clear_error(content, tmp_path):
-    path = tmp_path / "xgboost-model"
-    path.write_bytes(content)
-    with pytest.raises(evaluate.ModelFormatError, match="model file"):
-        evaluate.load_booster(path)
+def test_main_scores_raw_test_records_through_the_entry_point_like_the_booster_itself(splits, booster, tmp_path):
+    test_dir, out = tmp_path / "test", tmp_path / "evaluation"
+    test_dir.mkdir()
+    splits["test"].to_csv(test_dir / "test.csv", header=False, index=False)
+    code = evaluate.main(
+        ["--model-dir", str(packaged(booster, tmp_path)), "--test-dir", str(test_dir), "--output-dir", str(out)]
+    )
+    assert code == 0
+    report = json.loads((out / "evaluation.json").read_text())
+    engineered = features.engineer(list(splits["test"]["sex"]), splits["test"][list(features.MEASUREMENTS)].to_numpy())
+    direct = booster.predict(xgb.DMatrix(engineered.astype(np.float32)))
+    expected = float(np.mean((direct - splits["test"]["rings"].to_numpy()) ** 2))
+    assert report["regression_metrics"]["mse"]["value"] == pytest.approx(expected, rel=1e-9)
+    assert report["test_rows"] == len(splits["test"])
+    assert not any(name in sys.modules for name in ("inference", "features"))  # the artifact's modules are gone again
 
 
-def test_a_pickle_of_something_else_is_rejected(tmp_path):
-    path = tmp_path / "xgboost-model"
-    path.write_bytes(pickle.dumps({"not": "a booster"}))
-    with pytest.raises(evaluate.ModelFormatError, match="not an xgboost Booster"):
-        evaluate.load_booster(path)
+def test_an_artifact_without_its_code_fails_cleanly(booster, tmp_path, capsys):
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    (tmp_path / "xgboost-model").write_bytes(bytes(booster.save_raw("ubj")))
+    import tarfile
+
+    with tarfile.open(model_dir / "model.tar.gz", "w:gz") as tar:
+        tar.add(tmp_path / "xgboost-model", arcname="xgboost-model")
+    (tmp_path / "test.csv").write_text("10,M,0.4,0.3,0.1,0.5,0.2,0.1,0.15\n")
+    assert (
+        evaluate.main(
+            ["--model-dir", str(model_dir), "--test-dir", str(tmp_path / "test.csv"), "--output-dir", str(tmp_path)]
+        )
+        == 2
+    )
+    assert "has no code/inference.py" in capsys.readouterr().err
 
 
 def test_regression_metrics_match_hand_computed_values():
@@ -67,36 +76,3 @@ def test_regression_metrics_match_hand_computed_values():
     assert metrics["mae"]["value"] == pytest.approx(0.5)
     assert metrics["r2"]["value"] == pytest.approx(1 - 2 / 5)
     assert metrics["mse"]["standard_deviation"] == pytest.approx(np.std([0, -1, 1, 0]))
-
-
-def test_main_reads_model_tar_gz_and_writes_the_contract_evaluation_json(trained, tmp_path):
-    booster, target, features = trained
-    model_dir, test_dir, out_dir = tmp_path / "model", tmp_path / "test", tmp_path / "evaluation"
-    model_dir.mkdir()
-    test_dir.mkdir()
-    model = _write("ubjson", booster, tmp_path / "xgboost-model")
-    with tarfile.open(model_dir / "model.tar.gz", "w:gz") as archive:
-        archive.add(model, arcname="xgboost-model")
-    np.savetxt(test_dir / "test.csv", np.column_stack([target, features]), delimiter=",")
-    assert (
-        evaluate.main(["--model-dir", str(model_dir), "--test-dir", str(test_dir), "--output-dir", str(out_dir)]) == 0
-    )
-    report = json.loads((out_dir / "evaluation.json").read_text())
-    metrics = report["regression_metrics"]
-    assert set(metrics) >= {"mse", "rmse", "mae", "r2"}
-    assert {"value", "standard_deviation"} <= set(metrics["mse"])
-    expected = float(np.mean((booster.predict(xgb.DMatrix(features)) - target) ** 2))
-    assert metrics["mse"]["value"] == pytest.approx(expected)
-
-
-def test_main_fails_cleanly_when_the_archive_has_no_model(tmp_path, capsys):
-    model_dir = tmp_path / "model"
-    model_dir.mkdir()
-    other = tmp_path / "readme.txt"
-    other.write_text("x")
-    with tarfile.open(model_dir / "model.tar.gz", "w:gz") as archive:
-        archive.add(other, arcname="readme.txt")
-    assert (
-        evaluate.main(["--model-dir", str(model_dir), "--test-dir", str(tmp_path), "--output-dir", str(tmp_path)]) == 2
-    )
-    assert "does not contain xgboost-model" in capsys.readouterr().err

@@ -12,7 +12,7 @@ import pytest
 from support import BUCKET, GROUP, REGION, ROLE, abalone_like
 
 from pipelines import run_pipeline
-from pipelines.abalone import evaluate
+from pipelines.abalone import inference
 
 
 @pytest.fixture
@@ -35,7 +35,17 @@ def read_s3(uri: str) -> bytes:
 
 
 def test_local_run_registers_a_pending_model_with_real_metrics_and_test_data(project, tmp_path, capsys):
-    code = run_pipeline.run_pipeline(["--local", "--input-data", str(project), "--workdir", str(tmp_path / "w")])
+    code = run_pipeline.run_pipeline(
+        [
+            "--local",
+            "--input-data",
+            str(project),
+            "--workdir",
+            str(tmp_path / "w"),
+            "--artifacts-dir",
+            str(tmp_path / "artifacts"),
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0, out
     assert "RegisterAbaloneModel" in out and "Succeeded" in out
@@ -52,10 +62,27 @@ def test_local_run_registers_a_pending_model_with_real_metrics_and_test_data(pro
     test_rows = read_s3(package["CustomerMetadataProperties"]["TestDataS3Uri"]).decode().strip().splitlines()
     assert len(test_rows) == 60  # 15 % of 400
 
-    archive = read_s3(package["InferenceSpecification"]["Containers"][0]["ModelDataUrl"])
-    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        model_bytes = tar.extractfile("xgboost-model").read()
-    assert evaluate.sniff_model_format(model_bytes[:16]) == "ubjson"
+    assert len(test_rows[0].split(",")) == 9  # rings, then the raw record the endpoint takes
+
+    (container,) = package["InferenceSpecification"]["Containers"]
+    assert container["Environment"]["SAGEMAKER_PROGRAM"] == "inference.py"
+    assert container["Environment"]["SAGEMAKER_SUBMIT_DIRECTORY"] == "/opt/ml/model/code"
+    with tarfile.open(fileobj=io.BytesIO(read_s3(container["ModelDataUrl"]))) as tar:
+        assert {"xgboost-model", "code/inference.py", "code/features.py"} <= set(tar.getnames())
+        assert tar.extractfile("xgboost-model").read(1) == b"{"  # UBJSON, as the 3.0-5 container saves
+        tar.extractall(tmp_path / "model", filter="data")
+    model = inference.model_fn(str(tmp_path / "model"))
+    raw = "\n".join(row.split(",", 1)[1] for row in test_rows)
+    served = inference.predict_fn(inference.input_fn(raw, "text/csv"), model)
+    truth = [float(row.split(",", 1)[0]) for row in test_rows]
+    mse = sum((p - t) ** 2 for p, t in zip(served, truth, strict=True)) / len(truth)
+    assert mse == pytest.approx(report["regression_metrics"]["mse"]["value"], rel=1e-6)
+    definition = json.loads((tmp_path / "artifacts" / "pipeline-definition.json").read_text())
+    assert [s["Name"] for s in definition["Steps"]][:3] == [
+        "PreprocessAbaloneData",
+        "TrainAbaloneModel",
+        "PackageAbaloneModel",
+    ]
 
 
 def test_a_model_above_the_threshold_hits_the_fail_step_with_the_metric_and_threshold(
@@ -69,6 +96,8 @@ def test_a_model_above_the_threshold_hits_the_fail_step_with_the_metric_and_thre
             str(project),
             "--workdir",
             "w",
+            "--artifacts-dir",
+            "artifacts",
             "--parameter",
             "MseThreshold=0.0001",
         ]
@@ -83,3 +112,22 @@ def test_a_model_above_the_threshold_hits_the_fail_step_with_the_metric_and_thre
 def test_missing_contract_variable_is_named(aws, capsys):
     assert run_pipeline.run_pipeline(["--local"]) == 2
     assert "SAGEMAKER_EXECUTION_ROLE_ARN is not set" in capsys.readouterr().err
+
+
+def test_an_instance_type_sagemaker_does_not_offer_fails_the_step_before_it_runs(project, tmp_path, capsys):
+    code = run_pipeline.run_pipeline(
+        [
+            "--local",
+            "--input-data",
+            str(project),
+            "--workdir",
+            str(tmp_path / "w"),
+            "--artifacts-dir",
+            str(tmp_path / "a"),
+            "--parameter",
+            "TrainingInstanceType=ml.t2.medium",
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "TrainAbaloneModel" in err and "'ml.t2.medium' is not an instance type SageMaker accepts for training" in err

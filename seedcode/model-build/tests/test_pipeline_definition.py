@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import boto3
 import pytest
-from support import BUCKET, GROUP, REGION, ROLE
+from support import BUCKET, GROUP, REGION, ROLE, use_fresh_moto
 
 from pipelines.abalone import hyperparameters as hp
 from pipelines.abalone import pipeline as abalone
 from pipelines.local.runner import step_graph
 
 
-def build(name: str = "abalone-test") -> str:
+def build(name: str = "abalone-test", **options: Any) -> str:
     return abalone.get_pipeline(
         region=REGION,
         role=ROLE,
@@ -22,13 +23,17 @@ def build(name: str = "abalone-test") -> str:
         pipeline_name=name,
         model_package_group_name=GROUP,
         base_job_prefix=name,
+        **options,
     ).definition()
 
 
-@pytest.fixture
-def definition(aws: str) -> dict[str, Any]:
-    boto3.client("s3", region_name=REGION).create_bucket(Bucket=BUCKET)
-    return json.loads(build())
+@pytest.fixture(scope="module")
+def definition(moto_server: str) -> Iterator[dict[str, Any]]:
+    """Built once for the module (about 1.5 s a build); tests that read S3 build their own."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        use_fresh_moto(moto_server, monkeypatch)
+        boto3.client("s3", region_name=REGION).create_bucket(Bucket=BUCKET)
+        yield json.loads(build())
 
 
 def steps_by_name(definition: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -40,11 +45,14 @@ def test_steps_and_their_dependencies(definition):
     assert [s["Name"] for s in definition["Steps"]] == [
         abalone.STEP_PREPROCESS,
         abalone.STEP_TRAIN,
+        abalone.STEP_PACKAGE,
         abalone.STEP_EVALUATE,
         abalone.STEP_CONDITION,
     ]
     assert parents[abalone.STEP_TRAIN] == {abalone.STEP_PREPROCESS}
-    assert parents[abalone.STEP_EVALUATE] == {abalone.STEP_PREPROCESS, abalone.STEP_TRAIN}
+    assert parents[abalone.STEP_PACKAGE] == {abalone.STEP_TRAIN}
+    assert parents[abalone.STEP_EVALUATE] == {abalone.STEP_PREPROCESS, abalone.STEP_PACKAGE}
+    assert abalone.STEP_PACKAGE in parents[abalone.STEP_REGISTER]
     assert parents[abalone.STEP_CONDITION] == {abalone.STEP_EVALUATE}
     assert abalone.STEP_CONDITION in parents[abalone.STEP_REGISTER]
     assert steps[abalone.STEP_REGISTER]["Type"] == "RegisterModel"
@@ -83,7 +91,13 @@ def test_registration_targets_the_group_with_csv_metrics_and_test_data(definitio
     assert spec["SupportedContentTypes"] == ["text/csv"]
     assert spec["SupportedRealtimeInferenceInstanceTypes"] and spec["SupportedTransformInstanceTypes"]
     assert spec["Containers"][0]["ModelDataUrl"] == {
-        "Get": f"Steps.{abalone.STEP_TRAIN}.ModelArtifacts.S3ModelArtifacts"
+        "Std:Join": {
+            "On": "/",
+            "Values": [
+                {"Get": f"Steps.{abalone.STEP_PACKAGE}.ProcessingOutputConfig.Outputs['packaged'].S3Output.S3Uri"},
+                "model.tar.gz",
+            ],
+        }
     }
     statistics = register["ModelMetrics"]["ModelQuality"]["Statistics"]
     assert statistics["ContentType"] == "application/json"
@@ -104,9 +118,9 @@ def test_parameters_and_their_defaults(definition):
     } <= set(parameters)
 
 
-def test_definition_is_deterministic(definition):
+def test_definition_is_deterministic(definition, aws):
+    boto3.client("s3", region_name=REGION).create_bucket(Bucket=BUCKET)
     assert json.loads(build()) == definition
-    assert build() == build()
 
 
 def test_project_tags():
@@ -115,3 +129,81 @@ def test_project_tags():
         {"Key": "sagemaker:project-id", "Value": "p-1"},
     ]
     assert abalone.project_tags(None, None) == []
+
+
+def test_the_registered_container_serves_the_packaged_entry_point_in_script_mode(definition):
+    (container,) = steps_by_name(definition)[abalone.STEP_REGISTER]["Arguments"]["InferenceSpecification"]["Containers"]
+    assert container["Image"].endswith(f"/sagemaker-xgboost:{hp.XGBOOST_CONTAINER_VERSION}")
+    environment = container["Environment"]
+    assert environment["SAGEMAKER_PROGRAM"] == "inference.py"
+    assert environment["SAGEMAKER_SUBMIT_DIRECTORY"] == "/opt/ml/model/code"
+    assert environment["SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT"] == "text/csv"
+    for name in abalone.SCRIPT_MODE_VARIABLES:
+        assert environment[name].strip(), name
+    abalone.check_serving_containers([container])
+
+
+@pytest.mark.parametrize(
+    "environment",
+    [
+        {"SAGEMAKER_PROGRAM": "", "SAGEMAKER_SUBMIT_DIRECTORY": ""},  # what SDK v3 ModelBuilder.register writes
+        {"SAGEMAKER_PROGRAM": "inference.py", "SAGEMAKER_SUBMIT_DIRECTORY": " "},
+        {"SAGEMAKER_PROGRAM": "inference.py"},
+    ],
+)
+def test_an_empty_or_half_script_mode_environment_is_caught(environment):
+    with pytest.raises(abalone.DefinitionError, match="SAGEMAKER_"):
+        abalone.check_serving_containers([{"Image": "x", "Environment": environment}])
+
+
+def test_algorithm_mode_without_script_variables_is_accepted():
+    abalone.check_serving_containers([{"Image": "x", "Environment": {"SAGEMAKER_REGION": REGION}}, {"Image": "y"}])
+
+
+def test_the_package_step_puts_the_shared_model_code_next_to_the_model(aws):
+    boto3.client("s3", region_name=REGION).create_bucket(Bucket=BUCKET)
+    steps = steps_by_name(json.loads(build()))
+    package = steps[abalone.STEP_PACKAGE]["Arguments"]
+    inputs = {i["InputName"]: i["S3Input"] for i in package["ProcessingInputs"]}
+    assert inputs["model"]["S3Uri"] == {"Get": f"Steps.{abalone.STEP_TRAIN}.ModelArtifacts.S3ModelArtifacts"}
+    code_uri = inputs[abalone.MODEL_CODE_INPUT]["S3Uri"]
+    bucket, _, prefix = code_uri[5:].partition("/")
+    keys = {
+        o["Key"]
+        for o in boto3.client("s3", region_name=REGION).list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"]
+    }
+    assert {key.rsplit("/", 1)[-1] for key in keys} == set(abalone.MODEL_CODE)
+    preprocess = steps[abalone.STEP_PREPROCESS]["Arguments"]
+    assert preprocess["Environment"]["PYTHONPATH"] == inputs[abalone.MODEL_CODE_INPUT]["LocalPath"]
+    assert code_uri in [i["S3Input"]["S3Uri"] for i in preprocess["ProcessingInputs"]]
+    evaluate_inputs = {
+        i["InputName"]: i["S3Input"]["S3Uri"] for i in steps[abalone.STEP_EVALUATE]["Arguments"]["ProcessingInputs"]
+    }
+    assert evaluate_inputs["model"] == {
+        "Get": f"Steps.{abalone.STEP_PACKAGE}.ProcessingOutputConfig.Outputs['packaged'].S3Output.S3Uri"
+    }
+
+
+def test_cost_controls_caching_spot_and_retries_are_in_the_definition(definition):
+    steps = steps_by_name(definition)
+    for name in (abalone.STEP_PREPROCESS, abalone.STEP_TRAIN, abalone.STEP_PACKAGE, abalone.STEP_EVALUATE):
+        assert steps[name]["CacheConfig"] == {"Enabled": True, "ExpireAfter": abalone.CACHE_EXPIRY}
+        kinds = [set(policy["ExceptionType"]) for policy in steps[name]["RetryPolicies"]]
+        assert {"Step.THROTTLING", "Step.SERVICE_FAULT"} in kinds
+        assert {"SageMaker.CAPACITY_ERROR", "SageMaker.RESOURCE_LIMIT", "SageMaker.JOB_INTERNAL_ERROR"} in kinds
+    train = steps[abalone.STEP_TRAIN]["Arguments"]
+    assert train["EnableManagedSpotTraining"] is True
+    stopping = train["StoppingCondition"]
+    assert stopping["MaxWaitTimeInSeconds"] >= stopping["MaxRuntimeInSeconds"]
+    checkpoint = train["CheckpointConfig"]
+    assert checkpoint["LocalPath"] == abalone.CHECKPOINT_LOCAL_PATH
+    assert "Execution.PipelineExecutionId" in json.dumps(checkpoint["S3Uri"])
+    register = steps[abalone.STEP_REGISTER]
+    assert [set(p["ExceptionType"]) for p in register["RetryPolicies"]] == [{"Step.THROTTLING", "Step.SERVICE_FAULT"}]
+
+
+def test_caching_and_spot_can_be_turned_off(aws):
+    boto3.client("s3", region_name=REGION).create_bucket(Bucket=BUCKET)
+    steps = steps_by_name(json.loads(build(enable_caching=False, use_spot_training=False)))
+    assert steps[abalone.STEP_PREPROCESS]["CacheConfig"]["Enabled"] is False
+    assert steps[abalone.STEP_TRAIN]["Arguments"].get("EnableManagedSpotTraining") in (None, False)

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from support import abalone_like
 
-from pipelines.abalone import preprocess
+from pipelines.abalone import features, preprocess
 
 
 def test_model_frame_has_target_first_then_exactly_the_feature_columns():
@@ -66,8 +66,20 @@ def test_main_reads_the_input_dir_ignoring_the_code_subdir_and_writes_headerless
     (input_dir / "code" / "preprocess.py").write_text("print('not data')\n")
     abalone_like(100).to_csv(input_dir / "abalone.csv", header=False, index=False)
     assert preprocess.main(["--input-dir", str(input_dir), "--output-dir", str(tmp_path), "--seed", "1"]) == 0
+    train_rows = pd.read_csv(tmp_path / "train" / "train.csv", header=None)
+    assert train_rows.shape == (70, 1 + len(preprocess.FEATURE_COLUMNS))
     test_rows = pd.read_csv(tmp_path / "test" / "test.csv", header=None)
-    assert test_rows.shape == (15, 1 + len(preprocess.FEATURE_COLUMNS))
+    assert test_rows.shape == (15, 1 + 8)  # target, then the raw record a client sends
+    assert set(test_rows[1]) <= set(preprocess.SEX_VALUES)
+
+
+def test_train_and_validation_are_features_and_test_is_raw_records_of_disjoint_abalones():
+    splits = preprocess.preprocess(abalone_like(100), seed=5)
+    assert list(splits["train"].columns) == [preprocess.TARGET, *preprocess.FEATURE_COLUMNS]
+    assert list(splits["test"].columns) == [preprocess.TARGET, *features.RAW_COLUMNS]
+    engineered_test = preprocess.to_model_frame(splits["test"])
+    lengths = set(splits["train"]["length"].round(9)) | set(splits["validation"]["length"].round(9))
+    assert not lengths & set(engineered_test["length"].round(9))
 
 
 def test_main_reports_bad_data_without_a_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str]):

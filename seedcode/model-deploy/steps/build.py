@@ -41,6 +41,11 @@ from steps.common import (
     write_json,
 )
 
+# Container variables that select script mode in SageMaker's framework images: set, they must name
+# the entry point and its directory (set but empty, the XGBoost image imports a module named "" and
+# fails its /ping health check, so the endpoint never goes InService).
+SCRIPT_MODE_VARIABLES = ("SAGEMAKER_PROGRAM", "SAGEMAKER_SUBMIT_DIRECTORY")
+
 # Parameters the build step fills in; a stage config file must not set them.
 BUILD_PARAMETERS = (
     "SageMakerProjectName",
@@ -102,6 +107,21 @@ def latest_approved_arn(sm: Any, group: str) -> str:
     return str(found[0]["ModelPackageArn"])
 
 
+def check_serving_containers(arn: str, containers: list[dict[str, Any]]) -> None:
+    """Refuse a package whose containers could not pass the endpoint's health check."""
+    if not containers:
+        raise StepError(f"model package {arn} has no InferenceSpecification containers to deploy")
+    for index, container in enumerate(containers):
+        environment = container.get("Environment") or {}
+        empty = [n for n in SCRIPT_MODE_VARIABLES if n in environment and not str(environment[n]).strip()]
+        if empty:
+            raise StepError(
+                f"model package {arn} container {index} sets {' and '.join(empty)} to an empty value; the "
+                "serving image would fail its /ping and the endpoint would never go InService: register the "
+                "package again with the model-build pipeline (it names inference.py and /opt/ml/model/code)"
+            )
+
+
 def select_model_package(sm: Any, group: str, requested_arn: str | None) -> ModelPackage:
     """The package to deploy: `requested_arn` if given, else the latest Approved one; checked either way."""
     arn = requested_arn.strip() if requested_arn and requested_arn.strip() else latest_approved_arn(sm, group)
@@ -118,6 +138,7 @@ def select_model_package(sm: Any, group: str, requested_arn: str | None) -> Mode
             f"model package {arn} is {status}, not {APPROVED}; approve it in SageMaker Studio (or with "
             "`aws sagemaker update-model-package --model-approval-status Approved`) before deploying it"
         )
+    check_serving_containers(arn, list(desc.get("InferenceSpecification", {}).get("Containers", [])))
     statistics = desc.get("ModelMetrics", {}).get("ModelQuality", {}).get("Statistics", {})
     evaluation_uri = statistics.get("S3Uri", "")
     if not evaluation_uri:

@@ -1,9 +1,14 @@
-"""Staging test: send the model's held-out rows to the staging endpoint and check what comes back.
+"""Staging test: send the model's held-out records to the staging endpoint and check what comes back.
+
+The held-out file (the package's TestDataS3Uri) has no header, the target first and then the raw
+record exactly as a client sends it (for the Abalone seed: sex,length,...,shell_weight); each
+request carries those records unchanged as text/csv.
 
 Checks (each one a JUnit test case, so GitLab shows them on the pipeline's Tests tab):
-  responses-parse    every response is text/csv with one number per row sent
-  mse-within-bound   MSE on the rows <= the registered evaluation MSE + tolerance
-  latency-p95        95th percentile of request latency <= the bound
+  responses-parse           every response is text/csv with one number per record sent
+  mse-within-bound          MSE on the records <= the registered evaluation MSE + tolerance
+  latency-p95               95th percentile of request latency <= the bound
+  malformed-record-refused  a record with one value missing gets a 4xx, never a prediction
 Exits non-zero when any check fails.
 
 The MSE bound is  reference + max(rel * reference, abs) + sampling allowance.  When the test sends every
@@ -52,6 +57,7 @@ ENV_ROWS_PER_REQUEST = "STAGING_TEST_ROWS_PER_REQUEST"
 ENV_MSE_REL_TOLERANCE = "STAGING_TEST_MSE_REL_TOLERANCE"
 ENV_MSE_ABS_TOLERANCE = "STAGING_TEST_MSE_ABS_TOLERANCE"
 ENV_MAX_P95_MS = "STAGING_TEST_MAX_P95_LATENCY_MS"
+ENV_CHECK_MALFORMED = "STAGING_TEST_CHECK_MALFORMED"
 
 
 @dataclass(frozen=True)
@@ -65,6 +71,7 @@ class TestSettings:
     mse_rel_tolerance: float = 0.10
     mse_abs_tolerance: float = 1e-6
     max_p95_latency_ms: float = 1000.0
+    check_malformed: bool = True
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -91,13 +98,21 @@ class TestSettings:
             mse_rel_tolerance=get(ENV_MSE_REL_TOLERANCE, float, d.mse_rel_tolerance),
             mse_abs_tolerance=get(ENV_MSE_ABS_TOLERANCE, float, d.mse_abs_tolerance),
             max_p95_latency_ms=get(ENV_MAX_P95_MS, float, d.max_p95_latency_ms),
+            check_malformed=get(ENV_CHECK_MALFORMED, _flag, d.check_malformed),
         )
+
+
+def _flag(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value not in ("true", "false"):
+        raise ValueError(raw)
+    return value == "true"
 
 
 @dataclass(frozen=True)
 class Row:
     target: float
-    features: str  # one CSV line without the target, exactly as the endpoint expects it
+    features: str  # one CSV line without the target: the record exactly as a client sends it
 
 
 @dataclass(frozen=True)
@@ -192,6 +207,43 @@ def invoke_all(
             result.predictions.extend([None] * len(batch))
     result.seconds = clock() - begin
     return result
+
+
+def malformed_record(row: Row) -> str:
+    """The record with its last value dropped: a shape no fixed-column model may answer."""
+    cells = next(csv.reader([row.features]))
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="").writerow(cells[:-1])
+    return buffer.getvalue()
+
+
+def probe_malformed(row: Row, invoke: Callable[[str], bytes]) -> Check:
+    """Send a mis-shaped record; pass when the endpoint refuses it with a client error (HTTP 4xx)."""
+    record = malformed_record(row)
+    begin = time.perf_counter()
+    name = "malformed-record-refused"
+    try:
+        body = invoke(record)
+    except ClientError as exc:
+        seconds = time.perf_counter() - begin
+        error = exc.response.get("Error", {})
+        # A ModelError wraps the container's answer: its status is OriginalStatusCode, not the 424.
+        status = exc.response.get("OriginalStatusCode")
+        if status is None and error.get("Code") != "ModelError":
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        detail = f"{error.get('Code')} (status {status}): {str(error.get('Message', ''))[:160]}"
+        refused = isinstance(status, int) and 400 <= status < 500
+        verdict = "refused" if refused else "failed, but not with a client error (4xx)"
+        return Check(
+            name, refused, f"a record of {record.count(',') + 1} values was {verdict}: {detail}", seconds
+        )
+    return Check(
+        name,
+        False,
+        f"a record of {record.count(',') + 1} values got an answer instead of a 4xx: {body[:80]!r}; "
+        "clients sending a wrong record would get a plausible but wrong prediction",
+        time.perf_counter() - begin,
+    )
 
 
 def percentile(values: Sequence[float], pct: float) -> float:
@@ -337,6 +389,8 @@ def run_staging_test(
     log(f"Invoking {endpoint_name} with {len(rows)} of {len(all_rows)} held-out rows from {test_data_uri}")
     invocations = invoke_all(rows, invoke, settings.rows_per_request, clock)
     checks = evaluate(rows, len(all_rows), invocations, reference, settings)
+    if settings.check_malformed:
+        checks.append(probe_malformed(rows[0], invoke))
     write_junit(
         checks,
         junit_path,
@@ -374,6 +428,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mse-rel-tolerance", type=float, help=f"${ENV_MSE_REL_TOLERANCE}, default 0.10")
     parser.add_argument("--mse-abs-tolerance", type=float, help=f"${ENV_MSE_ABS_TOLERANCE}, default 1e-6")
     parser.add_argument("--max-p95-latency-ms", type=float, help=f"${ENV_MAX_P95_MS}, default 1000")
+    parser.add_argument(
+        "--no-malformed-check",
+        action="store_true",
+        help=f"skip malformed-record-refused (${ENV_CHECK_MALFORMED}=false)",
+    )
     args = parser.parse_args(argv)
 
     def body() -> int:
@@ -388,6 +447,7 @@ def main(argv: list[str] | None = None) -> int:
                 ("mse_rel_tolerance", args.mse_rel_tolerance),
                 ("mse_abs_tolerance", args.mse_abs_tolerance),
                 ("max_p95_latency_ms", args.max_p95_latency_ms),
+                ("check_malformed", False if args.no_malformed_check else None),
             )
             if value is not None
         }

@@ -97,6 +97,7 @@ class Registry:
         test_rows: str = "10,0.5,0.4\n7,0.3,0.2\n",
         with_metrics: bool = True,
         with_test_data: bool = True,
+        environment: dict[str, str] | None = None,
     ) -> str:
         count = len(self.sm.list_model_packages(ModelPackageGroupName=group)["ModelPackageSummaryList"])
         prefix = f"{group}/v{count + 1}"
@@ -124,7 +125,11 @@ class Registry:
                 ModelApprovalStatus=status,
                 InferenceSpecification={
                     "Containers": [
-                        {"Image": IMAGE, "ModelDataUrl": f"s3://{self.bucket}/{prefix}/model.tar.gz"}
+                        {
+                            "Image": IMAGE,
+                            "ModelDataUrl": f"s3://{self.bucket}/{prefix}/model.tar.gz",
+                            **({"Environment": environment} if environment is not None else {}),
+                        }
                     ],
                     "SupportedContentTypes": ["text/csv"],
                     "SupportedResponseMIMETypes": ["text/csv"],

@@ -1,15 +1,23 @@
 """The Abalone model-build pipeline on the SageMaker Python SDK v3.
 
-preprocess (scikit-learn processing) -> train (built-in XGBoost, validation channel,
-early stopping) -> evaluate (evaluation.json) -> MSE <= threshold ? register : fail.
+preprocess (scikit-learn processing) -> train (built-in XGBoost, validation channel, early
+stopping, managed spot) -> package (model.tar.gz + code/inference.py + code/features.py) ->
+evaluate (the packaged entry point on raw test records) -> MSE <= threshold ? register : fail.
 
-Building the definition talks to S3 once: the SDK uploads preprocess.py and evaluate.py
-under s3://<default_bucket>/<pipeline_name>/code/<content hash>/, so the same sources give
-the same definition JSON.
+The registered container is the XGBoost image in script mode: SAGEMAKER_PROGRAM=inference.py and
+SAGEMAKER_SUBMIT_DIRECTORY=/opt/ml/model/code, the code inside the artifact because the deploy
+repository's model is network-isolated (it cannot fetch a source tarball at run time).
+
+Building the definition talks to S3: the SDK uploads the processing scripts under
+s3://<default_bucket>/<pipeline_name>/code/<content hash>/, and get_pipeline uploads the model
+code (MODEL_CODE files) under s3://<default_bucket>/<base_job_prefix>/model-code/<content hash>/,
+so the same sources give the same definition JSON.
 """
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +29,25 @@ SKLEARN_PROCESSING_VERSION = "1.4-2"
 PROJECT_TAG_NAME = "sagemaker:project-name"
 PROJECT_TAG_ID = "sagemaker:project-id"
 METADATA_TEST_DATA_URI = "TestDataS3Uri"  # read by the model-deploy repository's staging test
+# What goes into model.tar.gz's code/ directory: the entry point and the one feature module.
+ENTRY_POINT = "inference.py"
+MODEL_CODE = (ENTRY_POINT, "features.py")
+MODEL_CODE_INPUT = "model-code"
+SERVING_CODE_DIR = "/opt/ml/model/code"  # where SageMaker extracts the artifact's code/ directory
+# The container environment the registered package names (script mode, see inference.py).
+SERVING_ENVIRONMENT = {
+    "SAGEMAKER_PROGRAM": ENTRY_POINT,
+    "SAGEMAKER_SUBMIT_DIRECTORY": SERVING_CODE_DIR,
+    "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT": "text/csv",
+}
+SCRIPT_MODE_VARIABLES = ("SAGEMAKER_PROGRAM", "SAGEMAKER_SUBMIT_DIRECTORY")
+CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
+CACHE_EXPIRY = "P30D"
 
 # Step names (the local runner and the tests refer to them).
 STEP_PREPROCESS = "PreprocessAbaloneData"
 STEP_TRAIN = "TrainAbaloneModel"
+STEP_PACKAGE = "PackageAbaloneModel"
 STEP_EVALUATE = "EvaluateAbaloneModel"
 STEP_CONDITION = "CheckMSEAbaloneEvaluation"
 STEP_REGISTER = "RegisterAbaloneModel"
@@ -44,6 +67,81 @@ def project_tags(project_name: str | None, project_id: str | None) -> list[dict[
     if project_id:
         tags.append({"Key": PROJECT_TAG_ID, "Value": project_id})
     return tags
+
+
+class DefinitionError(ValueError):
+    """The pipeline would register something SageMaker could not serve; the message says what."""
+
+
+def check_serving_containers(containers: Sequence[Mapping[str, Any]]) -> None:
+    """Refuse a container whose script-mode variables are set but empty.
+
+    In the XGBoost image a set SAGEMAKER_PROGRAM, even "", selects script mode and imports a module
+    named "" (sagemaker_containers' ServingEnv reads it as is; serving.main imports it): the
+    endpoint's /ping fails with "ValueError: Empty module name". SDK v3 ModelBuilder.register writes
+    both variables empty when it has no entry point.
+    """
+    for index, container in enumerate(containers):
+        environment = container.get("Environment") or {}
+        for name in SCRIPT_MODE_VARIABLES:
+            if name in environment and not str(environment[name]).strip():
+                raise DefinitionError(
+                    f"container {index} of the registered model has {name} set but empty; the XGBoost image "
+                    "would take it for script mode and fail its /ping: set both script-mode variables to "
+                    "the entry point and its directory, or remove them for algorithm mode"
+                )
+        program = environment.get("SAGEMAKER_PROGRAM")
+        if program and not environment.get("SAGEMAKER_SUBMIT_DIRECTORY"):
+            raise DefinitionError(
+                f"container {index} names SAGEMAKER_PROGRAM={program} without SAGEMAKER_SUBMIT_DIRECTORY; "
+                f"the code is in the artifact, so set it to {SERVING_CODE_DIR}"
+            )
+
+
+def upload_model_code(session: Any, bucket: str, prefix: str) -> str:
+    """Upload MODEL_CODE under s3://<bucket>/<prefix>/model-code/<content hash>/ once; return that prefix URI."""
+    digest = hashlib.sha256()
+    sources = {name: (BASE_DIR / name).read_bytes() for name in MODEL_CODE}
+    for name, data in sorted(sources.items()):
+        digest.update(name.encode() + b"\0" + data + b"\0")
+    key_prefix = f"{prefix}/{MODEL_CODE_INPUT}/{digest.hexdigest()[:16]}"
+    s3 = session.boto_session.client("s3")
+    for name, data in sources.items():
+        s3.put_object(Bucket=bucket, Key=f"{key_prefix}/{name}", Body=data)
+    return f"s3://{bucket}/{key_prefix}/"
+
+
+def retry_policies(job: bool) -> list[Any]:
+    """Retries for throttling and service faults; job steps also for capacity, limits and internal errors."""
+    from sagemaker.mlops.workflow.retry import (
+        SageMakerJobExceptionTypeEnum,
+        SageMakerJobStepRetryPolicy,
+        StepExceptionTypeEnum,
+        StepRetryPolicy,
+    )
+
+    policies: list[Any] = [
+        StepRetryPolicy(
+            exception_types=[StepExceptionTypeEnum.THROTTLING, StepExceptionTypeEnum.SERVICE_FAULT],
+            interval_seconds=10,
+            backoff_rate=2.0,
+            max_attempts=5,
+        )
+    ]
+    if job:
+        policies.append(
+            SageMakerJobStepRetryPolicy(
+                exception_types=[
+                    SageMakerJobExceptionTypeEnum.CAPACITY_ERROR,
+                    SageMakerJobExceptionTypeEnum.RESOURCE_LIMIT,
+                    SageMakerJobExceptionTypeEnum.INTERNAL_ERROR,
+                ],
+                interval_seconds=60,
+                backoff_rate=2.0,
+                max_attempts=3,
+            )
+        )
+    return policies
 
 
 def get_session(region: str, default_bucket: str) -> Any:
@@ -68,13 +166,28 @@ def get_pipeline(
     mse_threshold: float = 6.0,
     hyperparameters: dict[str, str] | None = None,
     sagemaker_session: Any = None,
+    enable_caching: bool = True,
+    use_spot_training: bool = True,
+    max_runtime_seconds: int = 3600,
+    max_spot_wait_seconds: int = 7200,
 ) -> Any:
-    """Build the pipeline. Nothing runs until it is upserted and started."""
+    """Build the pipeline. Nothing runs until it is upserted and started.
+
+    enable_caching: reuse a step's earlier result when its cache-key attributes are unchanged
+    (CacheConfig, CACHE_EXPIRY); the training step's per-execution checkpoint location keeps it
+    from ever resuming another run's checkpoints, so in practice preprocessing is what is reused.
+    """
     from sagemaker.core import image_uris
     from sagemaker.core.model_metrics import MetricsSource, ModelMetrics
     from sagemaker.core.processing import ProcessingInput, ProcessingOutput, ScriptProcessor
     from sagemaker.core.shapes.shapes import ProcessingS3Input, ProcessingS3Output
-    from sagemaker.core.training.configs import Compute, InputData, OutputDataConfig, StoppingCondition
+    from sagemaker.core.training.configs import (
+        CheckpointConfig,
+        Compute,
+        InputData,
+        OutputDataConfig,
+        StoppingCondition,
+    )
     from sagemaker.core.workflow.conditions import ConditionLessThanOrEqualTo
     from sagemaker.core.workflow.execution_variables import ExecutionVariables
     from sagemaker.core.workflow.functions import Join, JsonGet
@@ -84,7 +197,7 @@ def get_pipeline(
     from sagemaker.mlops.workflow.fail_step import FailStep
     from sagemaker.mlops.workflow.model_step import ModelStep
     from sagemaker.mlops.workflow.pipeline import Pipeline
-    from sagemaker.mlops.workflow.steps import ProcessingStep, TrainingStep
+    from sagemaker.mlops.workflow.steps import CacheConfig, ProcessingStep, TrainingStep
     from sagemaker.serve.model_builder import ModelBuilder
     from sagemaker.train import ModelTrainer
 
@@ -101,6 +214,17 @@ def get_pipeline(
     approval_status = ParameterString(name="ModelApprovalStatus", default_value="PendingManualApproval")
     threshold = ParameterFloat(name="MseThreshold", default_value=mse_threshold)
     split_seed = ParameterInteger(name="SplitSeed", default_value=42)
+    cache = CacheConfig(enable_caching=enable_caching, expire_after=CACHE_EXPIRY)
+    model_code_uri = upload_model_code(session, default_bucket, base_job_prefix)
+    model_code_input = ProcessingInput(
+        input_name=MODEL_CODE_INPUT,
+        s3_input=ProcessingS3Input(
+            s3_uri=model_code_uri,
+            local_path=f"{PROCESSING}/input/{MODEL_CODE_INPUT}",
+            s3_data_type="S3Prefix",
+            s3_input_mode="File",
+        ),
+    )
 
     sklearn_image = image_uris.retrieve(
         framework="sklearn", region=region, version=SKLEARN_PROCESSING_VERSION, instance_type=processing_instance_type
@@ -116,6 +240,8 @@ def get_pipeline(
         base_job_name=f"{base_job_prefix}-preprocess",
         role=role,
         sagemaker_session=session,
+        # preprocess.py imports the shared features.py from the model-code input
+        env={"PYTHONPATH": f"{PROCESSING}/input/{MODEL_CODE_INPUT}"},
     )
     split_outputs = [
         ProcessingOutput(
@@ -141,7 +267,8 @@ def get_pipeline(
                         s3_data_type="S3Prefix",
                         s3_input_mode="File",
                     ),
-                )
+                ),
+                model_code_input,
             ],
             outputs=split_outputs,
             arguments=[
@@ -153,6 +280,8 @@ def get_pipeline(
                 split_seed.to_string(),
             ],
         ),
+        cache_config=cache,
+        retry_policies=retry_policies(job=True),
     )
     outputs = step_preprocess.properties.ProcessingOutputConfig.Outputs
 
@@ -160,9 +289,21 @@ def get_pipeline(
     trainer = ModelTrainer(
         training_image=xgboost_image,
         role=role,
-        compute=Compute(instance_type=training_type, instance_count=training_count, volume_size_in_gb=30),
+        compute=Compute(
+            instance_type=training_type,
+            instance_count=training_count,
+            volume_size_in_gb=30,
+            enable_managed_spot_training=use_spot_training,
+        ),
         output_data_config=OutputDataConfig(s3_output_path=f"{prefix}/model"),
-        stopping_condition=StoppingCondition(max_runtime_in_seconds=3600),
+        # MaxWaitTimeInSeconds bounds the wait for spot capacity plus the run; SageMaker needs it >= the runtime.
+        stopping_condition=StoppingCondition(
+            max_runtime_in_seconds=max_runtime_seconds, max_wait_time_in_seconds=max_spot_wait_seconds
+        ),
+        # Per execution: the container resumes from any checkpoint it finds there (a spot interruption).
+        checkpoint_config=CheckpointConfig(
+            s3_uri=Join(on="/", values=[run_prefix, "checkpoints"]), local_path=CHECKPOINT_LOCAL_PATH
+        ),
         hyperparameters=dict(hyperparameters or hp.DEFAULT),
         base_job_name=f"{base_job_prefix}-train",
         sagemaker_session=session,
@@ -176,8 +317,58 @@ def get_pipeline(
             ],
             wait=False,
         ),
+        cache_config=cache,
+        retry_policies=retry_policies(job=True),
     )
-    model_data = step_train.properties.ModelArtifacts.S3ModelArtifacts
+    trained_model = step_train.properties.ModelArtifacts.S3ModelArtifacts
+
+    # --- package: the model with its inference code ----------------------------------------------
+    packager = ScriptProcessor(
+        image_uri=sklearn_image,
+        command=["python3"],
+        instance_type=processing_type,
+        instance_count=1,
+        base_job_name=f"{base_job_prefix}-package",
+        role=role,
+        sagemaker_session=session,
+    )
+    step_package = ProcessingStep(
+        name=STEP_PACKAGE,
+        step_args=packager.run(
+            code=str(BASE_DIR / "package_model.py"),
+            inputs=[
+                ProcessingInput(
+                    input_name="model",
+                    s3_input=ProcessingS3Input(
+                        s3_uri=trained_model, local_path=f"{PROCESSING}/model", s3_data_type="S3Prefix"
+                    ),
+                ),
+                model_code_input,
+            ],
+            outputs=[
+                ProcessingOutput(
+                    output_name="packaged",
+                    s3_output=ProcessingS3Output(
+                        s3_uri=Join(on="/", values=[run_prefix, "packaged"]),
+                        local_path=f"{PROCESSING}/packaged",
+                        s3_upload_mode="EndOfJob",
+                    ),
+                )
+            ],
+            arguments=[
+                "--model-dir",
+                f"{PROCESSING}/model",
+                "--code-dir",
+                f"{PROCESSING}/input/{MODEL_CODE_INPUT}",
+                "--output-dir",
+                f"{PROCESSING}/packaged",
+            ],
+        ),
+        cache_config=cache,
+        retry_policies=retry_policies(job=True),
+    )
+    packaged_prefix = step_package.properties.ProcessingOutputConfig.Outputs["packaged"].S3Output.S3Uri
+    model_data = Join(on="/", values=[packaged_prefix, "model.tar.gz"])
 
     # --- evaluate ---------------------------------------------------------------------------
     evaluation_report = PropertyFile(name="EvaluationReport", output_name="evaluation", path="evaluation.json")
@@ -198,7 +389,7 @@ def get_pipeline(
                 ProcessingInput(
                     input_name="model",
                     s3_input=ProcessingS3Input(
-                        s3_uri=model_data, local_path=f"{PROCESSING}/model", s3_data_type="S3Prefix"
+                        s3_uri=packaged_prefix, local_path=f"{PROCESSING}/model", s3_data_type="S3Prefix"
                     ),
                 ),
                 ProcessingInput(
@@ -230,6 +421,8 @@ def get_pipeline(
             ],
         ),
         property_files=[evaluation_report],
+        cache_config=cache,
+        retry_policies=retry_policies(job=True),
     )
     evaluation_uri = step_evaluate.properties.ProcessingOutputConfig.Outputs["evaluation"].S3Output.S3Uri
 
@@ -240,7 +433,11 @@ def get_pipeline(
         )
     )
     model_builder = ModelBuilder(
-        image_uri=xgboost_image, s3_model_data_url=model_data, role_arn=role, sagemaker_session=session
+        image_uri=xgboost_image,
+        s3_model_data_url=model_data,
+        role_arn=role,
+        sagemaker_session=session,
+        env_vars=dict(SERVING_ENVIRONMENT),
     )
     step_register = ModelStep(
         name=STEP_REGISTER,
@@ -256,7 +453,9 @@ def get_pipeline(
                 METADATA_TEST_DATA_URI: Join(on="/", values=[outputs["test"].S3Output.S3Uri, "test.csv"])
             },
         ),
+        retry_policies=retry_policies(job=False),
     )
+    check_serving_containers(step_register.arguments["InferenceSpecification"]["Containers"])
 
     # --- quality gate -----------------------------------------------------------------------
     mse = JsonGet(
@@ -285,6 +484,6 @@ def get_pipeline(
             threshold,
             split_seed,
         ],
-        steps=[step_preprocess, step_train, step_evaluate, step_condition],
+        steps=[step_preprocess, step_train, step_package, step_evaluate, step_condition],
         sagemaker_session=session,
     )

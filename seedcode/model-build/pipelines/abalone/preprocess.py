@@ -1,9 +1,13 @@
 """Preprocess the Abalone CSV into seeded train/validation/test splits.
 
 Runs inside the SageMaker scikit-learn processing container (and locally under
-`run-pipeline --local`), so it only uses the standard library, numpy and pandas.
-Output files are CSV without a header, target (rings) first, then exactly the
-features the model takes, in FEATURE_COLUMNS order.
+`run-pipeline --local`), so it only uses the standard library, numpy, pandas and the shared
+feature module `features.py` (the step's `model-code` input puts it on PYTHONPATH in the
+container). Output files are CSV without a header, target (rings) first:
+
+- train/, validation/: then exactly the model's features, in features.FEATURE_COLUMNS order;
+- test/: then the raw record as a client sends it to the endpoint (features.RAW_COLUMNS), so the
+  evaluation and the deploy repository's staging test go through the served entry point.
 """
 
 from __future__ import annotations
@@ -15,27 +19,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-# UCI order of the raw file (no header).
-RAW_COLUMNS = [
-    "sex",
-    "length",
-    "diameter",
-    "height",
-    "whole_weight",
-    "shucked_weight",
-    "viscera_weight",
-    "shell_weight",
-    "rings",
-]
-TARGET = "rings"
-NUMERIC_COLUMNS = RAW_COLUMNS[1:-1]
-SEX_VALUES = ("F", "I", "M")
-# Shape ratios: the share of the whole weight that is meat, gut and shell, shell weight per
-# volume, and the weight lost in shucking. Chosen on validation data (they cut validation MSE
-# by about 0.3 against the raw measurements alone).
-DERIVED_COLUMNS = ["shucked_ratio", "viscera_ratio", "shell_ratio", "shell_density", "weight_residual"]
-FEATURE_COLUMNS = [*NUMERIC_COLUMNS, *(f"sex_{value}" for value in SEX_VALUES), *DERIVED_COLUMNS]
+try:  # in the processing container: the step's `model-code` input is on PYTHONPATH
+    import features
+except ImportError:  # in this repository
+    from pipelines.abalone import features  # type: ignore[no-redef]
+
+TARGET = features.TARGET
+# UCI order of the raw file (no header): the record, then the target.
+RAW_COLUMNS = [*features.RAW_COLUMNS, TARGET]
+NUMERIC_COLUMNS = list(features.MEASUREMENTS)
+SEX_VALUES = features.SEX_VALUES
+FEATURE_COLUMNS = list(features.FEATURE_COLUMNS)
 SPLITS = ("train", "validation", "test")
+RAW_SPLITS = ("test",)  # written as raw records: what the endpoint is sent
 DEFAULT_FRACTIONS = (0.70, 0.15, 0.15)
 DEFAULT_SEED = 42
 
@@ -52,41 +48,34 @@ def parse_raw(frame: pd.DataFrame) -> pd.DataFrame:
         )
     frame = frame.copy()
     frame.columns = RAW_COLUMNS
-    frame["sex"] = frame["sex"].astype(str).str.strip().str.upper()
-    unknown = sorted(set(frame["sex"]) - set(SEX_VALUES))
+    given = frame["sex"].astype(str)
+    cleaned = given.map(features.normalize_sex)
+    unknown = sorted(set(given[cleaned.isna()].str.strip()))
+    frame["sex"] = cleaned
     if unknown:
         raise DataError(f"column 'sex' has unknown values {unknown[:5]}; expected one of {list(SEX_VALUES)}")
     for column in [*NUMERIC_COLUMNS, TARGET]:
         values = pd.to_numeric(frame[column], errors="coerce")
-        bad = int(values.isna().sum())
+        bad = int((values.isna() | ~np.isfinite(values.fillna(0.0))).sum())
         if bad:
-            raise DataError(f"column {column!r} has {bad} non-numeric or empty value(s); clean the input file")
+            raise DataError(f"column {column!r} has {bad} non-numeric, infinite or empty value(s); clean the input")
         frame[column] = values.astype(float)
     if frame.empty:
         raise DataError("the input file has no rows")
     return frame
 
 
-def _ratio(numerator: pd.Series, denominator: pd.Series) -> np.ndarray:
-    num, den = numerator.to_numpy(dtype=float), denominator.to_numpy(dtype=float)
-    return np.divide(num, den, out=np.zeros_like(num), where=den > 0)
-
-
 def to_model_frame(frame: pd.DataFrame) -> pd.DataFrame:
-    """Target first, then FEATURE_COLUMNS: measurements, one-hot sex, derived ratios."""
-    out = pd.DataFrame({TARGET: frame[TARGET].to_numpy()})
-    for column in NUMERIC_COLUMNS:
-        out[column] = frame[column].to_numpy()
-    for value in SEX_VALUES:
-        out[f"sex_{value}"] = (frame["sex"] == value).astype(float).to_numpy()
-    out["shucked_ratio"] = _ratio(frame["shucked_weight"], frame["whole_weight"])
-    out["viscera_ratio"] = _ratio(frame["viscera_weight"], frame["whole_weight"])
-    out["shell_ratio"] = _ratio(frame["shell_weight"], frame["whole_weight"])
-    out["shell_density"] = _ratio(frame["shell_weight"], frame["length"] ** 3)
-    out["weight_residual"] = (
-        frame["whole_weight"] - frame["shucked_weight"] - frame["viscera_weight"] - frame["shell_weight"]
-    ).to_numpy()
+    """Target first, then FEATURE_COLUMNS, computed by the shared feature module."""
+    values = features.engineer(list(frame["sex"]), frame[NUMERIC_COLUMNS].to_numpy(dtype=float))
+    out = pd.DataFrame(values, columns=FEATURE_COLUMNS)
+    out.insert(0, TARGET, frame[TARGET].to_numpy())
     return out
+
+
+def to_raw_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """Target first, then the raw record (cleaned sex code, measurements) in features.RAW_COLUMNS order."""
+    return frame[[TARGET, *features.RAW_COLUMNS]].reset_index(drop=True)
 
 
 def split_frame(
@@ -111,8 +100,15 @@ def split_frame(
 
 
 def preprocess(raw: pd.DataFrame, seed: int = DEFAULT_SEED) -> dict[str, pd.DataFrame]:
-    """Raw Abalone rows -> {"train", "validation", "test"} model frames (target first)."""
-    return split_frame(to_model_frame(parse_raw(raw)), seed=seed)
+    """Raw Abalone rows -> {"train", "validation", "test"}, target first.
+
+    The rows are split first, then train and validation become model frames (features) and test
+    stays raw records (see the module docstring).
+    """
+    splits = split_frame(parse_raw(raw), seed=seed)
+    return {
+        name: to_raw_frame(frame) if name in RAW_SPLITS else to_model_frame(frame) for name, frame in splits.items()
+    }
 
 
 def read_raw_csv(path: Path) -> pd.DataFrame:
@@ -147,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     write_splits(splits, Path(args.output_dir))
     sizes = ", ".join(f"{name}={len(frame)}" for name, frame in splits.items())
-    print(f"preprocess: wrote {sizes} rows with features {FEATURE_COLUMNS}")
+    print(f"preprocess: wrote {sizes} rows; features {FEATURE_COLUMNS}; raw test records {list(features.RAW_COLUMNS)}")
     return 0
 
 

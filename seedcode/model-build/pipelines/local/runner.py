@@ -1,10 +1,22 @@
 """Execute a SageMaker pipeline definition JSON on this machine.
 
-Processing steps run their script with `/opt/ml/processing` mapped into a work directory,
-inputs downloaded from and outputs uploaded to S3 with boto3 (real S3 or a moto server via
-AWS_ENDPOINT_URL). Training steps for the built-in XGBoost image train in-process with the
-same xgboost release as the container. Condition steps evaluate property files; RegisterModel
-calls CreateModelPackage with the definition's arguments; Fail fails the run.
+What SageMaker would run, this runs, with the rules each service and image enforces:
+
+- Processing: the script runs with `/opt/ml/processing` mapped into a work directory, its inputs
+  (the code input included: SageMaker uploads only the step's `code` file) downloaded from S3 and
+  its outputs uploaded (boto3: real S3 or moto via AWS_ENDPOINT_URL), the job's Environment set
+  (PYTHONPATH included, the host's left out) and, through container_python.py, only the image's
+  packages importable (pipelines/local/images.py, sources there); an unknown image is refused.
+- Training (built-in XGBoost image only): builtin_xgboost.py, in-process, with the xgboost release
+  the image runs (other versions refused); EnableManagedSpotTraining needs MaxWaitTimeInSeconds >=
+  MaxRuntimeInSeconds, a CheckpointConfig S3Uri must be an S3 URI (CreateTrainingJob API reference).
+- Instance types of processing, training and the registered package's real-time and transform
+  lists must be in the enums of botocore's SageMaker model (what the API validates).
+- Condition evaluates property files; RegisterModel calls CreateModelPackage with the definition's
+  arguments; Fail fails the run.
+
+Not reproduced: step caching (every local run is fresh), retry policies (nothing is retried),
+spot interruptions and checkpoint files, instance counts above one, the images' Python versions.
 """
 
 from __future__ import annotations
@@ -19,11 +31,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from pipelines.local import builtin_xgboost
+from pipelines.local import builtin_xgboost, images
 from pipelines.local.expressions import Context, evaluate_condition, references, resolve
 from pipelines.status import StatusPrinter
 
 PROCESSING_ROOT = "/opt/ml/processing"
+CONTAINER_PYTHON = Path(__file__).resolve().parent / "container_python.py"
+# Host variables a job must not inherit: in the container only the job's Environment sets them.
+_HOST_ONLY_ENV = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "VIRTUAL_ENV")
 SUPPORTED = ("Processing", "Training", "Condition", "RegisterModel", "Fail")
 
 
@@ -125,6 +140,23 @@ def execution_order(steps: Mapping[str, Any], parents: Mapping[str, set[str]]) -
         done.add(ready[0])
         pending.remove(ready[0])
     return order
+
+
+def check_spot(arguments: Mapping[str, Any]) -> None:
+    """CreateTrainingJob's rules for managed spot training (API reference: StoppingCondition, CheckpointConfig)."""
+    if not arguments.get("EnableManagedSpotTraining"):
+        return
+    stopping = arguments.get("StoppingCondition", {})
+    runtime, wait = stopping.get("MaxRuntimeInSeconds"), stopping.get("MaxWaitTimeInSeconds")
+    if wait is None:
+        raise builtin_xgboost.TrainingError("managed spot training needs StoppingCondition.MaxWaitTimeInSeconds")
+    if runtime is not None and int(wait) < int(runtime):
+        raise builtin_xgboost.TrainingError(
+            f"MaxWaitTimeInSeconds ({wait}) must be at least MaxRuntimeInSeconds ({runtime}) for managed spot training"
+        )
+    checkpoint = arguments.get("CheckpointConfig")
+    if checkpoint is not None and not str(checkpoint.get("S3Uri", "")).startswith(("s3://", "https://")):
+        raise builtin_xgboost.TrainingError(f"CheckpointConfig.S3Uri {checkpoint.get('S3Uri')!r} is not an S3 URI")
 
 
 class LocalRunner:
@@ -240,6 +272,13 @@ class LocalRunner:
         self, name: str, arguments: Mapping[str, Any], property_files: list[Mapping[str, Any]], context: Context
     ) -> None:
         root = self.workdir / name / "processing"
+        spec = arguments.get("AppSpecification", {})
+        try:
+            image, packages = images.image_packages(str(spec.get("ImageUri", "")))
+            cluster = arguments.get("ProcessingResources", {}).get("ClusterConfig", {})
+            images.check_instance_type("processing", str(cluster.get("InstanceType", "")))
+        except images.ImageError as error:
+            raise StepFailed(name, str(error)) from None
         for item in arguments.get("ProcessingInputs", []):
             source = item.get("S3Input")
             if not source:
@@ -251,14 +290,14 @@ class LocalRunner:
         outputs = arguments.get("ProcessingOutputConfig", {}).get("Outputs", [])
         for item in outputs:
             Path(self._map(item["S3Output"]["LocalPath"], root)).mkdir(parents=True, exist_ok=True)
-        spec = arguments.get("AppSpecification", {})
         command = [self._map(part, root) for part in spec.get("ContainerEntrypoint", [])]
         command += [self._map(str(part), root) for part in spec.get("ContainerArguments", [])]
-        if not command:
-            raise StepFailed(name, "the step has no ContainerEntrypoint; local runs need a script to run")
-        if Path(command[0]).name in ("python", "python3"):
-            command[0] = sys.executable
-        env = {**os.environ, **{k: self._map(str(v), root) for k, v in arguments.get("Environment", {}).items()}}
+        if len(command) < 2 or Path(command[0]).name not in ("python", "python3"):
+            raise StepFailed(name, f"local runs run `python3 <script>` entrypoints only, not {command[:2]}")
+        guard = [sys.executable, str(CONTAINER_PYTHON), "--image", image, "--allow", ",".join(sorted(packages))]
+        command = [*guard, "--root", str(root), *command[1:]]
+        env = {k: v for k, v in os.environ.items() if k not in _HOST_ONLY_ENV}
+        env.update({k: self._map(str(v), root) for k, v in arguments.get("Environment", {}).items()})
         log_path = self.workdir / name / "output.log"
         with log_path.open("w") as log:
             code = subprocess.run(command, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, check=False)
@@ -291,7 +330,9 @@ class LocalRunner:
         image = arguments.get("AlgorithmSpecification", {}).get("TrainingImage", "")
         try:
             builtin_xgboost.check_release(image)
-        except builtin_xgboost.TrainingError as error:
+            images.check_instance_type("training", str(arguments.get("ResourceConfig", {}).get("InstanceType", "")))
+            check_spot(arguments)
+        except (builtin_xgboost.TrainingError, images.ImageError) as error:
             raise StepFailed(name, str(error)) from None
         data_root = self.workdir / name / "data"
         channels: dict[str, Any] = {}
@@ -323,6 +364,16 @@ class LocalRunner:
         }
 
     def _register(self, name: str, arguments: Mapping[str, Any], context: Context) -> None:
+        spec = arguments.get("InferenceSpecification", {})
+        try:
+            for kind, field_name in (
+                ("real-time inference", "SupportedRealtimeInferenceInstanceTypes"),
+                ("batch transform", "SupportedTransformInstanceTypes"),
+            ):
+                for instance_type in spec.get(field_name, []):
+                    images.check_instance_type(kind, str(instance_type))
+        except images.ImageError as error:
+            raise StepFailed(name, f"{field_name}: {error}") from None
         request = {k: v for k, v in arguments.items() if v not in ({}, None)}
         metrics = request.get("ModelMetrics")
         if isinstance(metrics, dict):

@@ -62,6 +62,7 @@ def _extra(run: demo.Run, lab: Lab, found: dict[str, Any]) -> None:
     found["rows"] = rows
     found["first_staging"] = first_staging
     found["first_predictions"] = lab.predict(first_staging["name"], [r[1:] for r in rows])
+    found["staging_refusal"] = lab.refusal(first_staging["name"], rows[0][1:-1])
 
     _retrain_on_other_data(run, lab, found)
     second = found["second_build"]["package"]["ModelPackageArn"]
@@ -185,6 +186,7 @@ def test_staging_test_passed_on_real_predictions(outcome: Outcome) -> None:
     assert suites, report[:500]
     assert int(suites.group(1)) >= 1 and suites.group(2) == "0"
     assert "<failure" not in report
+    assert 'name="malformed-record-refused"' in report  # the staging test sent a mis-shaped record too
 
 
 def test_endpoints_in_service_and_production_predicts_rings(outcome: Outcome) -> None:
@@ -200,6 +202,19 @@ def test_endpoints_in_service_and_production_predicts_rings(outcome: Outcome) ->
     assert prediction["mae"] < 3.0
     truth = [float(r[0]) for r in outcome.extra["rows"]]
     assert truth == prediction["truth"]
+
+
+def test_staging_and_production_take_raw_records_and_refuse_a_mis_shaped_one(outcome: Outcome) -> None:
+    prediction = outcome.run.prediction
+    records = prediction["records"]
+    assert [len(r) for r in records] == [8] * demo.PREDICTION_ROWS  # sex,length,...,shell_weight
+    assert {r[0] for r in records} <= {"F", "I", "M"}
+    # the same model in staging and production: the same answers to the same raw records
+    assert outcome.extra["first_predictions"] == prediction["predictions"]
+    for refused in (prediction["refused"], outcome.extra["staging_refusal"]):
+        assert refused["code"] == "ModelError"
+        assert refused["status"] == 400
+        assert "expected 8 values" in refused["message"]
 
 
 def test_rejecting_a_model_deploys_nothing(outcome: Outcome) -> None:
@@ -253,7 +268,7 @@ def test_test_rows_are_abalone_shaped(outcome: Outcome) -> None:
     assert len(rows) == demo.PREDICTION_ROWS
     for row in rows:
         assert 1 <= float(row[0]) <= 29  # rings
-        assert len(row) > 8  # features after the target
+        assert len(row) == 9 and row[1] in {"F", "I", "M"}  # then the raw record a client sends
 
 
 def test_every_aws_call_of_the_products_principals_is_allowed_by_their_policies(outcome: Outcome) -> None:
@@ -268,4 +283,5 @@ def test_every_aws_call_of_the_products_principals_is_allowed_by_their_policies(
         assert f"gitlab-mlops-{project.id}-{duty}" in roles, sorted(roles)
     assert "gitlab-mlops-s3-template-launch" in roles
     actions = {v.action for v in audit.verdicts}
-    assert {"cloudformation:CreateStack", "sagemaker:CreatePipeline", "sts:AssumeRoleWithWebIdentity"} <= actions
+    assert {"cloudformation:CreateStack", "sagemaker:CreatePipeline", "sagemaker:InvokeEndpoint",
+            "sts:AssumeRoleWithWebIdentity"} <= actions  # fmt: skip

@@ -23,6 +23,15 @@ SEED_LOCAL_NAMES = {
     "SAGEMAKER_VALIDATE_ROLE",  # SageMaker SDK v3 switch, set by the seed's tests
     "MODEL_PACKAGE_FILE",  # model-deploy: build artifact path between its jobs
     "PIPELINE_EXECUTION_ID",  # model-build: the execution the local runner creates
+    # the serving container's environment the model-build seed registers (read by the XGBoost image)
+    "SAGEMAKER_PROGRAM",
+    "SAGEMAKER_SUBMIT_DIRECTORY",
+    "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT",
+    "SAGEMAKER_REGION",
+    # model-build: optional run-pipeline switches a user may set as CI/CD variables
+    "PIPELINE_STEP_CACHING",
+    "PIPELINE_SPOT_TRAINING",
+    "PIPELINE_TIMEOUT_MINUTES",
 }
 PLATFORM_NAME = re.compile(
     r"\b(SAGEMAKER_[A-Z_]+|MODEL_PACKAGE_[A-Z_]+|MODEL_APPROVAL_STATUS|ARTIFACT_BUCKET|AWS_AUTH_MODE"

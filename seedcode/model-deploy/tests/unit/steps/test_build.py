@@ -165,3 +165,29 @@ def test_cli_names_a_missing_ci_variable(
     shutil.copy(SEED / "staging-config.json", tmp_path)
     assert main(["--out", str(tmp_path)]) == 1
     assert "MODEL_PACKAGE_GROUP_NAME is not set" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "environment",
+    [
+        # what SDK v3 ModelBuilder.register writes without an entry point
+        {"SAGEMAKER_PROGRAM": "", "SAGEMAKER_SUBMIT_DIRECTORY": ""},
+        {"SAGEMAKER_PROGRAM": "inference.py", "SAGEMAKER_SUBMIT_DIRECTORY": " "},
+    ],
+)
+def test_refuses_a_package_whose_container_could_not_pass_its_health_check(
+    registry: Any, project: Project, tmp_path: Path, environment: dict[str, str]
+):
+    registry.group()
+    arn = registry.package(environment=environment)
+    with pytest.raises(StepError, match="to an empty value; the serving image would fail its /ping"):
+        build(registry.sm, project, arn, SEED, tmp_path)
+    assert not (tmp_path / "model-package.json").exists()
+
+
+def test_accepts_script_mode_with_the_entry_point_named(registry: Any, project: Project, tmp_path: Path):
+    registry.group()
+    arn = registry.package(
+        environment={"SAGEMAKER_PROGRAM": "inference.py", "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code"}
+    )
+    assert build(registry.sm, project, arn, SEED, tmp_path).arn == arn

@@ -21,9 +21,11 @@ from steps.staging_test import (
     evaluate,
     invoke_all,
     main,
+    malformed_record,
     mse_bound,
     parse_predictions,
     parse_test_rows,
+    probe_malformed,
     run_staging_test,
     sample_rows,
 )
@@ -33,6 +35,8 @@ SEED = Path(__file__).resolve().parents[3]
 TEST_ROWS = "10,0.455,0.365,0.095\n7,0.35,0.265,0.09\n9,0.53,0.42,0.135\n16,0.44,0.365,0.125\n"
 TARGETS = [10.0, 7.0, 9.0, 16.0]
 REFERENCE_MSE = 4.0
+# moto's endpoints answer every request with a canned body: the malformed-record probe has its own tests.
+NO_PROBE = TestSettings(check_malformed=False)
 
 
 def fixed_clock(step_seconds: float) -> Iterator[float]:
@@ -81,7 +85,7 @@ def test_passes_when_the_endpoint_predicts_as_well_as_the_registered_evaluation(
     invoke = endpoint_invoker(client("sagemaker-runtime"), staging["endpoint"])
     logs: list[str] = []
     passed = run_staging_test(
-        client("s3"), invoke, staging["package"], staging["endpoint"], TestSettings(), junit, logs.append
+        client("s3"), invoke, staging["package"], staging["endpoint"], NO_PROBE, junit, logs.append
     )
     assert passed, logs
     cases = junit_cases(junit)
@@ -97,7 +101,7 @@ def test_fails_when_the_endpoint_predicts_wrong(
     junit = tmp_path / "report.xml"
     invoke = endpoint_invoker(client("sagemaker-runtime"), staging["endpoint"])
     passed = run_staging_test(
-        client("s3"), invoke, staging["package"], staging["endpoint"], TestSettings(), junit, lambda _: None
+        client("s3"), invoke, staging["package"], staging["endpoint"], NO_PROBE, junit, lambda _: None
     )
     assert not passed
     failure = junit_cases(junit)["mse-within-bound"].find("failure")
@@ -111,7 +115,9 @@ def test_cli_exits_non_zero_and_writes_junit_when_predictions_are_wrong(
 ):
     queue_predictions(["30", "30", "30", "30"])
     junit = tmp_path / "junit.xml"
-    assert main(["--build-dir", str(staging["build_dir"]), "--junit", str(junit)]) == 1
+    assert (
+        main(["--build-dir", str(staging["build_dir"]), "--junit", str(junit), "--no-malformed-check"]) == 1
+    )
     out = capsys.readouterr().out
     assert "FAIL mse-within-bound" in out
     assert "production is not deployed" in out
@@ -123,7 +129,18 @@ def test_cli_passes_on_good_predictions(
     queue_predictions: Any, staging: dict[str, Any], tmp_path: Path, capsys: Any
 ):
     queue_predictions(["10,", "7", "9", "16"])
-    assert main(["--build-dir", str(staging["build_dir"]), "--junit", str(tmp_path / "j.xml")]) == 0
+    assert (
+        main(
+            [
+                "--build-dir",
+                str(staging["build_dir"]),
+                "--junit",
+                str(tmp_path / "j.xml"),
+                "--no-malformed-check",
+            ]
+        )
+        == 0
+    )
     assert "PASS mse-within-bound" in capsys.readouterr().out
 
 
@@ -132,7 +149,7 @@ def test_fails_when_responses_do_not_parse(aws: str, client: Any, staging: dict[
     junit = tmp_path / "report.xml"
     invoke = endpoint_invoker(client("sagemaker-runtime"), staging["endpoint"])
     passed = run_staging_test(
-        client("s3"), invoke, staging["package"], staging["endpoint"], TestSettings(), junit, lambda _: None
+        client("s3"), invoke, staging["package"], staging["endpoint"], NO_PROBE, junit, lambda _: None
     )
     assert not passed
     cases = junit_cases(junit)
@@ -228,3 +245,67 @@ def test_a_failed_invocation_is_reported_not_raised():
     checks = evaluate(rows, 4, invocations, 1.0, TestSettings())
     assert [c.passed for c in checks] == [False, False, True]
     assert isinstance(invocations, Invocations)
+
+
+RAW_ROW = Row(10.0, "M,0.455,0.365,0.095,0.514,0.2245,0.101,0.15")
+
+
+def model_error(status: int) -> Exception:
+    from botocore.exceptions import ClientError
+
+    return ClientError(
+        {
+            "Error": {"Code": "ModelError", "Message": f"Received client error ({status}) from primary"},
+            "OriginalStatusCode": status,
+            "ResponseMetadata": {"HTTPStatusCode": 424},
+        },
+        "InvokeEndpoint",
+    )
+
+
+def test_the_malformed_record_is_the_record_without_its_last_value():
+    assert malformed_record(RAW_ROW) == "M,0.455,0.365,0.095,0.514,0.2245,0.101"
+
+
+def test_a_client_error_for_a_malformed_record_passes():
+    sent: list[str] = []
+
+    def invoke(payload: str) -> bytes:
+        sent.append(payload)
+        raise model_error(400)
+
+    check = probe_malformed(RAW_ROW, invoke)
+    assert check.passed, check.message
+    assert sent == ["M,0.455,0.365,0.095,0.514,0.2245,0.101"]
+    assert "status 400" in check.message
+
+
+@pytest.mark.parametrize("status", [500, 503])
+def test_a_server_error_for_a_malformed_record_fails(status: int):
+    def invoke(payload: str) -> bytes:
+        raise model_error(status)
+
+    check = probe_malformed(RAW_ROW, invoke)
+    assert not check.passed
+    assert "not with a client error" in check.message
+
+
+def test_a_prediction_for_a_malformed_record_fails():
+    check = probe_malformed(RAW_ROW, lambda payload: b"9.5\n")
+    assert not check.passed
+    assert "got an answer instead of a 4xx" in check.message
+
+
+def test_the_probe_runs_with_the_other_checks_by_default(
+    queue_predictions: Any, client: Any, staging: dict[str, Any], tmp_path: Path
+):
+    queue_predictions(["10", "7", "9", "16", "12"])  # moto also answers the malformed record: a failure
+    junit = tmp_path / "report.xml"
+    invoke = endpoint_invoker(client("sagemaker-runtime"), staging["endpoint"])
+    assert not run_staging_test(
+        client("s3"), invoke, staging["package"], staging["endpoint"], TestSettings(), junit, lambda _: None
+    )
+    cases = junit_cases(junit)
+    assert cases["malformed-record-refused"].find("failure") is not None
+    assert cases["mse-within-bound"].find("failure") is None
+    assert TestSettings.from_env({"STAGING_TEST_CHECK_MALFORMED": "false"}).check_malformed is False
