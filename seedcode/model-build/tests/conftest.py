@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 
@@ -13,6 +14,8 @@ from support import REGION
 
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[str]:
+    # moto's Werkzeug logs every S3 request; a failing test's report should show the failure instead.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
@@ -23,6 +26,10 @@ def moto_server() -> Iterator[str]:
 @pytest.fixture
 def aws(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
     """Fresh moto state; boto3 in this process and in subprocesses talks only to moto."""
+    return use_moto(moto_server, monkeypatch)
+
+
+def use_moto(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
     requests.post(f"{moto_server}/moto-api/reset", timeout=10)
     for key in list(os.environ):
         if key.startswith("AWS_") or key.startswith("SAGEMAKER_"):

@@ -1,7 +1,12 @@
 """The Abalone model-build pipeline on the SageMaker Python SDK v3.
 
 preprocess (scikit-learn processing) -> train (built-in XGBoost, validation channel,
-early stopping) -> evaluate (evaluation.json) -> MSE <= threshold ? register : fail.
+early stopping) -> evaluate (evaluation.json) -> MSE <= threshold ? (RegisterModel ? register : stop)
+: fail. A merge request's candidate runs with RegisterModel=false: evaluated, gated, never registered.
+
+Provenance: the Git* / GitLab* parameters (filled by run-pipeline from GitLab CI's predefined
+variables) go into the registered version's MetadataProperties (CommitId, Repository, GeneratedBy),
+its CustomerMetadataProperties and its description.
 
 Building the definition talks to S3 once: the SDK uploads preprocess.py and evaluate.py
 under s3://<default_bucket>/<pipeline_name>/code/<content hash>/, so the same sources give
@@ -21,14 +26,33 @@ SKLEARN_PROCESSING_VERSION = "1.4-2"
 PROJECT_TAG_NAME = "sagemaker:project-name"
 PROJECT_TAG_ID = "sagemaker:project-id"
 METADATA_TEST_DATA_URI = "TestDataS3Uri"  # read by the model-deploy repository's staging test
+# Provenance keys of the registered version's CustomerMetadataProperties (mlops_common.contract has them too).
+METADATA_GIT_COMMIT = "GitCommit"
+METADATA_GIT_BRANCH = "GitBranch"
+METADATA_PIPELINE_URL = "GitLabPipelineUrl"
+METADATA_MERGE_REQUEST_URL = "GitLabMergeRequestUrl"
+# Pipeline parameters carrying provenance; "none" where a value is unknown (metadata values cannot be empty).
+PARAM_COMMIT = "GitCommit"
+PARAM_BRANCH = "GitBranch"
+PARAM_REPOSITORY = "GitRepositoryUrl"
+PARAM_PIPELINE_URL = "GitLabPipelineUrl"
+PARAM_MERGE_REQUEST_URL = "GitLabMergeRequestUrl"
+PARAM_REGISTER = "RegisterModel"
+UNKNOWN = "none"
 
 # Step names (the local runner and the tests refer to them).
 STEP_PREPROCESS = "PreprocessAbaloneData"
 STEP_TRAIN = "TrainAbaloneModel"
 STEP_EVALUATE = "EvaluateAbaloneModel"
 STEP_CONDITION = "CheckMSEAbaloneEvaluation"
+STEP_REGISTER_GATE = "CheckRegisterAbaloneModel"
 STEP_REGISTER = "RegisterAbaloneModel"
 STEP_FAIL = "FailMSEAboveThreshold"
+
+
+def evaluation_report_uri(default_bucket: str, base_job_prefix: str, execution_id: str) -> str:
+    """Where an execution's evaluation.json lands (the evaluate step's output under the run prefix)."""
+    return f"s3://{default_bucket}/{base_job_prefix}/{execution_id}/evaluation/evaluation.json"
 
 
 def default_input_data(region: str) -> str:
@@ -71,14 +95,20 @@ def get_pipeline(
 ) -> Any:
     """Build the pipeline. Nothing runs until it is upserted and started."""
     from sagemaker.core import image_uris
+    from sagemaker.core.metadata_properties import MetadataProperties
     from sagemaker.core.model_metrics import MetricsSource, ModelMetrics
     from sagemaker.core.processing import ProcessingInput, ProcessingOutput, ScriptProcessor
     from sagemaker.core.shapes.shapes import ProcessingS3Input, ProcessingS3Output
     from sagemaker.core.training.configs import Compute, InputData, OutputDataConfig, StoppingCondition
-    from sagemaker.core.workflow.conditions import ConditionLessThanOrEqualTo
+    from sagemaker.core.workflow.conditions import ConditionEquals, ConditionLessThanOrEqualTo
     from sagemaker.core.workflow.execution_variables import ExecutionVariables
     from sagemaker.core.workflow.functions import Join, JsonGet
-    from sagemaker.core.workflow.parameters import ParameterFloat, ParameterInteger, ParameterString
+    from sagemaker.core.workflow.parameters import (
+        ParameterBoolean,
+        ParameterFloat,
+        ParameterInteger,
+        ParameterString,
+    )
     from sagemaker.core.workflow.properties import PropertyFile
     from sagemaker.mlops.workflow.condition_step import ConditionStep
     from sagemaker.mlops.workflow.fail_step import FailStep
@@ -101,6 +131,12 @@ def get_pipeline(
     approval_status = ParameterString(name="ModelApprovalStatus", default_value="PendingManualApproval")
     threshold = ParameterFloat(name="MseThreshold", default_value=mse_threshold)
     split_seed = ParameterInteger(name="SplitSeed", default_value=42)
+    register = ParameterBoolean(name=PARAM_REGISTER, default_value=True)
+    commit = ParameterString(name=PARAM_COMMIT, default_value=UNKNOWN)
+    branch = ParameterString(name=PARAM_BRANCH, default_value=UNKNOWN)
+    repository = ParameterString(name=PARAM_REPOSITORY, default_value=UNKNOWN)
+    ci_pipeline = ParameterString(name=PARAM_PIPELINE_URL, default_value=UNKNOWN)
+    merge_request = ParameterString(name=PARAM_MERGE_REQUEST_URL, default_value=UNKNOWN)
 
     sklearn_image = image_uris.retrieve(
         framework="sklearn", region=region, version=SKLEARN_PROCESSING_VERSION, instance_type=processing_instance_type
@@ -252,10 +288,28 @@ def get_pipeline(
             transform_instances=list(transform_instance_types),
             approval_status=approval_status,
             model_metrics=model_metrics,
+            metadata_properties=MetadataProperties(
+                commit_id=commit, repository=repository, generated_by=ci_pipeline
+            ),
+            description=Join(  # type: ignore[arg-type]  # the SDK serialises pipeline variables here too
+                on=" ",
+                values=["Abalone model from commit", commit, "of", repository, "branch", branch,
+                        "built by", ci_pipeline, "merge request", merge_request],
+            ),
             customer_metadata_properties={
-                METADATA_TEST_DATA_URI: Join(on="/", values=[outputs["test"].S3Output.S3Uri, "test.csv"])
+                METADATA_TEST_DATA_URI: Join(on="/", values=[outputs["test"].S3Output.S3Uri, "test.csv"]),
+                METADATA_GIT_COMMIT: commit,
+                METADATA_GIT_BRANCH: branch,
+                METADATA_PIPELINE_URL: ci_pipeline,
+                METADATA_MERGE_REQUEST_URL: merge_request,
             },
         ),
+    )
+    step_register_gate = ConditionStep(
+        name=STEP_REGISTER_GATE,
+        conditions=[ConditionEquals(left=register, right=True)],
+        if_steps=[step_register],
+        else_steps=[],
     )
 
     # --- quality gate -----------------------------------------------------------------------
@@ -269,7 +323,7 @@ def get_pipeline(
     step_condition = ConditionStep(
         name=STEP_CONDITION,
         conditions=[ConditionLessThanOrEqualTo(left=mse, right=threshold)],
-        if_steps=[step_register],
+        if_steps=[step_register_gate],
         else_steps=[step_fail],
     )
 
@@ -284,6 +338,12 @@ def get_pipeline(
             approval_status,
             threshold,
             split_seed,
+            register,
+            commit,
+            branch,
+            repository,
+            ci_pipeline,
+            merge_request,
         ],
         steps=[step_preprocess, step_train, step_evaluate, step_condition],
         sagemaker_session=session,
