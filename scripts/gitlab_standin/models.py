@@ -355,10 +355,14 @@ class Backend:
                 self.create_group(group)
 
     def wait_idle(self, timeout: float = 30.0) -> None:
-        """Wait for background pipeline threads (tests; shutdown)."""
+        """Wait for background work (pushes, pipelines, and the pipelines those start): tests; shutdown."""
         deadline = time.monotonic() + timeout
-        for thread in list(self._threads):
-            thread.join(max(0.0, deadline - time.monotonic()))
+        while time.monotonic() < deadline:
+            alive = [t for t in list(self._threads) if t.is_alive() and t is not threading.current_thread()]
+            if not alive:
+                return
+            for thread in alive:
+                thread.join(max(0.0, deadline - time.monotonic()))
 
     def _id(self, kind: str) -> int:
         value = self._next_id[kind]
