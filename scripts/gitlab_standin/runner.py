@@ -132,6 +132,7 @@ class GitlabCiLocalRunner:
         env: Mapping[str, str] | None = None,
         timeout: float = 900.0,
         extra_args: Sequence[str] = (),
+        live_file: Path | None = None,
     ) -> None:
         found = executable or (DEFAULT_GITLAB_CI_LOCAL if DEFAULT_GITLAB_CI_LOCAL.exists() else None)
         found = found or shutil.which("gitlab-ci-local")
@@ -147,6 +148,7 @@ class GitlabCiLocalRunner:
         self.extra_args = tuple(extra_args)
         self._live: set[subprocess.Popen[bytes]] = set()
         self._live_lock = threading.Lock()
+        self.live_file = live_file
 
     def kill_all(self) -> None:
         """Kill every gitlab-ci-local run still going (with its jobs): for shutting a sandbox down."""
@@ -154,6 +156,17 @@ class GitlabCiLocalRunner:
             live = list(self._live)
         for proc in live:
             _kill_group(proc)
+
+    def _track(self, proc: subprocess.Popen[bytes], running: bool) -> None:
+        """Keep `live_file` listing the process groups of running runs (so a crashed host can be cleaned)."""
+        with self._live_lock:
+            if running:
+                self._live.add(proc)
+            else:
+                self._live.discard(proc)
+            if self.live_file is not None:
+                self.live_file.parent.mkdir(parents=True, exist_ok=True)
+                self.live_file.write_text(json.dumps(sorted(p.pid for p in self._live)))
 
     # --- PipelineRunner -----------------------------------------------------------------------
     def plan(self, ctx: RunContext) -> list[JobSpec]:
@@ -282,8 +295,7 @@ class GitlabCiLocalRunner:
             cmd, cwd=src, env=self._env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, start_new_session=True,
         )
-        with self._live_lock:
-            self._live.add(proc)
+        self._track(proc, running=True)
         timer = threading.Timer(self.timeout, _kill_group, args=(proc,))
         timer.start()
         started: list[str] = []
@@ -304,8 +316,7 @@ class GitlabCiLocalRunner:
             proc.wait()
         finally:
             timer.cancel()
-            with self._live_lock:
-                self._live.discard(proc)
+            self._track(proc, running=False)
         timed_out = proc.returncode in (-signal.SIGKILL, -signal.SIGTERM)
         for name in started + [n for n in outcome if n not in started]:
             status = outcome.get(name, "failed")
@@ -382,3 +393,23 @@ def _job_log(src: Path, name: str, stdout_lines: Sequence[str]) -> str:
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
+
+
+def kill_leftover_runs(live_file: Path) -> list[int]:
+    """Kill the gitlab-ci-local process groups a host that died left running (by the ids it recorded,
+    and only if they still are gitlab-ci-local); the ids killed."""
+    try:
+        pids = [int(p) for p in json.loads(live_file.read_text())]
+    except (OSError, ValueError, TypeError):
+        return []
+    killed = []
+    for pid in pids:
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"gitlab-ci-local" in cmdline:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+                killed.append(pid)
+    return killed

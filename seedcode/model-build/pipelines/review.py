@@ -111,7 +111,7 @@ def render_note(candidate: Candidate, baselines: Sequence[Baseline], missing: Se
         lines.append(f"- {note}")
     facts = []
     if candidate.test_rows is not None:
-        facts.append(f"{candidate.test_rows} held-out test rows")
+        facts.append(f"{candidate.test_rows} held-out test rows (each version is scored on its own run's split)")
     for base in baselines:
         facts.append(f"{base.label}: `{base.arn}`" + (f" (commit `{base.commit[:8]}`)" if base.commit else ""))
     if candidate.pipeline_url:
@@ -197,8 +197,7 @@ def _gitlab_notes(env: Mapping[str, str]) -> tuple[NoteApi, int]:
     import gitlab
 
     verify: bool | str = env.get("CI_SERVER_TLS_CA_FILE") or True
-    gl = gitlab.Gitlab(env["CI_SERVER_URL"], private_token=env[TOKEN_VARIABLE], ssl_verify=verify, timeout=30,
-                       retry_transient_errors=True, max_retries=3)
+    gl = gitlab.Gitlab(env["CI_SERVER_URL"], private_token=env[TOKEN_VARIABLE], ssl_verify=verify, timeout=30)
     try:
         gl.auth()
         project = gl.projects.get(env["CI_PROJECT_ID"], lazy=True)

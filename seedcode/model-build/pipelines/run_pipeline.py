@@ -339,7 +339,11 @@ def finish(report: RunReport, report_dir: Path, review: bool) -> int:
     if review:
         from pipelines import review as mr_review
 
-        code = max(code, mr_review.post_from_ci(report_dir, os.environ))
+        try:
+            code = max(code, mr_review.post_from_ci(report_dir, os.environ))
+        except Exception as error:  # noqa: BLE001 - the run's own outcome must still end the log
+            print(f"review: the merge request note failed: {type(error).__name__}: {error}", file=sys.stderr)
+            code = max(code, 1)
     out, err = closing_lines(report)
     for line in out:
         print(line, flush=True)

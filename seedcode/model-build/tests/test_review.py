@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -142,15 +145,75 @@ def test_with_a_token_the_note_is_posted_on_the_merge_request(tmp_path: Path, mo
     assert table(posted["body"])["mse"] == ["4.1000", "5.0000", "-0.9000 (better)"]
 
 
-def test_a_rejected_token_fails_the_job_with_what_to_do(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                        capsys: pytest.CaptureFixture[str]):
+class FakeGitLab(BaseHTTPRequestHandler):
+    """Just the REST calls the note needs, answered as GitLab does (python-gitlab talks to it for real)."""
+
+    notes: list[dict[str, Any]] = []
+    token = "glpat-review-bot"
+
+    def _send(self, status: int, body: Any) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _body(self) -> dict[str, Any]:
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        return json.loads(raw) if raw else {}
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        if self.headers.get("PRIVATE-TOKEN") != self.token:
+            return self._send(401, {"message": "401 Unauthorized"})
+        if self.path == "/api/v4/user":
+            return self._send(200, {"id": 77, "username": "project_1_bot_x"})
+        if self.path.startswith("/api/v4/projects/1/merge_requests/2/notes"):
+            return self._send(200, self.notes)
+        if self.path == "/api/v4/projects/1/merge_requests/2":
+            return self._send(200, {"id": 9, "iid": 2, "project_id": 1})
+        return self._send(404, {"message": "404 Not Found"})
+
+    def do_POST(self) -> None:  # noqa: N802
+        note = {"id": len(self.notes) + 1, "body": self._body()["body"], "author": {"id": 77}}
+        self.notes.append(note)
+        self._send(201, note)
+
+    def do_PUT(self) -> None:  # noqa: N802
+        note_id = int(self.path.rsplit("/", 1)[-1])
+        note = next(n for n in self.notes if n["id"] == note_id)
+        note["body"] = self._body()["body"]
+        self._send(200, note)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def fake_gitlab() -> Iterator[str]:
+    FakeGitLab.notes = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeGitLab)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_python_gitlab_posts_then_updates_the_one_note(tmp_path: Path, fake_gitlab: str):
     write_reports(tmp_path / "r")
+    registry = FakeRegistry({1: {"mse": 5.0}}, prod=None)
+    env = {"MODEL_PACKAGE_GROUP_NAME": "g", "CI_MERGE_REQUEST_IID": "2", "MR_NOTE_TOKEN": FakeGitLab.token,
+           "CI_SERVER_URL": fake_gitlab, "CI_PROJECT_ID": "1"}
+    assert review.post_from_ci(tmp_path / "r", env, registry, registry) == 0
+    assert review.post_from_ci(tmp_path / "r", env, registry, registry) == 0  # the next push: same note
+    [note] = FakeGitLab.notes
+    assert note["body"].startswith(review.MARKER) and table(note["body"])["mse"][0] == "4.1000"
 
-    def rejected(env: Any) -> Any:
-        raise review.ReviewError("MR_NOTE_TOKEN was rejected (401): create a new project access token")
 
-    monkeypatch.setattr(review, "_gitlab_notes", rejected)
+def test_a_token_gitlab_rejects_fails_with_what_to_do(tmp_path: Path, fake_gitlab: str,
+                                                      capsys: pytest.CaptureFixture[str]):
+    write_reports(tmp_path / "r")
     registry = FakeRegistry({}, prod=None)
-    env = {"MODEL_PACKAGE_GROUP_NAME": "g", "CI_MERGE_REQUEST_IID": "2", "MR_NOTE_TOKEN": "bad"}
+    env = {"MODEL_PACKAGE_GROUP_NAME": "g", "CI_MERGE_REQUEST_IID": "2", "MR_NOTE_TOKEN": "glpat-expired",
+           "CI_SERVER_URL": fake_gitlab, "CI_PROJECT_ID": "1"}
     assert review.post_from_ci(tmp_path / "r", env, registry, registry) == 1
-    assert "rejected (401)" in capsys.readouterr().err
+    assert "MR_NOTE_TOKEN was rejected (401)" in capsys.readouterr().err

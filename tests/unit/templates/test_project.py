@@ -541,6 +541,20 @@ def test_ci_deploy_rights_cover_the_deploy_seeds_stack_and_endpoint_names() -> N
     assert statements["TestStagingEndpoint"]["Resource"] == staging
 
 
+def test_ci_may_tag_this_groups_versions_but_never_approve_them() -> None:
+    statements = {s["Sid"]: s for s in evaluator().properties("CiPolicy")["PolicyDocument"]["Statement"]}
+    tags = statements["ModelRegistryDeploymentTags"]
+    assert sorted(as_list(tags["Action"])) == [
+        "sagemaker:AddTags", "sagemaker:DeleteTags", "sagemaker:ListTags"]
+    group = "abalone-p-abc123def456"
+    version = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package/{group}/3"
+    assert fnmatch.fnmatchcase(version, tags["Resource"])
+    other = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package/other-p-1/3"
+    assert not fnmatch.fnmatchcase(other, tags["Resource"])
+    every_action = {a for s in statements.values() for a in as_list(s["Action"])}
+    assert "sagemaker:UpdateModelPackage" not in every_action  # approval is a person's decision
+
+
 def test_ci_trust_is_oidc_for_exactly_the_two_repositories() -> None:
     trust = json.loads(evaluator().properties("CiRole")["AssumeRolePolicyDocument"])
     (statement,) = trust["Statement"]
