@@ -110,40 +110,28 @@ def test_local_run_registers_a_pending_model_with_metrics_test_data_provenance_a
 
 
 @pytest.mark.e2e
-def test_a_model_above_the_threshold_ends_the_log_with_the_metric_its_value_and_the_threshold(
+def test_a_candidate_above_the_threshold_is_reviewed_and_ends_the_log_with_metric_value_and_threshold(
     project, tmp_path, capsys, monkeypatch
 ):
     monkeypatch.chdir(tmp_path)  # a relative work dir, as in CI
+    monkeypatch.setenv("CI_MERGE_REQUEST_IID", "3")
     code = run_pipeline.run_pipeline(
-        ["--local", "--input-data", str(project), "--workdir", "w", "--parameter", "MseThreshold=0.0001"]
+        ["--local", "--input-data", str(project), "--workdir", "w", "--parameter", "MseThreshold=0.0001",
+         "--candidate", "--review"]
     )
     captured = capsys.readouterr()
     assert code == 1
     assert "FailMSEAboveThreshold" in captured.out
-    mse = json.loads((tmp_path / "reports" / "evaluation.json").read_text())["regression_metrics"]["mse"]["value"]
+    reports = tmp_path / "reports"
+    mse = json.loads((reports / "evaluation.json").read_text())["regression_metrics"]["mse"]["value"]
     assert captured.err.strip().splitlines()[-1] == (
         f"run-pipeline: quality gate failed: test MSE {mse:.4f} is above the threshold 0.0001 (MseThreshold); "
         "nothing was registered"
     )
     assert packages() == []
-
-
-@pytest.mark.e2e
-def test_a_candidate_is_evaluated_and_reviewed_but_not_registered(project, tmp_path, capsys, monkeypatch):
-    monkeypatch.setenv("CI_MERGE_REQUEST_IID", "3")
-    reports = tmp_path / "reports"
-    code = run_pipeline.run_pipeline(
-        ["--local", "--input-data", str(project), "--workdir", str(tmp_path / "w"), "--report-dir", str(reports),
-         "--candidate", "--review"]
-    )
-    out = capsys.readouterr().out
-    assert code == 0, out
-    assert packages() == []
-    mse = json.loads((reports / "evaluation.json").read_text())["regression_metrics"]["mse"]["value"]
-    note = (reports / "mr-note.md").read_text()
-    assert f"| mse | {mse:.4f} |" in note and "No Approved version" in note
-    assert "MR_NOTE_TOKEN is not set" in out
-    assert out.strip().splitlines()[-1].startswith("candidate evaluated, not registered")
+    note = (reports / "mr-note.md").read_text()  # the review still happens, and says why it fails
+    assert f"| mse | {mse:.4f} |" in note and "**Quality gate: fails**" in note
+    assert "No Approved version" in note and "MR_NOTE_TOKEN is not set" in captured.out
 
 
 def test_missing_contract_variable_is_named(aws, capsys):
