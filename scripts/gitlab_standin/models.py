@@ -3,6 +3,8 @@ access tokens, merge requests and their notes, pipelines, jobs, environments and
 Every public method takes the backend's lock, so the threaded server is safe.
 
 GitLab rules reproduced here, each from GitLab's documentation:
+- CI_PIPELINE_SOURCE is `push` for pushes and commits, `api` for POST /pipeline, `merge_request_event` for
+  merge request pipelines (https://docs.gitlab.com/ci/jobs/job_rules/#ci_pipeline_source-predefined-variable).
 - A push creates a pipeline for each updated branch, with CI_PIPELINE_SOURCE=push, unless
   `workflow:rules` filter it out (https://docs.gitlab.com/ci/pipelines/ ,
   https://docs.gitlab.com/ci/yaml/workflow/); a pushed branch that is the source of open merge requests

@@ -1,4 +1,13 @@
-"""Request handlers: read the parameters, call the backend, return GitLab-shaped JSON."""
+"""Request handlers: read the parameters, call the backend, return GitLab-shaped JSON.
+
+The JSON shapes follow GitLab's REST API reference: projects, commits, branches, pipelines and jobs
+(https://docs.gitlab.com/api/), merge requests and their merge (https://docs.gitlab.com/api/merge_requests/),
+notes (https://docs.gitlab.com/api/notes/#merge-requests), environments and deployments
+(https://docs.gitlab.com/api/environments/, https://docs.gitlab.com/api/deployments/) and project access
+tokens (https://docs.gitlab.com/api/project_access_tokens/), with the fields python-gitlab and the bundle
+read. Roles follow GitLab's permissions table: Developer opens and merges merge requests and creates
+branches, Reporter comments, Maintainer manages access tokens (https://docs.gitlab.com/user/permissions/).
+"""
 
 from __future__ import annotations
 

@@ -388,8 +388,8 @@ def stop_detached(state: State, timeout: float = 20) -> None:
 
 def print_access(state: State, out: Callable[[str], None]) -> None:
     out("Poke at the sandbox while it is up:")
-    out(f"  git:                export GIT_SSL_CAINFO={state.git_ca_bundle}")
-    out("                      then the clone lines `demo status` prints")
+    out("  git:                the clone lines `demo status` prints (CA bundle with the sandbox CA:")
+    out(f"                      {state.git_ca_bundle})")
     out(
         f"  AWS (moto):         export AWS_ENDPOINT_URL={state.moto_url} AWS_DEFAULT_REGION={state.region} "
         "AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing"
@@ -642,7 +642,8 @@ def status(lab: Lab, out: Callable[[str], None]) -> None:
         gl = lab.gitlab()
         versions = lab.versions(project)
         serving = {stage: f"v{v['version']}" for v in versions for stage in v["environments"]}
-        out("  git over HTTPS: first, in your shell (the sandbox CA plus your system's CAs):")
+        out("  git over HTTPS: the clone lines below work as they are; if your environment sets")
+        out("  GIT_SSL_CAINFO (it wins over the clone's own setting), use the sandbox's bundle for pushes:")
         out(f"    export GIT_SSL_CAINFO={state.git_ca_bundle}")
         for label, project_id in (
             (BUILD_REPO, project.build_project_id),

@@ -292,9 +292,13 @@ class Lab:
         return {"GIT_SSL_CAINFO": self.state.git_ca_bundle}
 
     def clone_command(self, clone_url: str) -> str:
-        """A `git clone` whose clone keeps the token for later pushes (in git's credential store file)."""
+        """A `git clone` that works as it is, in any shell: it trusts the sandbox's CA for the clone and
+        writes the CA and the token's credential store into the clone's config for later pushes."""
+        bundle = self.state.git_ca_bundle
         helper = f"credential.helper=store --file={self.state.git_credentials_file}"
-        return shlex.join(["git", "clone", "-c", helper, clone_url])
+        return f"GIT_SSL_CAINFO={shlex.quote(bundle)} " + shlex.join(
+            ["git", "clone", "-c", f"http.sslCAInfo={bundle}", "-c", helper, clone_url]
+        )
 
     def repositories(self, project: Project) -> dict[str, dict[str, Any]]:
         """Each seeded repository: URLs, files on the default branch, CI variables (masked shown masked)."""
