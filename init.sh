@@ -5,9 +5,10 @@
 #       --studio-role-arn arn:aws:iam::123456789012:role/StudioUser
 #   ./init.sh --help
 #
-# This wrapper checks the prerequisites (Python 3.11+, the AWS CLI, working credentials), finds or makes
-# a Python environment with boto3, and hands over to scripts/bootstrap.py, which does the AWS work with
-# boto3 (testable with stubbed clients, and honours AWS_ENDPOINT_URL like the CLI).
+# This wrapper checks the prerequisites (Python 3.11+, the AWS CLI), finds or makes a Python environment
+# with boto3, and hands over to scripts/bootstrap.py, which checks the arguments, then the credentials
+# (telling an unreachable endpoint from bad credentials), then does the AWS work with boto3 (testable with
+# stubbed clients; it honours AWS_REGION, AWS_DEFAULT_REGION, AWS_PROFILE and AWS_ENDPOINT_URL).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -75,22 +76,17 @@ if [ "$want_help" -eq 1 ]; then
   exec "$PY" "$BOOTSTRAP" --help
 fi
 
-# --- AWS CLI and credentials ---------------------------------------------------------------------------
+# --- AWS CLI --------------------------------------------------------------------------------------------
+# The next steps init.sh prints are AWS CLI commands. The credentials are checked by bootstrap.py with boto3,
+# which reads AWS_REGION as well as AWS_DEFAULT_REGION (AWS CLI v1 ignores AWS_REGION).
 command -v aws >/dev/null 2>&1 ||
-  die "the AWS CLI is required (init.sh checks your credentials with it): install it from" \
+  die "the AWS CLI is required (the next steps init.sh prints use it): install it from" \
     "https://docs.aws.amazon.com/cli/latest/userguide/getting-started-install.html and rerun"
 
+region="${region:-${AWS_REGION:-${AWS_DEFAULT_REGION:-}}}"
 if [ -n "$region" ] && ! [[ "$region" =~ ^[a-z]{2}(-[a-z]+)+-[0-9]+$ ]]; then
-  die "--region '$region' is not a region name (like eu-west-1)"
+  die "region '$region' (--region, AWS_REGION or AWS_DEFAULT_REGION) is not a region name (like eu-west-1)"
 fi
 
-echo "Checking AWS credentials (aws sts get-caller-identity) ..."
-region_args=()
-[ -z "$region" ] || region_args=(--region "$region")
-if ! identity_error="$(aws sts get-caller-identity "${region_args[@]}" --output text --query Account 2>&1 >/dev/null)"; then
-  last_line="$(printf '%s\n' "$identity_error" | grep -v '^[[:space:]]*$' | tail -n 1)"
-  die "no working AWS credentials: ${last_line:-aws sts get-caller-identity failed}." \
-    "Configure them (aws configure, aws sso login or AWS_PROFILE) for the target account and rerun"
-fi
-
+echo "Checking the arguments, then AWS credentials ..."
 exec "$PY" "$BOOTSTRAP" "$@"

@@ -40,6 +40,10 @@ MAX_TEMPLATE_BODY = 51_200
 STEPS = 6
 CAPABILITIES = ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM"]
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
+STUDIO_ROLE_REQUIRED = (
+    "--studio-role-arn is required in service-catalog mode: the execution role of your Studio "
+    "users, which is given access to the portfolio (or use --mode s3-template)"
+)
 _ARN = re.compile(r"^arn:aws[a-z-]*:")
 _PRINCIPAL_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:(role|user)/[\w+=,.@/-]+$|^arn:aws[a-z-]*:iam::\d{12}:root$")
 _SUBNET = re.compile(r"^subnet-[0-9a-f]{8,17}$")
@@ -224,6 +228,8 @@ def parse_settings(argv: Sequence[str], env: Mapping[str, str], stdin: Callable[
     prefix = args.prefix.strip("/")
     if not prefix or not re.match(r"^[a-z0-9][a-z0-9-]{0,62}$", prefix):
         raise BootstrapError("--prefix must be 1-63 lowercase letters, digits or '-'")
+    if args.mode == "service-catalog" and not args.studio_role_arn:
+        raise BootstrapError(STUDIO_ROLE_REQUIRED)
     token = read_token(env, stdin if args.token_stdin else None)
     return Settings(
         region=region,
@@ -674,12 +680,45 @@ def make_clients(region: str) -> Clients:
             f"unknown AWS region {session.region_name!r}: fix --region/AWS_REGION "
             "(or update boto3 for a new region)"
         )
+    # The identity check answers fast: an unreachable endpoint must not hide behind minutes of retries.
+    quick = Config(connect_timeout=10, read_timeout=30, retries={"max_attempts": 2, "mode": "standard"})
     return Clients(
-        *(
-            session.client(name, config=config)
-            for name in ("sts", "s3", "secretsmanager", "cloudformation", "iam")
-        )
+        session.client("sts", config=quick),
+        *(session.client(name, config=config) for name in ("s3", "secretsmanager", "cloudformation", "iam")),
     )
+
+
+def check_identity(sts: Any) -> str:
+    """The caller's account id, before anything else touches AWS. Tells missing or bad credentials from an
+    AWS endpoint that cannot be reached (by botocore's exception classes, not by message text)."""
+    from botocore.exceptions import (
+        ClientError,
+        ConnectionClosedError,
+        ConnectTimeoutError,
+        EndpointConnectionError,
+        NoCredentialsError,
+        PartialCredentialsError,
+        ProxyConnectionError,
+        ReadTimeoutError,
+        SSLError,
+    )
+
+    endpoint = sts.meta.endpoint_url
+    try:
+        return str(sts.get_caller_identity()["Account"])
+    except (NoCredentialsError, PartialCredentialsError) as error:
+        raise BootstrapError(
+            f"no working AWS credentials: {error}. Configure them (aws configure, aws sso login or "
+            "AWS_PROFILE) for the target account and rerun"
+        ) from None
+    except (EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError, ConnectionClosedError,
+            ProxyConnectionError, SSLError) as error:
+        raise BootstrapError(
+            f"cannot reach AWS STS at {endpoint} ({type(error).__name__}): check the network, proxy and "
+            "AWS_ENDPOINT_URL; the credentials could not be checked yet"
+        ) from None
+    except ClientError as error:
+        raise BootstrapError(f"no working AWS credentials: {_describe_aws_error(error)}") from None
 
 
 def run(
@@ -703,10 +742,7 @@ def run(
             raise BootstrapError(f"{path} is missing: run init.sh from a complete checkout")
     if settings.mode == "service-catalog":
         if not settings.studio_role_arn:
-            raise BootstrapError(
-                "--studio-role-arn is required in service-catalog mode: the execution role of your Studio "
-                "users, which is given access to the portfolio (or use --mode s3-template)"
-            )
+            raise BootstrapError(STUDIO_ROLE_REQUIRED)
         placeholders = {"LaunchRoleArn": f"arn:aws:iam::{account_id}:role/placeholder"}
         stack_parameters(
             CATALOG_TEMPLATE_PATH.read_text(encoding="utf-8"),
@@ -931,6 +967,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = parse_settings(args, os.environ, sys.stdin.read)
         clients = make_clients(settings.region)
+        check_identity(clients.sts)
         from scripts import package as packaging
 
         def package(build_dir: Path) -> Any:
@@ -963,6 +1000,7 @@ def _describe_aws_error(error: Exception) -> str:
         "ExpiredTokenException",
         "InvalidClientTokenId",
         "UnrecognizedClientException",
+        "SignatureDoesNotMatch",
     ):
         return (
             f"{code}: the AWS credentials are invalid or expired; "

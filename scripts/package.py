@@ -70,7 +70,7 @@ JUNK_DIRS = frozenset(
 JUNK_FILES = frozenset({".DS_Store", "Thumbs.db", ".coverage"})
 JUNK_SUFFIXES = (".pyc", ".pyo", ".egg-info")
 # Only at the top of a seed repository: build outputs there, but legitimate names deeper down.
-SEED_ROOT_JUNK = frozenset({"build", "dist", ".sandbox"})
+SEED_ROOT_JUNK = frozenset({"build", "dist", ".sandbox", "reports", ".pipeline-local"})
 # Our own Lambda code: tests and the dependency list are not runtime code.
 LAMBDA_JUNK_DIRS = frozenset({"tests", "test"})
 LAMBDA_JUNK_FILES = frozenset({"requirements.txt", "requirements-dev.txt"})

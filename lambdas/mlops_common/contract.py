@@ -88,6 +88,20 @@ METADATA_TEST_DATA_URI: Final = "TestDataS3Uri"
 # The package's ModelMetrics.ModelQuality.Statistics.S3Uri points at evaluation.json:
 # {"regression_metrics": {"mse": {"value": .., "standard_deviation": ..}, ...}}
 EVALUATION_METRICS_KEY: Final = "regression_metrics"
+# Provenance the model-build pipeline records in CustomerMetadataProperties (also MetadataProperties
+# CommitId/Repository/GeneratedBy); "none" where unknown.
+METADATA_GIT_COMMIT: Final = "GitCommit"
+METADATA_GIT_BRANCH: Final = "GitBranch"
+METADATA_PIPELINE_URL: Final = "GitLabPipelineUrl"
+METADATA_MERGE_REQUEST_URL: Final = "GitLabMergeRequestUrl"
+METADATA_UNKNOWN: Final = "none"
+# The model-deploy pipeline tags the version each stage serves deployed-to:<stage> (value: its pipeline URL).
+TAG_DEPLOYED_PREFIX: Final = "deployed-to:"
+
+# --- Merge request note -----------------------------------------------------------------------------
+# Masked (not protected) CI/CD variable of the model-build project: a project access token (Reporter,
+# api scope) that posts the model note on merge requests. Set by the user (the sandbox sets one).
+VAR_MR_NOTE_TOKEN: Final = "MR_NOTE_TOKEN"  # noqa: S105 - a variable name, not a secret
 
 # --- SageMaker events -----------------------------------------------------------------------------
 EVENT_SOURCE: Final = "aws.sagemaker"

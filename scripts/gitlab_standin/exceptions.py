@@ -38,6 +38,37 @@ class NotFound(StandinError):
         super().__init__({"message": f"404 {thing} Not Found".replace("  ", " ")})
 
 
+class InsufficientScope(StandinError):
+    """403 for a token whose scopes do not cover the request (GitLab's OAuth-style body)."""
+
+    status = 403
+
+    def __init__(self, needed: str) -> None:
+        super().__init__({
+            "error": "insufficient_scope",
+            "error_description": "The request requires higher privileges than provided by the access token.",
+            "scope": needed,
+        })
+
+
+class Conflict(StandinError):
+    """409 with a plain message, e.g. a merge whose sha is not the source branch's head."""
+
+    status = 409
+
+    def __init__(self, message: str) -> None:
+        super().__init__({"message": message})
+
+
+class NotAcceptable(StandinError):
+    """406, e.g. "Branch cannot be merged" for a merge request with conflicts."""
+
+    status = 406
+
+    def __init__(self, message: str) -> None:
+        super().__init__({"message": message})
+
+
 class RouteNotFound(StandinError):
     status = 404
     body = {"error": "404 Not Found"}
@@ -46,6 +77,9 @@ class RouteNotFound(StandinError):
 class MethodNotAllowed(StandinError):
     status = 405
     body = {"error": "405 Method Not Allowed"}
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__({"message": message} if message else None)
 
 
 class BadRequest(StandinError):

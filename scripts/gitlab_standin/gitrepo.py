@@ -17,6 +17,7 @@ from pathlib import Path
 
 from .exceptions import BadRequest, NotFound
 
+ZERO_SHA = "0" * 40
 _IDENTITY = {
     "GIT_AUTHOR_NAME": "Standin User",
     "GIT_AUTHOR_EMAIL": "standin@example.invalid",
@@ -102,9 +103,14 @@ class GitRepo:
             check=True,
             capture_output=True,
         )
-        # git http-backend serves only repositories that allow it; keep protocol v2 uploads cheap.
+        # git http-backend serves uploads to anyone it is run for, and receive-pack only when REMOTE_USER
+        # is set, which the server does after checking the token (http.receivepack's default).
         self._git("config", "http.uploadpack", "true")
-        self._git("config", "http.receivepack", "false")
+        self._git("config", "receive.denyDeleteCurrent", "true")
+        hook = self.path / "hooks" / "post-receive"
+        hook.parent.mkdir(exist_ok=True)
+        hook.write_text(_POST_RECEIVE)
+        hook.chmod(0o755)
 
     def remove(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
@@ -132,6 +138,43 @@ class GitRepo:
 
     def is_empty(self) -> bool:
         return not self.branches()
+
+    def set_ref(self, ref: str, sha: str) -> None:
+        self._git("update-ref", ref, sha)
+
+    def delete_ref(self, ref: str) -> None:
+        self._git("update-ref", "-d", ref)
+
+    def is_ancestor(self, ancestor: str, descendant: str) -> bool:
+        try:
+            self._git("merge-base", "--is-ancestor", ancestor, descendant)
+        except GitFailed:
+            return False
+        return True
+
+    def merge_base(self, one: str, other: str) -> str | None:
+        try:
+            return self._git("merge-base", one, other).decode().strip() or None
+        except GitFailed:
+            return None
+
+    def merge_commit(self, target: str, source: str, message: str, target_branch: str) -> str | None:
+        """A merge commit of `source` into `target` (parents target, source) moved onto `target_branch`;
+        None when the two conflict. Uses `git merge-tree --write-tree` (git 2.38+): no work tree needed."""
+        try:
+            tree = self._git("merge-tree", "--write-tree", target, source).decode().split()[0]
+        except GitFailed:
+            return None
+        sha = self._git("commit-tree", tree, "-p", target, "-p", source, "-F", "-",
+                        input=message.encode("utf-8")).decode().strip()
+        self._git("update-ref", f"refs/heads/{target_branch}", sha, target)
+        return sha
+
+    def delete_branch(self, branch: str) -> None:
+        self._git("update-ref", "-d", f"refs/heads/{branch}")
+
+    def create_branch(self, branch: str, sha: str) -> None:
+        self._git("update-ref", f"refs/heads/{branch}", sha, ZERO_SHA)
 
     def commit_info(self, sha: str) -> CommitInfo:
         fmt = "%H%x00%P%x00%an%x00%ae%x00%aI%x00%cI%x00%B"
@@ -262,6 +305,32 @@ class GitRepo:
     def _add(self, path: str, content: bytes, mode: str, env: dict[str, str]) -> None:
         oid = self._git("hash-object", "-w", "--no-filters", "--stdin", input=content).decode().strip()
         self._git("update-index", "--add", "--cacheinfo", f"{mode},{oid},{path}", env=env)
+
+
+# GitLab's hints after a push to a branch other than the default one; git relays hook output to the
+# pusher as "remote:" lines. The server sets the STANDIN_* variables for receive-pack.
+_POST_RECEIVE = """#!/bin/sh
+[ -n "$STANDIN_PROJECT_URL" ] || exit 0
+while read -r old new ref; do
+  branch=${ref#refs/heads/}
+  [ "$branch" != "$ref" ] || continue
+  [ "$new" != "0000000000000000000000000000000000000000" ] || continue
+  [ "$branch" != "$STANDIN_DEFAULT_BRANCH" ] || continue
+  url=""
+  for pair in $STANDIN_OPEN_MRS; do
+    [ "${pair%%=*}" = "$branch" ] && url=${pair#*=}
+  done
+  echo
+  if [ -n "$url" ]; then
+    echo "View merge request for $branch:"
+    echo "  $url"
+  else
+    echo "To create a merge request for $branch, visit:"
+    echo "  $STANDIN_PROJECT_URL/-/merge_requests/new?merge_request%5Bsource_branch%5D=$branch"
+  fi
+  echo
+done
+"""
 
 
 class GitFailed(RuntimeError):

@@ -1,5 +1,35 @@
 """The stand-in's state: namespaces, projects (each a real bare git repository), CI/CD variables,
-pipelines and jobs. Every public method takes the backend's lock, so the threaded server is safe."""
+access tokens, merge requests and their notes, pipelines, jobs, environments and deployments.
+Every public method takes the backend's lock, so the threaded server is safe.
+
+GitLab rules reproduced here, each from GitLab's documentation:
+- CI_PIPELINE_SOURCE is `push` for pushes and commits, `api` for POST /pipeline, `merge_request_event` for
+  merge request pipelines (https://docs.gitlab.com/ci/jobs/job_rules/#ci_pipeline_source-predefined-variable).
+- A push creates a pipeline for each updated branch, with CI_PIPELINE_SOURCE=push, unless
+  `workflow:rules` filter it out (https://docs.gitlab.com/ci/pipelines/ ,
+  https://docs.gitlab.com/ci/yaml/workflow/); a pushed branch that is the source of open merge requests
+  also gets a merge request pipeline, and its branch pipeline sees CI_OPEN_MERGE_REQUESTS
+  (https://docs.gitlab.com/ci/pipelines/merge_request_pipelines/ ,
+  https://docs.gitlab.com/ci/variables/predefined_variables/).
+- Merge request pipelines run on `refs/merge-requests/<iid>/head` (the ref GitLab keeps for each merge
+  request) with CI_PIPELINE_SOURCE=merge_request_event, the CI_MERGE_REQUEST_* variables and without
+  CI_COMMIT_BRANCH; creating a merge request starts one, as does each push to its source branch. If no job
+  is selected for a merge request pipeline, none is created
+  (https://docs.gitlab.com/ci/pipelines/merge_request_pipelines/).
+- Merging makes a merge commit on the target branch (merge method "merge", the default) whose message
+  follows GitLab's default merge commit template (https://docs.gitlab.com/user/project/merge_requests/commit_templates/):
+  "Merge branch '<source>' into '<target>'", the title, "See merge request <group/project!iid>"; the push
+  to the target branch then starts its pipeline. A stale `sha` is 409, a closed or merged request 405,
+  conflicts 406 (https://docs.gitlab.com/api/merge_requests/#merge-a-merge-request).
+- Project access tokens act as a bot user on their project only, with their scopes (`api` for
+  everything, `read_api` for reads, `read_repository`/`write_repository` for Git over HTTP) and role;
+  pushing needs at least Developer (30), reading code Reporter (20)
+  (https://docs.gitlab.com/user/project/settings/project_access_tokens/ ,
+  https://docs.gitlab.com/user/permissions/).
+- A job with `environment:` records a deployment of its pipeline's commit to that environment; a
+  successful one sets the environment's external_url from `environment:url`, expanded with the job's
+  dotenv report (https://docs.gitlab.com/ci/environments/#set-a-dynamic-environment-url).
+"""
 
 from __future__ import annotations
 
@@ -19,17 +49,23 @@ from .exceptions import (
     BadRequest,
     Conflict,
     Forbidden,
+    MethodNotAllowed,
     MissingParameter,
+    NotAcceptable,
     NotFound,
     PipelineRefused,
     ValidationFailed,
 )
-from .gitrepo import FileAction, GitFailed, GitRepo
-from .runner import JobSpec, PipelineConfigError, PipelineRunner, RunContext
+from .gitrepo import ZERO_SHA, FileAction, GitFailed, GitRepo
+from .runner import JobSpec, PipelineConfigError, PipelineFiltered, PipelineRunner, RunContext
 
 OVERRIDE_ROLES = ("no_one_allowed", "developer", "maintainer", "owner")
 VISIBILITIES = ("private", "internal", "public")
-PIPELINE_SOURCES = ("push", "web", "api", "trigger", "schedule", "pipeline")
+PIPELINE_SOURCES = ("push", "web", "api", "trigger", "schedule", "pipeline", "merge_request_event")
+MR_EVENT = "merge_request_event"
+REPORTER, DEVELOPER, MAINTAINER, OWNER = 20, 30, 40, 50
+TOKEN_SCOPES = ("api", "read_api", "read_repository", "write_repository")
+MAX_OPEN_MRS_LISTED = 4  # CI_OPEN_MERGE_REQUESTS lists up to four
 FINISHED = ("success", "failed", "canceled", "skipped", "manual")
 NO_JOBS = (
     "Pipeline will not run for the selected trigger. The rules configuration prevented any jobs from "
@@ -87,6 +123,119 @@ class Variable:
         }
 
 
+@dataclass(frozen=True)
+class Principal:
+    """Who a request acts as: the admin (any project) or a project access token's bot (one project)."""
+
+    user: Mapping[str, Any]
+    scopes: frozenset[str]
+    access_level: int
+    project_id: int | None = None  # None: every project
+
+    def may_read_api(self) -> bool:
+        return bool(self.scopes & {"api", "read_api"})
+
+    def may_write_api(self) -> bool:
+        return "api" in self.scopes
+
+    def may_read_code(self) -> bool:
+        reads = {"api", "read_repository", "write_repository"}
+        return bool(self.scopes & reads) and self.access_level >= REPORTER
+
+    def may_push_code(self) -> bool:
+        return bool(self.scopes & {"api", "write_repository"}) and self.access_level >= DEVELOPER
+
+
+@dataclass
+class AccessToken:
+    id: int
+    project_id: int
+    name: str
+    token: str
+    scopes: tuple[str, ...]
+    access_level: int
+    user: dict[str, Any]
+    expires_at: str | None
+    created_at: str = field(default_factory=now)
+    revoked: bool = False
+
+    def to_json(self, with_token: bool = False) -> dict[str, Any]:
+        data = {
+            "id": self.id, "name": self.name, "revoked": self.revoked, "created_at": self.created_at,
+            "scopes": list(self.scopes), "user_id": self.user["id"], "active": not self.revoked,
+            "expires_at": self.expires_at, "access_level": self.access_level,
+        }
+        if with_token:
+            data["token"] = self.token
+        return data
+
+
+@dataclass
+class Note:
+    id: int
+    body: str
+    author: Mapping[str, Any]
+    noteable_id: int
+    noteable_iid: int
+    project_id: int
+    created_at: str = field(default_factory=now)
+    updated_at: str = field(default_factory=now)
+    system: bool = False
+
+
+@dataclass
+class MergeRequest:
+    id: int
+    iid: int
+    project_id: int
+    title: str
+    description: str
+    source_branch: str
+    target_branch: str
+    author: Mapping[str, Any]
+    sha: str
+    state: str = "opened"  # opened | closed | merged
+    created_at: str = field(default_factory=now)
+    updated_at: str = field(default_factory=now)
+    merged_at: str | None = None
+    closed_at: str | None = None
+    merge_commit_sha: str | None = None
+    notes: list[Note] = field(default_factory=list)
+
+    @property
+    def ref_path(self) -> str:
+        return f"refs/merge-requests/{self.iid}/head"
+
+
+@dataclass
+class Deployment:
+    id: int
+    iid: int
+    environment_id: int
+    job_id: int
+    pipeline_id: int
+    ref: str
+    sha: str
+    status: str
+    created_at: str = field(default_factory=now)
+    updated_at: str = field(default_factory=now)
+
+
+@dataclass
+class Environment:
+    id: int
+    project_id: int
+    name: str
+    external_url: str | None = None
+    tier: str | None = None
+    created_at: str = field(default_factory=now)
+    updated_at: str = field(default_factory=now)
+
+    @property
+    def slug(self) -> str:
+        return re.sub(r"[^a-z0-9]+", "-", self.name.lower()).strip("-")[:24] or "env"
+
+
 @dataclass
 class Job:
     id: int
@@ -102,6 +251,8 @@ class Job:
     log: str = ""
     _t0: float | None = None
     duration: float | None = None
+    environment: str | None = None
+    environment_url: str | None = None
 
 
 @dataclass
@@ -121,6 +272,8 @@ class Pipeline:
     finished_at: str | None = None
     context: RunContext | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
+    merge_request_iid: int | None = None
+    before_sha: str = ZERO_SHA
 
 
 @dataclass
@@ -179,6 +332,9 @@ class Project:
     pipeline_count: int = 0
     protected_branches: dict[str, ProtectedBranch] = field(default_factory=dict)
     triggers: dict[int, Trigger] = field(default_factory=dict)
+    merge_requests: dict[int, MergeRequest] = field(default_factory=dict)
+    environments: dict[str, Environment] = field(default_factory=dict)
+    deployments: list[Deployment] = field(default_factory=list)
 
     @property
     def full_path(self) -> str:
@@ -198,9 +354,11 @@ class Backend:
         runner: PipelineRunner | None = None,
         pipelines_on_push: bool | None = None,
         new_project_override_role: str = "no_one_allowed",
+        job_log_dir: Path | None = None,
     ) -> None:
         self.data_dir = data_dir
         self.tokens = tuple(tokens)
+        self.job_log_dir = job_log_dir
         self.username = username
         self.runner = runner
         self.pipelines_on_push = runner is not None if pipelines_on_push is None else pipelines_on_push
@@ -216,7 +374,9 @@ class Backend:
     def reset(self) -> None:
         """Forget every project, pipeline and group except the seeded ones; wipe the repositories."""
         with self.lock:
-            self._next_id = {"namespace": 1, "project": 1, "pipeline": 1, "job": 1}
+            self._next_id = {"namespace": 1, "project": 1, "pipeline": 1, "job": 1, "token": 1, "mr": 1,
+                             "note": 1, "environment": 1, "deployment": 1, "bot": 1000}
+            self.access_tokens: dict[str, AccessToken] = {}
             self.namespaces: dict[int, Namespace] = {}
             self.projects: dict[int, Project] = {}
             self.pipelines: dict[int, Pipeline] = {}
@@ -235,19 +395,67 @@ class Backend:
                 self.create_group(group)
 
     def wait_idle(self, timeout: float = 30.0) -> None:
-        """Wait for background pipeline threads (tests; shutdown)."""
+        """Wait for background work (pushes, pipelines, and the pipelines those start): tests; shutdown."""
         deadline = time.monotonic() + timeout
-        for thread in list(self._threads):
-            thread.join(max(0.0, deadline - time.monotonic()))
+        while time.monotonic() < deadline:
+            alive = [t for t in list(self._threads) if t.is_alive() and t is not threading.current_thread()]
+            if not alive:
+                return
+            for thread in alive:
+                thread.join(max(0.0, deadline - time.monotonic()))
 
     def _id(self, kind: str) -> int:
         value = self._next_id.get(kind, 1)
         self._next_id[kind] = value + 1
         return value
 
+    # --- authentication ------------------------------------------------------------------------
+    def authenticate(self, token: str) -> Principal | None:
+        """The principal a token acts as (admin tokens given at start, or a live project access token)."""
+        if not token:
+            return None
+        if any(secrets.compare_digest(token, t) for t in self.tokens):
+            return Principal(self.user, frozenset(TOKEN_SCOPES), OWNER)
+        with self.lock:
+            found = next(
+                (t for t in self.access_tokens.values() if secrets.compare_digest(token, t.token)), None
+            )
+            if found is None or found.revoked or found.project_id not in self.projects:
+                return None
+            if found.expires_at and found.expires_at < datetime.now(UTC).date().isoformat():
+                return None
+            return Principal(found.user, frozenset(found.scopes), found.access_level, found.project_id)
+
+    def create_access_token(
+        self, project: Project, name: str, scopes: Sequence[str], access_level: int, expires_at: str | None
+    ) -> AccessToken:
+        """A project access token: its bot user is a member of `project` only."""
+        if not name:
+            raise MissingParameter("name")
+        if not scopes:
+            raise MissingParameter("scopes")
+        unknown = [s for s in scopes if s not in TOKEN_SCOPES]
+        if unknown:
+            raise BadRequest(f"scopes does not have a valid value: {', '.join(unknown)}")
+        if access_level not in (REPORTER, DEVELOPER, MAINTAINER, OWNER):
+            raise BadRequest("access_level does not have a valid value")
+        with self.lock:
+            bot_id = self._id("bot")
+            user = {"id": bot_id, "username": f"project_{project.id}_bot_{secrets.token_hex(4)}",
+                    "name": name, "state": "active", "bot": True, "is_admin": False}
+            token = AccessToken(self._id("token"), project.id, name, f"glpat-{secrets.token_urlsafe(15)}",
+                                tuple(scopes), access_level, user, expires_at)
+            self.access_tokens[token.token] = token
+            return token
+
+    def access_tokens_of(self, project: Project) -> list[AccessToken]:
+        with self.lock:
+            return [t for t in self.access_tokens.values() if t.project_id == project.id]
+
     # --- users, groups, namespaces ------------------------------------------------------------
-    def current_user(self) -> dict[str, Any]:
-        return {**self.user, "web_url": f"{self.base_url}/{self.username}"}
+    def current_user(self, principal: Principal | None = None) -> dict[str, Any]:
+        user = dict(principal.user) if principal else dict(self.user)
+        return {**user, "web_url": f"{self.base_url}/{user['username']}"}
 
     def _new_namespace(self, name: str, path: str, parent: Namespace | None, kind: str) -> Namespace:
         full_path = f"{parent.full_path}/{path}" if parent else path
@@ -418,6 +626,8 @@ class Backend:
     def delete_project(self, project: Project) -> None:
         with self.lock:
             self.projects.pop(project.id, None)
+            for token in self.access_tokens_of(project):
+                token.revoked = True
             for pipeline in [p for p in self.pipelines.values() if p.project_id == project.id]:
                 self.pipelines.pop(pipeline.id)
                 for job in pipeline.jobs:
@@ -500,9 +710,72 @@ class Backend:
                 if project.default_branch != branch:
                     project.default_branch = branch
             project.last_activity_at = now()
-        if self.pipelines_on_push and self.runner is not None:
-            self._start_push_pipeline(project, branch, sha)
+        self.pushed(project, [(branch, branches.get(branch, ZERO_SHA), sha)])
         return sha
+
+    def pushed(self, project: Project, updates: Sequence[tuple[str, str, str]]) -> None:
+        """Branch updates (branch, before, after), from `git push` or the commits API, as GitLab handles a
+        push: open merge requests from the branch follow it, then the branch pipeline and one merge request
+        pipeline per such request are created (each only if its rules select jobs)."""
+        for branch, before, after in updates:
+            with self.lock:
+                if after == ZERO_SHA:
+                    continue  # a deleted branch starts nothing
+                open_mrs = self._open_mrs_from(project, branch)
+                for mr in open_mrs:
+                    mr.sha, mr.updated_at = after, now()
+                    project.repo.set_ref(mr.ref_path, after)
+                project.last_activity_at = now()
+            if not (self.pipelines_on_push and self.runner is not None):
+                continue
+            self._start_push_pipeline(project, branch, after, before)
+            for mr in open_mrs:
+                self._start_mr_pipeline(project, mr, refuse=False)
+
+    def _open_mrs_from(self, project: Project, branch: str) -> list[MergeRequest]:
+        return [mr for mr in project.merge_requests.values()
+                if mr.state == "opened" and mr.source_branch == branch]
+
+    def in_background(self, work: Any, name: str) -> None:
+        """Run `work` in a tracked thread (GitLab handles pushes asynchronously, after answering git)."""
+        def target() -> None:
+            try:
+                work()
+            except Exception:  # noqa: BLE001 - a background failure must not kill the server
+                import traceback
+
+                traceback.print_exc()
+
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        with self.lock:
+            self._threads = [t for t in self._threads if t.is_alive()] + [thread]
+        thread.start()
+
+    # --- branches -----------------------------------------------------------------------------
+    def create_branch(self, project: Project, branch: str, ref: str) -> str:
+        if not branch:
+            raise MissingParameter("branch")
+        if not ref:
+            raise MissingParameter("ref")
+        with self.lock:
+            if branch in project.repo.branches():
+                raise BadRequest("Branch already exists")
+            if not re.fullmatch(r"[A-Za-z0-9._/-]+", branch) or ".." in branch or branch.endswith((".", "/")):
+                raise BadRequest("Branch name is invalid")
+            sha = project.repo.resolve(ref)
+            if sha is None:
+                raise BadRequest("Invalid reference name: " + ref)
+            project.repo.create_branch(branch, sha)
+        self.pushed(project, [(branch, ZERO_SHA, sha)])
+        return sha
+
+    def delete_branch(self, project: Project, branch: str) -> None:
+        with self.lock:
+            if branch not in project.repo.branches():
+                raise NotFound("Branch")
+            if branch == project.default_branch:
+                raise BadRequest("The default branch of a project cannot be deleted.")
+            project.repo.delete_branch(branch)
 
     def ref_sha(self, project: Project, ref: str | None) -> str:
         sha = project.repo.resolve(ref or project.default_branch)
@@ -533,42 +806,108 @@ class Backend:
             pipeline = self._new_pipeline(project, ref, sha, source, variables)
         return self._plan_and_start(project, pipeline, refuse=True)
 
-    def _start_push_pipeline(self, project: Project, branch: str, sha: str) -> None:
+    def _start_push_pipeline(self, project: Project, branch: str, sha: str, before: str = ZERO_SHA) -> None:
         with self.lock:
             try:
                 project.repo.blob(sha, ".gitlab-ci.yml")
             except NotFound:
                 return
-            pipeline = self._new_pipeline(project, branch, sha, "push", [])
+            pipeline = self._new_pipeline(project, branch, sha, "push", [], before=before)
         self._plan_and_start(project, pipeline, refuse=False)
 
+    def _start_mr_pipeline(self, project: Project, mr: MergeRequest, *, refuse: bool) -> Pipeline | None:
+        with self.lock:
+            try:
+                project.repo.blob(mr.sha, ".gitlab-ci.yml")
+            except NotFound:
+                if refuse:
+                    raise PipelineRefused("Missing CI config file") from None
+                return None
+            pipeline = self._new_pipeline(project, mr.ref_path, mr.sha, MR_EVENT, [], merge_request=mr)
+        started = self._plan_and_start(project, pipeline, refuse=refuse)
+        return started if started.id in self.pipelines else None
+
     def _new_pipeline(
-        self, project: Project, ref: str, sha: str, source: str, variables: Sequence[Mapping[str, Any]]
+        self, project: Project, ref: str, sha: str, source: str, variables: Sequence[Mapping[str, Any]],
+        *, before: str = ZERO_SHA, merge_request: MergeRequest | None = None,
     ) -> Pipeline:
         project.pipeline_count += 1
         pipeline = Pipeline(
             self._id("pipeline"), project.pipeline_count, project.id, ref, sha, source,
             [{"key": str(v.get("key")), "value": str(v.get("value", "")),
               "variable_type": str(v.get("variable_type") or "env_var")} for v in variables],
+            merge_request_iid=merge_request.iid if merge_request else None,
+            before_sha=before if source == "push" else ZERO_SHA,
         )
         pipe_vars = {v["key"]: v["value"] for v in pipeline.variables}
         # Protected variables reach only pipelines of protected branches (GitLab docs, CI/CD variables:
-        # "Protect a CI/CD variable").
-        protected_ref = ref in project.protected_branches
+        # "Protect a CI/CD variable"); a merge request pipeline counts as protected only when both its
+        # source and target branches are (gitlab-org/gitlab!188008, protect_merge_request_pipelines, on
+        # by default for new projects).
+        protected_ref = self.ref_is_protected(project, ref, merge_request)
         proj_vars = {
             v.key: v.value for v in project.variables.values()
             if v.environment_scope == "*" and (protected_ref or not v.protected)
         }
         file_vars = {v.key for v in project.variables.values() if v.variable_type == "file"}
         file_vars |= {v["key"] for v in pipeline.variables if v["variable_type"] == "file"}
+        predefined, unset, ref_name = self._predefined(project, pipeline, merge_request)
         pipeline.context = RunContext(
             pipeline_id=pipeline.id, project_id=project.id, project_path=project.full_path,
             default_branch=project.default_branch, repo_dir=project.repo.path, ref=ref, sha=sha,
             source=source, work_dir=self.data_dir / "pipelines" / str(pipeline.id),
             server_url=self.base_url, variables={**proj_vars, **pipe_vars},
             file_variables=frozenset(file_vars), ref_protected=protected_ref,
+            ref_name=ref_name, predefined=predefined, unset=unset,
         )
         return pipeline
+
+    def ref_is_protected(self, project: Project, ref: str, mr: MergeRequest | None) -> bool:
+        """Whether a pipeline on `ref` is protected (GitLab's Ci::Pipeline#protected_ref?)."""
+        if mr is not None:
+            return {mr.source_branch, mr.target_branch} <= set(project.protected_branches)
+        return ref.removeprefix("refs/heads/") in project.protected_branches
+
+    def _predefined(
+        self, project: Project, pipeline: Pipeline, mr: MergeRequest | None
+    ) -> tuple[dict[str, str], frozenset[str], str]:
+        """Predefined variables GitLab gives this pipeline, the ones it leaves unset, and the ref name
+        (https://docs.gitlab.com/ci/variables/predefined_variables/)."""
+        info = project.repo.commit_info(pipeline.sha)
+        project_url = f"{self.base_url}/{project.full_path}"
+        branch = mr.source_branch if mr else pipeline.ref.removeprefix("refs/heads/")
+        values = {
+            "CI_COMMIT_SHA": pipeline.sha, "CI_COMMIT_SHORT_SHA": pipeline.sha[:8],
+            "CI_COMMIT_BEFORE_SHA": pipeline.before_sha, "CI_COMMIT_REF_NAME": branch,
+            "CI_COMMIT_MESSAGE": info.message, "CI_COMMIT_TITLE": info.title,
+            "CI_COMMIT_DESCRIPTION": info.message[len(info.title):].lstrip("\n"),
+            "CI_COMMIT_AUTHOR": f"{info.author_name} <{info.author_email}>",
+            "CI_COMMIT_TIMESTAMP": info.committed_date,
+            "CI_PIPELINE_IID": str(pipeline.iid),
+            "CI_PIPELINE_URL": f"{project_url}/-/pipelines/{pipeline.id}",
+            "CI_PROJECT_URL": project_url,
+        }
+        open_mrs = self._open_mrs_from(project, branch)[:MAX_OPEN_MRS_LISTED]
+        if open_mrs:
+            values["CI_OPEN_MERGE_REQUESTS"] = ",".join(f"{project.full_path}!{m.iid}" for m in open_mrs)
+        if mr is None:
+            values["CI_COMMIT_BRANCH"] = branch
+            return values, frozenset(), branch
+        base = project.repo.merge_base(project.repo.branches().get(mr.target_branch, mr.sha), mr.sha)
+        values.update({
+            "CI_MERGE_REQUEST_ID": str(mr.id), "CI_MERGE_REQUEST_IID": str(mr.iid),
+            "CI_MERGE_REQUEST_PROJECT_ID": str(project.id),
+            "CI_MERGE_REQUEST_PROJECT_PATH": project.full_path,
+            "CI_MERGE_REQUEST_PROJECT_URL": project_url, "CI_MERGE_REQUEST_REF_PATH": mr.ref_path,
+            "CI_MERGE_REQUEST_SOURCE_BRANCH_NAME": mr.source_branch,
+            "CI_MERGE_REQUEST_SOURCE_PROJECT_ID": str(project.id),
+            "CI_MERGE_REQUEST_SOURCE_PROJECT_PATH": project.full_path,
+            "CI_MERGE_REQUEST_SOURCE_PROJECT_URL": project_url,
+            "CI_MERGE_REQUEST_TARGET_BRANCH_NAME": mr.target_branch, "CI_MERGE_REQUEST_TITLE": mr.title,
+            "CI_MERGE_REQUEST_DESCRIPTION": mr.description, "CI_MERGE_REQUEST_EVENT_TYPE": "detached",
+            "CI_MERGE_REQUEST_DIFF_BASE_SHA": base or "",
+        })
+        return values, frozenset({"CI_COMMIT_BRANCH"}), branch
 
     def _plan_and_start(self, project: Project, pipeline: Pipeline, *, refuse: bool) -> Pipeline:
         """Ask the runner which jobs run (outside the lock: it may take a second), then start them."""
@@ -579,6 +918,11 @@ class Backend:
             return pipeline
         try:
             specs = runner.plan(ctx)
+        except PipelineFiltered as e:
+            shutil.rmtree(ctx.work_dir, ignore_errors=True)
+            if refuse:
+                raise PipelineRefused(str(e)) from None
+            return pipeline  # a push filtered out by workflow:rules creates no pipeline
         except PipelineConfigError as e:
             if refuse:
                 raise PipelineRefused(str(e)) from None
@@ -600,7 +944,8 @@ class Backend:
 
     def _new_job(self, pipeline: Pipeline, spec: JobSpec) -> Job:
         status = "manual" if spec.when == "manual" else "created"
-        job = Job(self._id("job"), spec.name, spec.stage, spec.when, spec.allow_failure, status, pipeline.id)
+        job = Job(self._id("job"), spec.name, spec.stage, spec.when, spec.allow_failure, status, pipeline.id,
+                  environment=spec.environment, environment_url=spec.environment_url)
         self.jobs[job.id] = job
         return job
 
@@ -620,9 +965,7 @@ class Backend:
                             job.status = "skipped"
                     self._refresh(pipeline)
 
-        thread = threading.Thread(target=target, name=f"pipeline-{pipeline.id}", daemon=True)
-        self._threads = [t for t in self._threads if t.is_alive()] + [thread]
-        thread.start()
+        self.in_background(target, f"pipeline-{pipeline.id}")
 
     def play_job(self, project: Project, job: Job) -> Job:
         with self.lock:
@@ -707,6 +1050,190 @@ class Backend:
         pipeline.updated_at = now()
         self.changed.notify_all()
 
+    # --- merge requests and notes ---------------------------------------------------------------
+    def create_merge_request(
+        self, project: Project, author: Mapping[str, Any], *, source_branch: str, target_branch: str,
+        title: str, description: str = "",
+    ) -> MergeRequest:
+        missing = [k for k, v in (("source_branch", source_branch), ("target_branch", target_branch),
+                                  ("title", title)) if not v]
+        if missing:
+            raise MissingParameter(*missing)
+        with self.lock:
+            branches = project.repo.branches()
+            if source_branch == target_branch:
+                raise ValidationFailed({"base": ["You can't use same project/branch for source and target"]})
+            for kind, name in (("Source", source_branch), ("Target", target_branch)):
+                if name not in branches:
+                    raise ValidationFailed({"base": [f"{kind} branch \"{name}\" does not exist"]})
+            duplicate = next((m for m in self._open_mrs_from(project, source_branch)
+                              if m.target_branch == target_branch), None)
+            if duplicate is not None:
+                raise Conflict(
+                    f"Another open merge request already exists for this source branch: !{duplicate.iid}"
+                )
+            iid = max(project.merge_requests, default=0) + 1
+            mr = MergeRequest(self._id("mr"), iid, project.id, title, description or "", source_branch,
+                              target_branch, dict(author), branches[source_branch])
+            project.merge_requests[iid] = mr
+            project.repo.set_ref(mr.ref_path, mr.sha)
+        if self.pipelines_on_push and self.runner is not None:
+            self.in_background(lambda: self._start_mr_pipeline(project, mr, refuse=False), f"mr-{mr.id}")
+        return mr
+
+    def merge_request(self, project: Project, iid: str | int) -> MergeRequest:
+        with self.lock:
+            mr = project.merge_requests.get(int(iid)) if str(iid).isdigit() else None
+            if mr is None:
+                raise NotFound("")
+            return mr
+
+    def list_merge_requests(
+        self, project: Project, state: str | None = None, source_branch: str | None = None,
+        target_branch: str | None = None,
+    ) -> list[MergeRequest]:
+        with self.lock:
+            found = [m for m in project.merge_requests.values()
+                     if state in (None, "", "all", m.state)
+                     and source_branch in (None, "", m.source_branch)
+                     and target_branch in (None, "", m.target_branch)]
+            return sorted(found, key=lambda m: m.id, reverse=True)
+
+    def update_merge_request(
+        self, project: Project, mr: MergeRequest, changes: Mapping[str, Any]
+    ) -> MergeRequest:
+        with self.lock:
+            if changes.get("title"):
+                mr.title = str(changes["title"])
+            if changes.get("description") is not None:
+                mr.description = str(changes["description"])
+            event = changes.get("state_event")
+            if event == "close" and mr.state == "opened":
+                mr.state, mr.closed_at = "closed", now()
+            elif event == "reopen" and mr.state == "closed":
+                mr.state, mr.closed_at = "opened", None
+            elif event not in (None, "", "close", "reopen"):
+                raise BadRequest("state_event does not have a valid value")
+            mr.updated_at = now()
+            return mr
+
+    def merge(
+        self, project: Project, mr: MergeRequest, *, sha: str | None = None, message: str | None = None,
+        remove_source_branch: bool = False,
+    ) -> MergeRequest:
+        """Merge with a merge commit (GitLab's default merge method) and start the target's push pipeline."""
+        with self.lock:
+            if project.archived:
+                raise Forbidden()
+            if mr.state != "opened":
+                raise MethodNotAllowed("405 Method Not Allowed")
+            branches = project.repo.branches()
+            source, target = branches.get(mr.source_branch), branches.get(mr.target_branch)
+            if source is None or target is None:
+                raise MethodNotAllowed("405 Method Not Allowed")
+            if sha and sha != source:
+                raise Conflict("SHA does not match HEAD of source branch: " + source)
+            text = message or default_merge_message(project, mr)
+            merged = project.repo.merge_commit(target, source, text, mr.target_branch)
+            if merged is None:
+                raise NotAcceptable("Branch cannot be merged")
+            mr.state, mr.merged_at, mr.merge_commit_sha, mr.updated_at = "merged", now(), merged, now()
+            if remove_source_branch and mr.source_branch != project.default_branch:
+                project.repo.delete_branch(mr.source_branch)
+        self.pushed(project, [(mr.target_branch, target, merged)])
+        return mr
+
+    def create_mr_pipeline(self, project: Project, mr: MergeRequest) -> Pipeline:
+        """POST .../merge_requests/:iid/pipelines: a merge request pipeline now (refused like the API)."""
+        if self.runner is None:
+            with self.lock:
+                pipeline = self._new_pipeline(project, mr.ref_path, mr.sha, MR_EVENT, [], merge_request=mr)
+                self.pipelines[pipeline.id] = pipeline
+                return pipeline
+        started = self._start_mr_pipeline(project, mr, refuse=True)
+        assert started is not None
+        return started
+
+    def mr_pipelines(self, project: Project, mr: MergeRequest) -> list[Pipeline]:
+        with self.lock:
+            return [p for p in self.list_pipelines(project) if p.merge_request_iid == mr.iid]
+
+    def add_note(self, project: Project, mr: MergeRequest, author: Mapping[str, Any], body: str) -> Note:
+        if not body or not str(body).strip():
+            raise MissingParameter("body")
+        if len(body) > 1_000_000:
+            raise ValidationFailed({"note": ["is too long (maximum is 1000000 characters)"]})
+        with self.lock:
+            note = Note(self._id("note"), body, dict(author), mr.id, mr.iid, project.id)
+            mr.notes.append(note)
+            return note
+
+    def note(self, mr: MergeRequest, note_id: str | int) -> Note:
+        with self.lock:
+            found = next((n for n in mr.notes if str(n.id) == str(note_id)), None)
+            if found is None:
+                raise NotFound("Note")
+            return found
+
+    def update_note(self, mr: MergeRequest, note: Note, author: Mapping[str, Any], body: str) -> Note:
+        if not body or not str(body).strip():
+            raise MissingParameter("body")
+        with self.lock:
+            if note.author.get("id") != author.get("id") and not author.get("is_admin"):
+                raise Forbidden()
+            note.body, note.updated_at = body, now()
+            return note
+
+    def delete_note(self, mr: MergeRequest, note: Note, author: Mapping[str, Any]) -> None:
+        with self.lock:
+            if note.author.get("id") != author.get("id") and not author.get("is_admin"):
+                raise Forbidden()
+            mr.notes.remove(note)
+
+    # --- environments and deployments -----------------------------------------------------------
+    def _record_deployment(
+        self, pipeline: Pipeline, job: Job, status: str, dotenv: Mapping[str, str]
+    ) -> None:
+        project = self.projects.get(pipeline.project_id)
+        if project is None or not job.environment:
+            return
+        values = {**(pipeline.context.variables if pipeline.context else {}),
+                  **(pipeline.context.predefined if pipeline.context else {}), **dotenv}
+        name = expand_variables(job.environment, values)
+        env = project.environments.get(name)
+        if env is None:
+            env = Environment(self._id("environment"), project.id, name)
+            project.environments[name] = env
+        if status == "success" and job.environment_url:
+            env.external_url = expand_variables(job.environment_url, values) or env.external_url
+        env.updated_at = now()
+        iid = len(project.deployments) + 1
+        project.deployments.append(Deployment(self._id("deployment"), iid, env.id, job.id, pipeline.id,
+                                              pipeline.ref, pipeline.sha, status))
+
+    def environments(self, project: Project, name: str | None = None) -> list[Environment]:
+        with self.lock:
+            return [e for e in project.environments.values() if name in (None, "", e.name)]
+
+    def environment(self, project: Project, env_id: str | int) -> Environment:
+        with self.lock:
+            found = next((e for e in project.environments.values() if str(e.id) == str(env_id)), None)
+            if found is None:
+                raise NotFound("Environment")
+            return found
+
+    def deployments(self, project: Project, environment: str | None = None,
+                    status: str | None = None) -> list[Deployment]:
+        with self.lock:
+            env_ids = {e.id for e in project.environments.values() if environment in (None, "", e.name)}
+            return [d for d in project.deployments
+                    if d.environment_id in env_ids and status in (None, "", d.status)]
+
+    def last_deployment(self, project: Project, env: Environment) -> Deployment | None:
+        with self.lock:
+            done = [d for d in project.deployments if d.environment_id == env.id and d.status == "success"]
+            return done[-1] if done else None
+
     def masked_values(self, pipeline: Pipeline) -> list[str]:
         project = self.projects.get(pipeline.project_id)
         values = [v.value for v in project.variables.values() if v.masked] if project else []
@@ -771,7 +1298,7 @@ class _Sink:
                 job.status, job.started_at, job._t0 = "running", now(), time.monotonic()
                 self.backend._refresh(self.pipeline)
 
-    def job_finished(self, name: str, status: str, log: str) -> None:
+    def job_finished(self, name: str, status: str, log: str, dotenv: Mapping[str, str] | None = None) -> None:
         with self.backend.lock:
             job = self._job(name)
             if job is None:
@@ -781,7 +1308,32 @@ class _Sink:
             job.status, job.log, job.finished_at = status, log, now()
             job.started_at = job.started_at or job.finished_at
             job.duration = round(time.monotonic() - job._t0, 3) if job._t0 else 0.0
+            self.backend._record_deployment(self.pipeline, job, status, dotenv or {})
             self.backend._refresh(self.pipeline)
+            self._keep_log(job)
+
+    def _keep_log(self, job: Job) -> None:
+        """Write the (masked) trace under the backend's job_log_dir, where the sandbox keeps CI logs."""
+        folder = self.backend.job_log_dir
+        project = self.backend.projects.get(self.pipeline.project_id)
+        if folder is None or project is None:
+            return
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{project.path}-{self.pipeline.id}-{job.name}.log").write_text(job.log)
+
+
+def default_merge_message(project: Project, mr: MergeRequest) -> str:
+    """GitLab's default merge commit template with its empty lines dropped (see the module docstring)."""
+    return (f"Merge branch '{mr.source_branch}' into '{mr.target_branch}'\n\n{mr.title}\n\n"
+            f"See merge request {project.full_path}!{mr.iid}")
+
+
+_VARIABLE_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def expand_variables(text: str, values: Mapping[str, str]) -> str:
+    """`$VAR` and `${VAR}` replaced by their values (unknown ones by nothing), as GitLab expands URLs."""
+    return _VARIABLE_REF.sub(lambda m: values.get(m.group(1) or m.group(2), ""), text)
 
 
 ACCESS_LEVELS = {0: "No one", 30: "Developers + Maintainers", 40: "Maintainers", 60: "Admins"}

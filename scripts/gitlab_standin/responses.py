@@ -1,4 +1,13 @@
-"""Request handlers: read the parameters, call the backend, return GitLab-shaped JSON."""
+"""Request handlers: read the parameters, call the backend, return GitLab-shaped JSON.
+
+The JSON shapes follow GitLab's REST API reference: projects, commits, branches, pipelines and jobs
+(https://docs.gitlab.com/api/), merge requests and their merge (https://docs.gitlab.com/api/merge_requests/),
+notes (https://docs.gitlab.com/api/notes/#merge-requests), environments and deployments
+(https://docs.gitlab.com/api/environments/, https://docs.gitlab.com/api/deployments/) and project access
+tokens (https://docs.gitlab.com/api/project_access_tokens/), with the fields python-gitlab and the bundle
+read. Roles follow GitLab's permissions table: Developer opens and merges merge requests and creates
+branches, Reporter comments, Maintainer manages access tokens (https://docs.gitlab.com/user/permissions/).
+"""
 
 from __future__ import annotations
 
@@ -10,10 +19,25 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlencode
 
-from .exceptions import BadRequest, MissingParameter, NotFound
+from .exceptions import BadRequest, Forbidden, MissingParameter, NotFound
 from .gitrepo import FileAction, decode_content, validate_file_path
 from . import models
-from .models import Backend, Job, Pipeline, Project, Variable
+from .models import (
+    DEVELOPER,
+    MAINTAINER,
+    REPORTER,
+    AccessToken,
+    Backend,
+    Deployment,
+    Environment,
+    Job,
+    MergeRequest,
+    Note,
+    Pipeline,
+    Principal,
+    Project,
+    Variable,
+)
 
 _TRUE = ("true", "1", "yes", "on")
 
@@ -26,7 +50,17 @@ class Request:
     body: bytes
     headers: Any  # case-insensitive .get(), like http.client's HTTPMessage
     base_url: str  # how the client reached us (for Link headers)
+    principal: Principal | None = None
     _params: dict[str, Any] | None = None
+
+    @property
+    def user(self) -> dict[str, Any]:
+        return dict(self.principal.user) if self.principal else {}
+
+    def need(self, level: int) -> None:
+        """403 unless the caller has at least this role on the project (GitLab's permissions table)."""
+        if self.principal is None or self.principal.access_level < level:
+            raise Forbidden()
 
     @property
     def params(self) -> dict[str, Any]:
@@ -184,7 +218,7 @@ def commit_json(backend: Backend, project: Project, sha: str) -> dict[str, Any]:
 
 # --- users, groups, namespaces --------------------------------------------------------------------
 def get_user(b: Backend, req: Request, m: dict[str, str]) -> Response:
-    return Response(200, b.current_user())
+    return Response(200, b.current_user(req.principal))
 
 
 def get_group(b: Backend, req: Request, m: dict[str, str]) -> Response:
@@ -508,6 +542,7 @@ def play_job(b: Backend, req: Request, m: dict[str, str]) -> Response:
 
 # --- protected branches and pipeline triggers (see models.Protection) ------------------------------
 def list_protected_branches(b: Backend, req: Request, m: dict[str, str]) -> Response:
+    req.need(MAINTAINER)
     project = b.project(m["id"])
     return paginate(req, sorted(project.protected_branches.values(), key=lambda p: p.name), lambda p: p.to_json())
 
@@ -520,6 +555,7 @@ def get_protected_branch(b: Backend, req: Request, m: dict[str, str]) -> Respons
 
 
 def protect_branch(b: Backend, req: Request, m: dict[str, str]) -> Response:
+    req.need(MAINTAINER)
     name = req.get("name")
     if not name:
         raise MissingParameter("name")
@@ -530,16 +566,19 @@ def protect_branch(b: Backend, req: Request, m: dict[str, str]) -> Response:
 
 
 def unprotect_branch(b: Backend, req: Request, m: dict[str, str]) -> Response:
+    req.need(MAINTAINER)
     models.unprotect_branch(b, b.project(m["id"]), unquote(m["name"]))
     return Response(204, None)
 
 
 def list_triggers(b: Backend, req: Request, m: dict[str, str]) -> Response:
+    req.need(MAINTAINER)
     project = b.project(m["id"])
     return paginate(req, sorted(project.triggers.values(), key=lambda t: t.id), lambda t: t.to_json(True))
 
 
 def create_trigger(b: Backend, req: Request, m: dict[str, str]) -> Response:
+    req.need(MAINTAINER)
     description = req.get("description")
     if not description:
         raise MissingParameter("description")
@@ -547,6 +586,7 @@ def create_trigger(b: Backend, req: Request, m: dict[str, str]) -> Response:
 
 
 def delete_trigger(b: Backend, req: Request, m: dict[str, str]) -> Response:
+    req.need(MAINTAINER)
     models.delete_trigger(b, b.project(m["id"]), int(m["trigger_id"]))
     return Response(204, None)
 
@@ -563,6 +603,256 @@ def run_trigger(b: Backend, req: Request, m: dict[str, str]) -> Response:
 def _bracket_variables(params: dict[str, Any]) -> dict[str, Any]:
     """Form bodies carry variables as variables[KEY]=value."""
     return {k[len("variables["):-1]: v for k, v in params.items() if k.startswith("variables[") and k.endswith("]")}
+
+
+def create_branch(b: Backend, req: Request, m: dict[str, str]) -> Response:
+    project = b.project(m["id"])
+    req.need(DEVELOPER)
+    name = str(req.get("branch") or "")
+    sha = b.create_branch(project, name, str(req.get("ref") or ""))
+    return Response(201, _branch_json(b, project, name, sha))
+
+
+def delete_branch(b: Backend, req: Request, m: dict[str, str]) -> Response:
+    project = b.project(m["id"])
+    req.need(DEVELOPER)
+    b.delete_branch(project, unquote(m["branch"]))
+    return Response(204, b"")
+
+
+# --- merge requests and notes ----------------------------------------------------------------------
+def user_json(backend: Backend, user: Any) -> dict[str, Any]:
+    return {"id": user.get("id"), "username": user.get("username"), "name": user.get("name"),
+            "state": user.get("state", "active"), "avatar_url": None,
+            "web_url": f"{backend.base_url}/{user.get('username')}"}
+
+
+def mr_json(b: Backend, project: Project, mr: MergeRequest, detail: bool = False) -> dict[str, Any]:
+    web = f"{b.base_url}/{project.full_path}/-/merge_requests/{mr.iid}"
+    draft = mr.title.lower().startswith(("draft:", "[draft]", "(draft)"))
+    data: dict[str, Any] = {
+        "id": mr.id, "iid": mr.iid, "project_id": project.id, "title": mr.title,
+        "description": mr.description, "state": mr.state, "created_at": mr.created_at,
+        "updated_at": mr.updated_at, "merged_at": mr.merged_at, "closed_at": mr.closed_at,
+        "target_branch": mr.target_branch, "source_branch": mr.source_branch,
+        "source_project_id": project.id, "target_project_id": project.id,
+        "author": user_json(b, mr.author), "draft": draft, "work_in_progress": draft,
+        "merge_status": "can_be_merged" if mr.state == "opened" else "unchecked",
+        "detailed_merge_status": "mergeable" if mr.state == "opened" else "not_open",
+        "sha": mr.sha, "merge_commit_sha": mr.merge_commit_sha, "squash_commit_sha": None,
+        "user_notes_count": sum(1 for n in mr.notes if not n.system), "labels": [],
+        "has_conflicts": False, "web_url": web,
+        "references": {"short": f"!{mr.iid}", "relative": f"!{mr.iid}",
+                       "full": f"{project.full_path}!{mr.iid}"},
+    }
+    if detail:
+        pipelines = b.mr_pipelines(project, mr)
+        head = next((p for p in pipelines if p.sha == mr.sha), None)
+        data["head_pipeline"] = pipeline_json(b, head) if head else None
+        data["pipeline"] = pipeline_json(b, head) if head else None
+        base = project.repo.merge_base(project.repo.branches().get(mr.target_branch, mr.sha), mr.sha)
+        data["diff_refs"] = {"base_sha": base, "head_sha": mr.sha, "start_sha": base}
+    return data
+
+
+def note_json(b: Backend, note: Note) -> dict[str, Any]:
+    return {
+        "id": note.id, "type": None, "body": note.body, "attachment": None,
+        "author": user_json(b, note.author), "created_at": note.created_at, "updated_at": note.updated_at,
+        "system": note.system, "noteable_id": note.noteable_id, "noteable_type": "MergeRequest",
+        "noteable_iid": note.noteable_iid, "project_id": note.project_id, "resolvable": False,
+        "confidential": False, "internal": False,
+    }
+
+
+def list_merge_requests(b: Backend, req: Request, m: dict[str, str]) -> Response:
+    project = b.project(m["id"])
+    found = b.list_merge_requests(
+        project, req.get("state"), req.get("source_branch"), req.get("target_branch")
+    )
+    return paginate(req, found, lambda mr: mr_json(b, project, mr))
+
+
+def create_merge_request(b: Backend, req: Request, m: dict[str, str]) -> Response:
+    project = b.project(m["id"])
+    req.need(DEVELOPER)
+    mr = b.create_merge_request(
+        project, req.user, source_branch=str(req.get("source_branch") or ""),
+        target_branch=str(req.get("target_branch") or ""), title=str(req.get("title") or ""),
+        description=str(req.get("description") or ""),
+    )
+    return Response(201, mr_json(b, project, mr, detail=True))
+
+
+def get_merge_request(b: Backend, req: Request, m: dict[str, str]) -> Response:
+    project = b.project(m["id"])
+    return Response(200, mr_json(b, project, b.merge_request(project, m["iid"]), detail=True))
+
+
+def update_merge_request(b: Backend, req: Request, m: dict[str, str]) -> Response:
+    project = b.project(m["id"])
+    req.need(DEVELOPER)
+    mr = b.merge_request(project, m["iid"])
+    fields = ("title", "description", "state_event")
+    changes: dict[str, Any] = {k: req.get(k) for k in fields if k in req.params}
+    return Response(200, mr_json(b, project, b.update_merge_request(project, mr, changes), detail=True))
+
+
+def merge_merge_request(b: Backend, req: Request, m: dict[str, str]) -> Response:
+    project = b.project(m["id"])
+    req.need(DEVELOPER)
+    mr = b.merge(project, b.merge_request(project, m["iid"]), sha=req.get("sha"),
+                 message=req.get("merge_commit_message"),
+                 remove_source_branch=bool(req.bool("should_remove_source_branch", False)))
+    return Response(200, mr_json(b, project, mr, detail=True))
+
+
+def list_mr_pipelines(b: Backend, req: Request, m: dict[str, str]) -> Response:
+    project = b.project(m["id"])
+    mr = b.merge_request(project, m["iid"])
+    return paginate(req, b.mr_pipelines(project, mr), lambda p: pipeline_json(b, p))
+
+
+def create_mr_pipeline(b: Backend, req: Request, m: dict[str, str]) -> Response:
+    project = b.project(m["id"])
+    req.need(DEVELOPER)
+    pipeline = b.create_mr_pipeline(project, b.merge_request(project, m["iid"]))
+    return Response(201, pipeline_json(b, pipeline))
+
+
+def list_notes(b: Backend, req: Request, m: dict[str, str]) -> Response:
+    project = b.project(m["id"])
+    notes = list(b.merge_request(project, m["iid"]).notes)
+    ascending = str(req.get("sort") or "desc") == "asc"
+    notes.sort(key=lambda n: (n.updated_at if req.get("order_by") == "updated_at" else n.created_at, n.id),
+               reverse=not ascending)
+    return paginate(req, notes, lambda n: note_json(b, n))
+
+
+def create_note(b: Backend, req: Request, m: dict[str, str]) -> Response:
+    project = b.project(m["id"])
+    req.need(REPORTER)
+    note = b.add_note(project, b.merge_request(project, m["iid"]), req.user, str(req.get("body") or ""))
+    return Response(201, note_json(b, note))
+
+
+def get_note(b: Backend, req: Request, m: dict[str, str]) -> Response:
+    project = b.project(m["id"])
+    return Response(200, note_json(b, b.note(b.merge_request(project, m["iid"]), m["note_id"])))
+
+
+def update_note(b: Backend, req: Request, m: dict[str, str]) -> Response:
+    project = b.project(m["id"])
+    mr = b.merge_request(project, m["iid"])
+    note = b.update_note(mr, b.note(mr, m["note_id"]), req.user, str(req.get("body") or ""))
+    return Response(200, note_json(b, note))
+
+
+def delete_note(b: Backend, req: Request, m: dict[str, str]) -> Response:
+    project = b.project(m["id"])
+    mr = b.merge_request(project, m["iid"])
+    b.delete_note(mr, b.note(mr, m["note_id"]), req.user)
+    return Response(204, b"")
+
+
+def commit_merge_requests(b: Backend, req: Request, m: dict[str, str]) -> Response:
+    """Merge requests a commit belongs to: the one it merged, or those whose source branch holds it."""
+    project = b.project(m["id"])
+    sha = project.repo.resolve(unquote(m["sha"]))
+    if sha is None:
+        raise NotFound("Commit")
+    found = [mr for mr in b.list_merge_requests(project)
+             if mr.merge_commit_sha == sha or project.repo.is_ancestor(sha, mr.sha)]
+    return paginate(req, found, lambda mr: mr_json(b, project, mr))
+
+
+# --- environments and deployments ------------------------------------------------------------------
+def deployment_json(b: Backend, project: Project, d: Deployment) -> dict[str, Any]:
+    env = next((e for e in project.environments.values() if e.id == d.environment_id), None)
+    job = b.jobs.get(d.job_id)
+    return {
+        "id": d.id, "iid": d.iid, "ref": d.ref, "sha": d.sha, "status": d.status,
+        "created_at": d.created_at, "updated_at": d.updated_at, "user": user_json(b, b.user),
+        "environment": {"id": env.id, "name": env.name, "external_url": env.external_url} if env else None,
+        "deployable": job_json(b, job) if job else None,
+    }
+
+
+def environment_json(b: Backend, project: Project, env: Environment, detail: bool = False) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "id": env.id, "name": env.name, "slug": env.slug, "external_url": env.external_url,
+        "state": "available", "tier": env.tier, "created_at": env.created_at, "updated_at": env.updated_at,
+    }
+    if detail:
+        last = b.last_deployment(project, env)
+        data["last_deployment"] = deployment_json(b, project, last) if last else None
+    return data
+
+
+def list_environments(b: Backend, req: Request, m: dict[str, str]) -> Response:
+    project = b.project(m["id"])
+    return paginate(req, b.environments(project, req.get("name")), lambda e: environment_json(b, project, e))
+
+
+def get_environment(b: Backend, req: Request, m: dict[str, str]) -> Response:
+    project = b.project(m["id"])
+    return Response(200, environment_json(b, project, b.environment(project, m["env_id"]), detail=True))
+
+
+def list_deployments(b: Backend, req: Request, m: dict[str, str]) -> Response:
+    project = b.project(m["id"])
+    found = b.deployments(project, req.get("environment"), req.get("status"))
+    if str(req.get("sort") or "asc") == "desc":
+        found = list(reversed(found))
+    return paginate(req, found, lambda d: deployment_json(b, project, d))
+
+
+def get_deployment(b: Backend, req: Request, m: dict[str, str]) -> Response:
+    project = b.project(m["id"])
+    found = next((d for d in b.deployments(project) if str(d.id) == m["deployment_id"]), None)
+    if found is None:
+        raise NotFound("Deployment")
+    return Response(200, deployment_json(b, project, found))
+
+
+# --- project access tokens -------------------------------------------------------------------------
+def create_access_token(b: Backend, req: Request, m: dict[str, str]) -> Response:
+    project = b.project(m["id"])
+    req.need(MAINTAINER)
+    expires = req.get("expires_at")
+    if not expires:  # GitLab applies the maximum lifetime (365 days) when none is given
+        from datetime import UTC, datetime, timedelta
+
+        expires = (datetime.now(UTC) + timedelta(days=365)).date().isoformat()
+    token = b.create_access_token(project, str(req.get("name") or ""), req.list("scopes") or [],
+                                  int(req.get("access_level") or MAINTAINER), str(expires))
+    return Response(201, token.to_json(with_token=True))
+
+
+def list_access_tokens(b: Backend, req: Request, m: dict[str, str]) -> Response:
+    project = b.project(m["id"])
+    req.need(MAINTAINER)
+    return paginate(req, b.access_tokens_of(project), lambda t: t.to_json())
+
+
+def _token(b: Backend, project: Project, token_id: str) -> AccessToken:
+    found = next((t for t in b.access_tokens_of(project) if str(t.id) == token_id), None)
+    if found is None:
+        raise NotFound("")
+    return found
+
+
+def get_access_token(b: Backend, req: Request, m: dict[str, str]) -> Response:
+    project = b.project(m["id"])
+    req.need(MAINTAINER)
+    return Response(200, _token(b, project, m["token_id"]).to_json())
+
+
+def revoke_access_token(b: Backend, req: Request, m: dict[str, str]) -> Response:
+    project = b.project(m["id"])
+    req.need(MAINTAINER)
+    _token(b, project, m["token_id"]).revoked = True
+    return Response(204, b"")
 
 
 def _raise(error: Exception) -> Response:

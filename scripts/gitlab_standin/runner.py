@@ -3,12 +3,28 @@
 GitLab runs a project's `.gitlab-ci.yml` on its runners; the stand-in hands that to a runner object.
 `GitlabCiLocalRunner` checks the pipeline's commit out of the project's bare repository and runs it
 with gitlab-ci-local's shell executor (no Docker: `image:` is ignored, jobs run on this machine).
-Reproduced: which jobs a source (push, api, trigger, web) selects through `rules:`, manual jobs that
-wait to be played, project and pipeline variables, artifacts between jobs, per-job status and logs.
+Reproduced: which jobs a source (push, api, trigger, web, merge_request_event) selects through
+`rules:`, manual jobs that wait to be played, project and pipeline variables, artifacts between jobs,
+per-job status and logs, and `workflow:rules`.
+
+`workflow:rules` decide whether a pipeline is created at all ("Pipeline filtered out by workflow rules",
+https://docs.gitlab.com/ci/yaml/workflow/). gitlab-ci-local 4.73 evaluates them only for their
+`variables:` and never drops a pipeline, so `plan` asks gitlab-ci-local's own rule evaluator: it lists a
+probe file holding one job whose `rules:` are the expanded workflow rules (and the global variables),
+and the pipeline exists only if that job's `when` is not `never`.
+
+Predefined variables come from the stand-in's model (`RunContext.predefined`, `RunContext.unset`), as
+GitLab computes them (https://docs.gitlab.com/ci/variables/predefined_variables/); gitlab-ci-local's own
+values for those names are replaced, and the ones GitLab leaves unset (CI_COMMIT_BRANCH in merge request
+pipelines) are unset with `--unset-variable`. Jobs with `environment:` are reported with their
+environment name and `url`; a job's `artifacts:reports:dotenv` values come back with its outcome so the
+model can expand a dynamic environment URL (https://docs.gitlab.com/ci/environments/#set-a-dynamic-environment-url).
+
 Left out: runners and tags, `services:`, caches, retries, `needs:` across pipelines, child pipelines,
-and environments. `id_tokens:` are not read from the CI file (gitlab-ci-local leaves them unset): with
-`id_token=`, every job gets one as AWS_ID_TOKEN, made by that callable from the pipeline's context
-(project path, ref, protection), so what an IAM trust policy sees per job can be judged.
+per-job predefined variables (CI_JOB_ID and CI_JOB_URL are gitlab-ci-local's, not the stand-in's job
+ids), and environments. `id_tokens:` are not read from the CI file (gitlab-ci-local leaves them unset):
+with `id_token=`, every job gets one as AWS_ID_TOKEN, made by that callable from the pipeline's context
+(project path, branch, protection), so what an IAM trust policy sees per job can be judged.
 Jobs run as subprocesses of the stand-in and inherit its environment plus `env=`.
 """
 
@@ -25,7 +41,9 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
+
+import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_GITLAB_CI_LOCAL = REPO_ROOT / "node_modules" / ".bin" / "gitlab-ci-local"
@@ -39,11 +57,17 @@ class JobSpec:
     stage: str
     when: str = "on_success"  # on_success | manual | always | on_failure | delayed
     allow_failure: bool = False
+    environment: str | None = None  # `environment:name` as written (jobs that deploy)
+    environment_url: str | None = None  # `environment:url` as written, may name dotenv variables
 
 
 @dataclass(frozen=True)
 class RunContext:
-    """Everything a runner needs to run one pipeline; `variables` are project + pipeline variables."""
+    """Everything a runner needs to run one pipeline; `variables` are project + pipeline variables.
+
+    `ref_name` is the branch checked out (CI_COMMIT_REF_NAME); `predefined` are the predefined variables
+    the model computed for this pipeline and `unset` the ones GitLab leaves unset in it.
+    """
 
     pipeline_id: int
     project_id: int
@@ -58,10 +82,24 @@ class RunContext:
     variables: Mapping[str, str] = field(default_factory=dict)
     file_variables: frozenset[str] = frozenset()
     ref_protected: bool = False
+    ref_name: str = ""
+    predefined: Mapping[str, str] = field(default_factory=dict)
+    unset: frozenset[str] = frozenset()
+
+    @property
+    def checkout_branch(self) -> str:
+        return self.ref_name or self.ref.replace("refs/heads/", "")
 
 
 class PipelineConfigError(Exception):
     """The CI configuration cannot be used (missing file, invalid YAML): GitLab refuses the pipeline."""
+
+
+class PipelineFiltered(Exception):
+    """`workflow:rules` select no pipeline for this source and ref: GitLab creates none."""
+
+    def __init__(self) -> None:
+        super().__init__("Pipeline filtered out by workflow rules.")
 
 
 class JobSink(Protocol):
@@ -69,7 +107,8 @@ class JobSink(Protocol):
 
     def job_started(self, name: str) -> None: ...
 
-    def job_finished(self, name: str, status: str, log: str) -> None: ...
+    def job_finished(self, name: str, status: str, log: str, dotenv: Mapping[str, str] | None = None) -> None:
+        ...
 
 
 class PipelineRunner(Protocol):
@@ -96,6 +135,7 @@ class GitlabCiLocalRunner:
         env: Mapping[str, str] | None = None,
         timeout: float = 900.0,
         extra_args: Sequence[str] = (),
+        live_file: Path | None = None,
     ) -> None:
         found = executable or (DEFAULT_GITLAB_CI_LOCAL if DEFAULT_GITLAB_CI_LOCAL.exists() else None)
         found = found or shutil.which("gitlab-ci-local")
@@ -112,6 +152,7 @@ class GitlabCiLocalRunner:
         self.extra_args = tuple(extra_args)
         self._live: set[subprocess.Popen[bytes]] = set()
         self._live_lock = threading.Lock()
+        self.live_file = live_file
 
     def kill_all(self) -> None:
         """Kill every gitlab-ci-local run still going (with its jobs): for shutting a sandbox down."""
@@ -119,6 +160,17 @@ class GitlabCiLocalRunner:
             live = list(self._live)
         for proc in live:
             _kill_group(proc)
+
+    def _track(self, proc: subprocess.Popen[bytes], running: bool) -> None:
+        """Keep `live_file` listing the process groups of running runs (so a crashed host can be cleaned)."""
+        with self._live_lock:
+            if running:
+                self._live.add(proc)
+            else:
+                self._live.discard(proc)
+            if self.live_file is not None:
+                self.live_file.parent.mkdir(parents=True, exist_ok=True)
+                self.live_file.write_text(json.dumps(sorted(p.pid for p in self._live)))
 
     # --- PipelineRunner -----------------------------------------------------------------------
     def plan(self, ctx: RunContext) -> list[JobSpec]:
@@ -136,9 +188,36 @@ class GitlabCiLocalRunner:
         if result.returncode != 0 or not isinstance(listed, list):
             detail = _ANSI.sub("", result.stderr.decode("utf-8", "replace")).strip().splitlines()
             raise PipelineConfigError(detail[-1] if detail else "Invalid CI configuration")
-        specs = [_job_spec(item) for item in listed if item.get("when") != "never"]
+        expanded = _expanded_config(src)
+        if not self._workflow_admits(ctx, src, expanded):
+            raise PipelineFiltered()
+        jobs = expanded.get("jobs", {})
+        specs = [_job_spec(item, jobs.get(str(item.get("name"))))
+                 for item in listed if item.get("when") != "never"]
         (ctx.work_dir / "plan.json").write_text(json.dumps([spec.name for spec in specs]))
         return specs
+
+    def _workflow_admits(self, ctx: RunContext, src: Path, expanded: Mapping[str, Any]) -> bool:
+        """Evaluate `workflow:rules` with gitlab-ci-local's rule evaluator (see the module docstring)."""
+        rules = expanded.get("workflow_rules")
+        if not rules:
+            return True
+        probe = {"variables": expanded.get("variables") or {},
+                 _PROBE_JOB: {"script": ["true"], "rules": rules}}
+        probe_file = src / ".gitlab-ci-local" / "workflow-probe.yml"
+        probe_file.write_text(yaml.safe_dump(probe, sort_keys=False))
+        result = subprocess.run(
+            self._command(ctx, "--file", str(probe_file.relative_to(src)), "--list-json"), cwd=src,
+            env=self._env(), capture_output=True, check=False, timeout=120,
+        )
+        try:
+            listed = json.loads(result.stdout.decode("utf-8", "replace"))
+        except ValueError:
+            listed = None
+        if result.returncode != 0 or not isinstance(listed, list):
+            detail = _ANSI.sub("", result.stderr.decode("utf-8", "replace")).strip().splitlines()
+            raise PipelineConfigError(f"workflow:rules: {detail[-1] if detail else 'cannot be evaluated'}")
+        return any(item.get("name") == _PROBE_JOB and item.get("when") != "never" for item in listed)
 
     def run(self, ctx: RunContext, sink: JobSink) -> None:
         self._execute(ctx, [], sink)
@@ -155,7 +234,8 @@ class GitlabCiLocalRunner:
         git = ["git", "-c", "advice.detachedHead=false"]
         subprocess.run([*git, "clone", "--quiet", str(ctx.repo_dir), str(src)], check=True,
                        capture_output=True)
-        branch_args = ["-B", ctx.ref] if ctx.ref.replace("refs/heads/", "") != ctx.sha else []
+        branch = ctx.checkout_branch
+        branch_args = ["-B", branch] if branch and branch != ctx.sha else []
         subprocess.run([*git, "checkout", "--quiet", *branch_args, ctx.sha], cwd=src, check=True,
                        capture_output=True)
         subprocess.run(["git", "remote", "remove", "origin"], cwd=src, check=True, capture_output=True)
@@ -185,16 +265,20 @@ class GitlabCiLocalRunner:
         }
 
     def _command(self, ctx: RunContext, *args: str) -> list[str]:
-        predefined = self._predefined(ctx)
+        predefined = {**self._predefined(ctx), **ctx.predefined}
+        for key in ctx.unset:
+            predefined.pop(key, None)
         cmd = [
             self.executable,
             # gitlab-ci-local reads this path relative to its cwd (the checkout in work_dir/src).
             "--variables-file", "../variables.json",
-            "--ignore-predefined-vars", ",".join(predefined),
+            "--ignore-predefined-vars", ",".join([*predefined, *sorted(ctx.unset)]),
             "--no-color",
         ]
         for key, value in predefined.items():
             cmd += ["--variable", f"{key}={value}"]
+        for key in sorted(ctx.unset):
+            cmd += ["--unset-variable", key]
         return [*cmd, *self.extra_args, *args]
 
     def _env(self) -> dict[str, str]:
@@ -216,8 +300,7 @@ class GitlabCiLocalRunner:
             cmd, cwd=src, env=self._env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, start_new_session=True,
         )
-        with self._live_lock:
-            self._live.add(proc)
+        self._track(proc, running=True)
         timer = threading.Timer(self.timeout, _kill_group, args=(proc,))
         timer.start()
         started: list[str] = []
@@ -238,24 +321,62 @@ class GitlabCiLocalRunner:
             proc.wait()
         finally:
             timer.cancel()
-            with self._live_lock:
-                self._live.discard(proc)
+            self._track(proc, running=False)
         timed_out = proc.returncode in (-signal.SIGKILL, -signal.SIGTERM)
         for name in started + [n for n in outcome if n not in started]:
             status = outcome.get(name, "failed")
             log = _job_log(src, name, stdout_lines)
             if timed_out and name not in outcome:
                 log += f"\nERROR: Job timed out after {self.timeout:.0f} seconds\n"
-            sink.job_finished(name, status, log)
+            sink.job_finished(name, status, log, _dotenv(src, name))
 
 
-def _job_spec(item: Mapping[str, object]) -> JobSpec:
+_PROBE_JOB = "workflow-rules-probe"
+
+
+def _expanded_config(src: Path) -> dict[str, Any]:
+    """Jobs, global variables and workflow rules of the configuration gitlab-ci-local expanded."""
+    path = src / ".gitlab-ci-local" / "expanded-gitlab-ci.yml"
+    try:
+        data = yaml.safe_load(path.read_text()) if path.is_file() else {}
+    except yaml.YAMLError:
+        data = {}
+    data = data if isinstance(data, dict) else {}
+    workflow = data.get("workflow") if isinstance(data.get("workflow"), dict) else {}
+    return {
+        "jobs": {k: v for k, v in data.items() if isinstance(v, dict)},
+        "variables": data.get("variables") if isinstance(data.get("variables"), dict) else {},
+        "workflow_rules": workflow.get("rules") if isinstance(workflow, dict) else None,
+    }
+
+
+def _job_spec(item: Mapping[str, object], config: Mapping[str, Any] | None = None) -> JobSpec:
     when = str(item.get("when") or "on_success")
     allow_failure = bool(item.get("allow_failure"))
     if when == "manual" and "rules" not in item:
         # GitLab makes a `when: manual` job outside `rules:` non-blocking; gitlab-ci-local reports false.
         allow_failure = True
-    return JobSpec(str(item["name"]), str(item.get("stage") or "test"), when, allow_failure)
+    environment = (config or {}).get("environment")
+    if isinstance(environment, str):
+        environment = {"name": environment}
+    env_name = str(environment["name"]) if isinstance(environment, dict) and environment.get("name") else None
+    env_url = environment.get("url") if isinstance(environment, dict) else None
+    return JobSpec(str(item["name"]), str(item.get("stage") or "test"), when, allow_failure, env_name,
+                   str(env_url) if env_url else None)
+
+
+def _dotenv(src: Path, name: str) -> dict[str, str]:
+    """The KEY=value lines of a job's `artifacts:reports:dotenv` file(s), last value winning."""
+    folder = src / ".gitlab-ci-local" / "artifacts" / name / ".gitlab-ci-reports" / "dotenv"
+    values: dict[str, str] = {}
+    for path in sorted(folder.rglob("*")) if folder.is_dir() else []:
+        if not path.is_file():
+            continue
+        for line in path.read_text(errors="replace").splitlines():
+            key, sep, value = line.partition("=")
+            if sep and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key.strip()):
+                values[key.strip()] = value.strip()
+    return values
 
 
 def _starting_job(line: str, names: Sequence[str]) -> str | None:
@@ -277,3 +398,23 @@ def _job_log(src: Path, name: str, stdout_lines: Sequence[str]) -> str:
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
+
+
+def kill_leftover_runs(live_file: Path) -> list[int]:
+    """Kill the gitlab-ci-local process groups a host that died left running (by the ids it recorded,
+    and only if they still are gitlab-ci-local); the ids killed."""
+    try:
+        pids = [int(p) for p in json.loads(live_file.read_text())]
+    except (OSError, ValueError, TypeError):
+        return []
+    killed = []
+    for pid in pids:
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"gitlab-ci-local" in cmdline:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+                killed.append(pid)
+    return killed

@@ -1,9 +1,28 @@
-"""The HTTP side: a ThreadingHTTPServer on 127.0.0.1 serving the API under /api/v4, read-only git
-smart HTTP (through `git http-backend`) at each project's http_url_to_repo, and admin endpoints under
-/-/standin/ for tests (faults, reset, groups, request log). Tokens are never logged."""
+"""The HTTP side: a ThreadingHTTPServer on 127.0.0.1 serving the API under /api/v4, git smart HTTP
+(clone, fetch and push, through `git http-backend`) at each project's http_url_to_repo, read-only web
+pages for pipelines, job logs, merge requests and environments (web.py), and admin endpoints under
+/-/standin/ for tests (faults, reset, groups, request log). Tokens are never logged.
+
+Authentication as GitLab does it:
+- API: `PRIVATE-TOKEN: <token>` or `Authorization: Bearer <token>`; a missing or wrong token is 401
+  (https://docs.gitlab.com/api/rest/authentication/). A project access token reaches `/user` and its own
+  project only (others: 404 as if absent, non-project routes 403), and its scopes decide the methods:
+  `read_api` reads, `api` everything (403 `insufficient_scope` otherwise).
+- Git over HTTPS: HTTP Basic with any username (`oauth2`, `gitlab-ci-token`, ...) and the token as the
+  password (https://docs.gitlab.com/user/profile/personal_access_tokens/#clone-repository-using-personal-access-token).
+  Without valid credentials GitLab answers 401 with `WWW-Authenticate: Basic realm="GitLab"`, so git asks
+  for them; private projects need them to clone, every project to push. A token without the scope or
+  role for the operation gets 403 with GitLab's message. After a push, receive-pack's post-receive hook
+  prints GitLab's "To create a merge request for <branch>, visit: ..." (or "View merge request ...")
+  lines, and the push is handled as GitLab's PostReceive worker does, after git has its answer
+  (models.Backend.pushed).
+Left out: sessions (the web pages need no sign-in, which GitLab's would), SSH, deploy keys and tokens.
+"""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import json
 import os
@@ -21,10 +40,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from . import urls
-from .exceptions import RouteNotFound, StandinError, Unauthorized
+from . import urls, web
+from .exceptions import Forbidden, InsufficientScope, NotFound, RouteNotFound, StandinError, Unauthorized
 from .faults import Fault, FaultInjector
-from .models import Backend
+from .gitrepo import ZERO_SHA
+from .models import Backend, Principal, Project
 from .responses import Request, Response
 from .runner import PipelineRunner
 
@@ -32,6 +52,15 @@ API_PREFIX = "/api/v4"
 ADMIN_PREFIX = "/-/standin"
 _GIT_PATH = re.compile(r"^/(?P<path>.+?)\.git/(?P<rest>info/refs|git-upload-pack|git-receive-pack)$")
 _MAX_LOG = 5000
+_PROJECT_ROUTE = re.compile(r"^/projects/(?P<id>[^/]+)(/|$)")
+GIT_DENIED = (
+    "HTTP Basic: Access denied. If a password was provided for Git authentication, the password was "
+    "incorrect or you're required to use a token instead of a password. If a token was provided, it was "
+    "either incorrect, expired, or improperly scoped.\n"
+)
+GIT_NOT_FOUND = (
+    "The project you were looking for could not be found or you don't have permission to view it.\n"
+)
 
 
 class _Server(ThreadingHTTPServer):
@@ -107,21 +136,30 @@ class _Handler(BaseHTTPRequestHandler):
             auth = self.headers.get("Authorization") or ""
             if not token and auth.lower().startswith("bearer "):
                 token = auth[7:].strip()
-            trigger_call = method == "POST" and urls.TOKEN_IN_BODY.match(path[len(API_PREFIX):])
-            if not trigger_call and not any(secrets.compare_digest(token, t) for t in standin.tokens):
+            api_path = path[len(API_PREFIX):]
+            # The trigger endpoint authenticates by the trigger token in its body, not a user's token.
+            trigger_call = method == "POST" and urls.TOKEN_IN_BODY.match(api_path)
+            principal = None if trigger_call else standin.backend.authenticate(token)
+            if principal is None and not trigger_call:
                 raise Unauthorized()
-            found = urls.match(method, path[len(API_PREFIX):])
+            found = urls.match(method, api_path)
             if found is None:
                 raise RouteNotFound()
+            if principal is not None:
+                authorize(standin.backend, principal, method, api_path)
             handler, groups = found
             host = self.headers.get("Host") or f"127.0.0.1:{standin.port}"
             base_url = standin.external_url or f"http://{host}"
             request = Request(method, path, parse_qs(query, keep_blank_values=True), body,
-                              self.headers, base_url)
+                              self.headers, base_url, principal=principal)
             return handler(standin.backend, request, groups)
         git = _GIT_PATH.match(path)
         if git:
             return standin._git_http(method, git.group("path"), git.group("rest"), query, body, self.headers)
+        if method in ("GET", "HEAD"):
+            page = web.page(standin.backend, path, parse_qs(query))
+            if page is not None:
+                return page
         raise RouteNotFound()
 
     def _send(self, response: Response, head: bool) -> None:
@@ -145,7 +183,8 @@ class Standin:
     "push" pipeline for each commit, as GitLab does; `new_project_override_role` is the
     ci_pipeline_variables_minimum_override_role new projects get ("no_one_allowed" like GitLab.com);
     `external_url` is the base of the URLs the API returns when clients reach it through a proxy
-    (settable later with `set_external_url`). Stop with `.stop()` or a `with` block.
+    (settable later with `set_external_url`); `job_log_dir` keeps every finished job's trace as a file.
+    Stop with `.stop()` or a `with` block.
     """
 
     def __init__(
@@ -160,6 +199,7 @@ class Standin:
         new_project_override_role: str = "no_one_allowed",
         verbose: bool = False,
         external_url: str | None = None,
+        job_log_dir: str | Path | None = None,
     ) -> None:
         self._own_dir = data_dir is None
         self.data_dir = Path(data_dir) if data_dir else Path(tempfile.mkdtemp(prefix="gitlab-standin-"))
@@ -172,6 +212,7 @@ class Standin:
         self.backend = Backend(
             self.data_dir, tokens=self.tokens, groups=groups, runner=runner,
             pipelines_on_push=pipelines_on_push, new_project_override_role=new_project_override_role,
+            job_log_dir=Path(job_log_dir) if job_log_dir else None,
         )
         self._server = _Server(("127.0.0.1", port), self)
         self.port: int = self._server.server_address[1]
@@ -272,16 +313,42 @@ class Standin:
             return Response(200, self.requests())
         raise RouteNotFound()
 
-    # --- git smart HTTP (read-only) -----------------------------------------------------------------
+    # --- git smart HTTP ----------------------------------------------------------------------------
+    def _git_principal(self, headers: Any) -> Principal | None:
+        """The principal of HTTP Basic credentials: any username, the token as the password."""
+        auth = headers.get("Authorization") or ""
+        if not auth.lower().startswith("basic "):
+            return None
+        try:
+            decoded = base64.b64decode(auth[6:].strip(), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        _, _, password = decoded.partition(":")
+        return self.backend.authenticate(password)
+
     def _git_http(self, method: str, full_path: str, rest: str, query: str, body: bytes,
                   headers: Any) -> Response:
-        if rest == "git-receive-pack" or "git-receive-pack" in query:
-            return Response(403, b"pushing is not supported by the GitLab stand-in\n",
-                            content_type="text/plain")
+        push = rest == "git-receive-pack" or "service=git-receive-pack" in query
+        principal = self._git_principal(headers)
+        challenge = Response(401, GIT_DENIED.encode(), {"WWW-Authenticate": 'Basic realm="GitLab"'},
+                             "text/plain")
         try:
-            project = self.backend.project(unquote(full_path))
+            project: Project | None = self.backend.project(unquote(full_path))
         except StandinError:
-            return Response(404, b"Repository not found\n", content_type="text/plain")
+            project = None
+        if project is not None and principal is not None and principal.project_id not in (None, project.id):
+            project = None  # another project's token sees nothing here
+        if project is None:
+            return challenge if principal is None else Response(404, GIT_NOT_FOUND.encode(), {}, "text/plain")
+        if push:
+            allowed = principal is not None and principal.may_push_code() and not project.archived
+        else:
+            allowed = project.visibility == "public" or (principal is not None and principal.may_read_code())
+        if not allowed:
+            if principal is None:
+                return challenge
+            what = "push code to" if push else "download code from"
+            return Response(403, f"You are not allowed to {what} this project.\n".encode(), {}, "text/plain")
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "GIT_PROJECT_ROOT": str(project.repo.path.parent),
@@ -295,8 +362,21 @@ class Standin:
             "GIT_PROTOCOL": headers.get("Git-Protocol") or "",
             "HTTP_CONTENT_ENCODING": headers.get("Content-Encoding") or "",
         }
+        before: dict[str, str] = {}
+        if push:
+            assert principal is not None
+            env["REMOTE_USER"] = str(principal.user.get("username"))
+            env.update(self._hook_environment(project))
+            before = project.repo.branches()
         result = subprocess.run(["git", "http-backend"], input=body, env=env, capture_output=True,
                                 check=False, timeout=300)
+        if push and method == "POST":
+            after = project.repo.branches()
+            updates = [(b, before.get(b, ZERO_SHA), after.get(b, ZERO_SHA))
+                       for b in sorted(set(before) | set(after)) if before.get(b) != after.get(b)]
+            if updates:
+                pushed = project
+                self.backend.in_background(lambda: self.backend.pushed(pushed, updates), f"push-{project.id}")
         head, _, payload = result.stdout.partition(b"\r\n\r\n")
         status, content_type, extra = 200, "application/octet-stream", {}
         for line in head.decode("latin-1").split("\r\n"):
@@ -308,6 +388,33 @@ class Standin:
             elif key and key.lower() not in ("content-length", "expires", "pragma"):
                 extra[key] = value.strip()
         return Response(status, payload, extra, content_type)
+
+    def _hook_environment(self, project: Project) -> dict[str, str]:
+        """What the post-receive hook prints GitLab's merge request hints from."""
+        web_url = f"{self.backend.base_url}/{project.full_path}"
+        opened = self.backend.list_merge_requests(project, state="opened")
+        return {
+            "STANDIN_PROJECT_URL": web_url,
+            "STANDIN_DEFAULT_BRANCH": project.default_branch,
+            "STANDIN_OPEN_MRS": " ".join(f"{mr.source_branch}={web_url}/-/merge_requests/{mr.iid}"
+                                         for mr in reversed(opened)),
+        }
+
+
+def authorize(backend: Backend, principal: Principal, method: str, api_path: str) -> None:
+    """Scopes and the project a token is bound to, checked before any handler runs."""
+    if method in ("GET", "HEAD"):
+        if not principal.may_read_api():
+            raise InsufficientScope("read_api api")
+    elif not principal.may_write_api():
+        raise InsufficientScope("api")
+    if principal.project_id is None or api_path.rstrip("/") == "/user":
+        return
+    found = _PROJECT_ROUTE.match(api_path)
+    if found is None:
+        raise Forbidden()
+    if backend.project(found.group("id")).id != principal.project_id:
+        raise NotFound("Project")
 
 
 # Constructing a Standin starts it; the name says so at call sites.

@@ -81,6 +81,13 @@ def seed_project(
     return created.id
 
 
+def with_token(url: str, token: str, username: str = "oauth2") -> str:
+    """A clone URL carrying HTTP Basic credentials, as GitLab documents for tokens (tests only: git keeps
+    the URL in .git/config)."""
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://{username}:{token}@{rest}"
+
+
 def b64(data: bytes) -> str:
     """Base64 text for a commit action with encoding "base64"."""
     return base64.b64encode(data).decode("ascii")

@@ -10,6 +10,7 @@ from .exceptions import MethodNotAllowed
 
 _ID = r"(?P<id>[^/]+)"
 _P = rf"/projects/{_ID}"
+_MR = rf"{_P}/merge_requests/(?P<iid>\d+)"
 
 ROUTES: list[tuple[str, str, r.Handler]] = [
     ("GET", r"/user", r.get_user),
@@ -40,7 +41,30 @@ ROUTES: list[tuple[str, str, r.Handler]] = [
     ("PUT", rf"{_P}/repository/files/(?P<path>[^/]+)", r.update_file),
     ("DELETE", rf"{_P}/repository/files/(?P<path>[^/]+)", r.delete_file),
     ("GET", rf"{_P}/repository/branches", r.list_branches),
+    ("POST", rf"{_P}/repository/branches", r.create_branch),
     ("GET", rf"{_P}/repository/branches/(?P<branch>[^/]+)", r.get_branch),
+    ("DELETE", rf"{_P}/repository/branches/(?P<branch>[^/]+)", r.delete_branch),
+    ("GET", rf"{_P}/repository/commits/(?P<sha>[^/]+)/merge_requests", r.commit_merge_requests),
+    ("GET", rf"{_P}/merge_requests", r.list_merge_requests),
+    ("POST", rf"{_P}/merge_requests", r.create_merge_request),
+    ("GET", rf"{_MR}", r.get_merge_request),
+    ("PUT", rf"{_MR}", r.update_merge_request),
+    ("PUT", rf"{_MR}/merge", r.merge_merge_request),
+    ("GET", rf"{_MR}/pipelines", r.list_mr_pipelines),
+    ("POST", rf"{_MR}/pipelines", r.create_mr_pipeline),
+    ("GET", rf"{_MR}/notes", r.list_notes),
+    ("POST", rf"{_MR}/notes", r.create_note),
+    ("GET", rf"{_MR}/notes/(?P<note_id>\d+)", r.get_note),
+    ("PUT", rf"{_MR}/notes/(?P<note_id>\d+)", r.update_note),
+    ("DELETE", rf"{_MR}/notes/(?P<note_id>\d+)", r.delete_note),
+    ("GET", rf"{_P}/environments", r.list_environments),
+    ("GET", rf"{_P}/environments/(?P<env_id>\d+)", r.get_environment),
+    ("GET", rf"{_P}/deployments", r.list_deployments),
+    ("GET", rf"{_P}/deployments/(?P<deployment_id>\d+)", r.get_deployment),
+    ("GET", rf"{_P}/access_tokens", r.list_access_tokens),
+    ("POST", rf"{_P}/access_tokens", r.create_access_token),
+    ("GET", rf"{_P}/access_tokens/(?P<token_id>\d+)", r.get_access_token),
+    ("DELETE", rf"{_P}/access_tokens/(?P<token_id>\d+)", r.revoke_access_token),
     ("POST", rf"{_P}/pipeline", r.create_pipeline),
     ("GET", rf"{_P}/pipelines", r.list_pipelines),
     ("GET", rf"{_P}/pipelines/(?P<pipeline_id>\d+)", r.get_pipeline),

@@ -15,7 +15,8 @@ request's parameters. Rules, each from the Service Authorization Reference unles
   (IAM User Guide, "Granting a user permissions to pass a role to an AWS service").
 - Context keys: aws:SecureTransport is true (the AWS endpoints are HTTPS; the sandbox's moto is
   plain HTTP), cloudformation:TemplateUrl / cloudformation:RoleArn, sagemaker:ModelApprovalStatus,
-  iam:PassedToService come from the request.
+  iam:PassedToService come from the request, and so do aws:TagKeys (the keys in Tags, or TagKeys of an
+  untag call) and aws:RequestTag/<key> (IAM User Guide, "Controlling access during AWS requests").
 - sts:GetCallerIdentity needs no permission ("always allowed", STS API reference); the sandbox's own
   sts:AssumeRole (the Lambda runner acting as Lambda) is not a call of the product.
 """
@@ -166,6 +167,14 @@ def context_for(action: str, params: Mapping[str, Any]) -> dict[str, Any]:
             context["cloudformation:RoleArn"] = flat["RoleARN"]
     if action in ("sagemaker:CreateModelPackage", "sagemaker:UpdateModelPackage") and "ModelApprovalStatus" in flat:
         context["sagemaker:ModelApprovalStatus"] = flat["ModelApprovalStatus"]
+    tags = params.get("Tags")
+    if isinstance(tags, list) and all(isinstance(t, Mapping) and "Key" in t for t in tags):
+        context["aws:TagKeys"] = [str(t["Key"]) for t in tags]
+        for tag in tags:
+            context[f"aws:RequestTag/{tag['Key']}"] = str(tag.get("Value", ""))
+    untagged = params.get("TagKeys")
+    if isinstance(untagged, list):
+        context["aws:TagKeys"] = [str(k) for k in untagged]
     return context
 
 

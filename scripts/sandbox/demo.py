@@ -4,9 +4,11 @@
     python -m scripts.sandbox.demo up              # start the sandbox in the background and bootstrap
     python -m scripts.sandbox.demo create-project  # project stack -> seeded repos -> first model build
     python -m scripts.sandbox.demo approve|reject  # the newest pending model package
-    python -m scripts.sandbox.demo run-job deploy-prod
-    python -m scripts.sandbox.demo status
-    python -m scripts.sandbox.demo down [--keep]
+    python -m scripts.sandbox.demo run-job deploy-prod [--pipeline N]
+    python -m scripts.sandbox.demo status          # clone line, MRs, versions -> commit -> environments
+    python -m scripts.sandbox.demo down [--keep]   # always cleans: also after --keep or a crash
+
+Options go before or after the sub-command.
 
 What is real and what stands in for what is listed in each module's docstring (services, lab and the
 stand-ins they use). State lives in `.sandbox/` (state.json, project.json, logs/, gitlab/, lambda/).
@@ -35,6 +37,8 @@ if _LAMBDAS not in sys.path:  # `python -m scripts.sandbox.demo`: mlops_common h
     sys.path.insert(0, _LAMBDAS)
 
 from mlops_common import contract  # noqa: E402
+
+from scripts.gitlab_standin.runner import kill_leftover_runs  # noqa: E402
 
 from .exceptions import SandboxError  # noqa: E402
 from scripts.iam.audit import Audit
@@ -319,7 +323,10 @@ def load_state(root: Path) -> State:
         )
     state = State.load(root)
     if not _alive(state.pid):
-        raise DemoError(f"the sandbox server (pid {state.pid}) is gone: run `demo down` then `demo up`")
+        raise DemoError(
+            f"the sandbox server (pid {state.pid}) is not running (a finished `--keep` run or a crash): "
+            "run `demo down` to clean up, then `demo up`"
+        )
     return state
 
 
@@ -390,6 +397,8 @@ def stop_detached(state: State, timeout: float = 20) -> None:
 
 def print_access(state: State, out: Callable[[str], None]) -> None:
     out("Poke at the sandbox while it is up:")
+    out("  git:                the clone lines `demo status` prints (CA bundle with the sandbox CA:")
+    out(f"                      {state.git_ca_bundle})")
     out(
         f"  AWS (moto):         export AWS_ENDPOINT_URL={state.moto_url} AWS_DEFAULT_REGION={state.region} "
         "AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing"
@@ -424,6 +433,8 @@ FULL_STAGES = (
 
 
 EXTRA_STAGE = "extra scenarios"
+# model-deploy's GitLab environments and the stage names of its registry tags (deployed-to:<stage>)
+ENVIRONMENT_STAGES = {"staging": "staging", "production": "prod"}
 
 
 @dataclass
@@ -590,31 +601,52 @@ def full_run(
 # --- command line ------------------------------------------------------------------------------------------
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="demo", description=__doc__.split("\n\n")[0] if __doc__ else "")
-    parser.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="sandbox state directory")
-    parser.add_argument("--project-name", default=DEFAULT_PROJECT)
-    parser.add_argument(
+def _options(with_defaults: bool) -> argparse.ArgumentParser:
+    """The options every sub-command takes, before or after it (sub-parsers leave unset ones alone)."""
+
+    def default(value: Any) -> Any:
+        return value if with_defaults else argparse.SUPPRESS
+
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument("--root", type=Path, default=default(DEFAULT_ROOT), help="sandbox state directory")
+    options.add_argument("--project-name", default=default(DEFAULT_PROJECT))
+    options.add_argument(
         "--deletion-policy",
         choices=("retain", "archive", "delete"),
-        default="delete",
+        default=default("delete"),
         help="the project's RepositoryDeletionPolicy (default: delete)",
     )
-    parser.add_argument("--auth-mode", choices=("oidc", "access-keys"), default="oidc")
-    parser.add_argument("--keep", action="store_true", help="keep .sandbox after the run (logs, repos)")
+    options.add_argument("--auth-mode", choices=("oidc", "access-keys"), default=default("oidc"))
+    options.add_argument("--keep", action="store_true", default=default(False),
+                         help="keep .sandbox after the run (logs, repos); `down --keep` keeps it too")
+    return options
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="demo", description=__doc__.split("\n\n")[0] if __doc__ else "", parents=[_options(True)]
+    )
     sub = parser.add_subparsers(dest="command")
-    sub.add_parser("up", help="start the sandbox in the background and bootstrap it with init.sh")
-    sub.add_parser("create-project", help="create the project; wait for the first model build")
+    common = [_options(False)]
+    sub.add_parser("up", parents=common,
+                   help="start the sandbox in the background and bootstrap it with init.sh")
+    sub.add_parser("create-project", parents=common,
+                   help="create the project; wait for the first model build")
     for verb in ("approve", "reject"):
-        cmd = sub.add_parser(verb, help=f"{verb} a model package (default: the newest pending one)")
+        cmd = sub.add_parser(verb, parents=common,
+                             help=f"{verb} a model package (default: the newest pending one)")
         cmd.add_argument("--package-arn", default="")
     run_job = sub.add_parser(
-        "run-job", help="play a manual job of the newest deploy pipeline, e.g. deploy-prod"
+        "run-job", parents=common,
+        help="play a manual job of a deploy pipeline (default: the newest where it waits), e.g. deploy-prod",
     )
     run_job.add_argument("job")
-    sub.add_parser("status", help="stacks, repositories, pipelines, packages, endpoints, log locations")
-    sub.add_parser("down", help="delete the project (deletion policy), stop the servers, remove the state")
-    sub.add_parser("serve", help=argparse.SUPPRESS)
+    run_job.add_argument("--pipeline", type=int, default=0, help="the deploy pipeline's id (default: newest)")
+    sub.add_parser("status", parents=common,
+                   help="clone line, pipelines, merge requests, model versions -> commit -> environments")
+    sub.add_parser("down", parents=common,
+                   help="delete the project (deletion policy), stop the servers, remove the state")
+    sub.add_parser("serve", parents=common, help=argparse.SUPPRESS)
     return parser
 
 
@@ -634,20 +666,92 @@ def status(lab: Lab, out: Callable[[str], None]) -> None:
         out(f"  stack {stack['StackName']}: {stack['StackStatus']}")
     with contextlib.suppress(DemoError):
         project = Project.load(Path(state.root))
+        gl = lab.gitlab()
+        versions = lab.versions(project)
+        serving = {stage: f"v{v['version']}" for v in versions for stage in v["environments"]}
+        out("  git over HTTPS: the clone lines below work as they are; if your environment sets")
+        out("  GIT_SSL_CAINFO (it wins over the clone's own setting), use the sandbox's bundle for pushes:")
+        out(f"    export GIT_SSL_CAINFO={state.git_ca_bundle}")
         for label, project_id in (
             (BUILD_REPO, project.build_project_id),
             (DEPLOY_REPO, project.deploy_project_id),
         ):
+            repo = gl.projects.get(project_id)
+            out(f"  {label} {repo.path_with_namespace}: {repo.web_url}")
+            out(f"    clone: {lab.clone_command(repo.http_url_to_repo)}")
+            for mr in lab.merge_requests(project_id)[:5]:
+                out(f"    merge request !{mr['iid']} {mr['title']!r} ({mr['state']}, "
+                    f"{mr['source_branch']} -> {mr['target_branch']}): {mr['web_url']}")
             for pipeline in lab.pipelines(project_id)[:5]:
-                out(f"  {label} pipeline #{pipeline['id']} ({pipeline['source']}): {pipeline['status']}")
-        for package in lab.packages(project):
-            out(f"  package {package['ModelPackageArn']}: {package['ModelApprovalStatus']}")
+                out(f"    pipeline #{pipeline['id']} ({pipeline['source']}, {pipeline['ref']}): "
+                    f"{pipeline['status']}  {pipeline['web_url']}")
+            for env in lab.environments(project_id):
+                last = env.get("last_deployment") or {}
+                model = serving.get(ENVIRONMENT_STAGES.get(env["name"], env["name"]), "no model version")
+                by = f" (last deployed by pipeline #{last['deployable']['pipeline']['id']})" if last else ""
+                url = env.get("external_url") or "(no URL yet)"
+                out(f"    environment {env['name']} serves {model}: {url}{by}")
+        out(f"  model versions ({project.package_group}):")
+        for version in versions:
+            where = ", ".join(version["environments"]) or "not deployed"
+            source = f"commit {version['commit'][:8]}" if version["commit"] else "commit unknown"
+            if version["branch"]:
+                source += f" ({version['branch']})"
+            if version["merge_request_url"]:
+                source += f", merge request {version['merge_request_url']}"
+            out(f"    v{version['version']} {version['status']}: {source} -> {where}")
+            if version["pipeline_url"]:
+                out(f"      built by {version['pipeline_url']}")
         for stage in ("staging", "prod"):
             endpoint = lab.endpoint(project, stage)
             if endpoint:
                 package = endpoint["model_package"]
                 out(f"  {stage} endpoint {endpoint['name']}: {endpoint['status']} ({package})")
     print_access(state, out)
+
+
+def _manual_pipeline(lab: Lab, project_id: int, job: str, wanted: int) -> int:
+    """The deploy pipeline to play `job` in: `wanted`, or the newest where `job` waits (manual)."""
+    pipelines = lab.pipelines(project_id)
+    if not pipelines:
+        raise DemoError("no deploy pipeline yet: approve a model package first")
+    if wanted:
+        if wanted not in {p["id"] for p in pipelines}:
+            known = ", ".join(f"#{p['id']}" for p in pipelines[:10])
+            raise DemoError(f"the deploy repository has no pipeline #{wanted} (it has {known})")
+        return wanted
+    seen = []
+    for pipeline in sorted(pipelines, key=lambda p: p["id"], reverse=True):
+        jobs = lab.pipeline_jobs(project_id, pipeline["id"])
+        if jobs.get(job) == "manual":
+            return int(pipeline["id"])
+        seen.append(f"#{pipeline['id']} ({pipeline['status']}, {job}: {jobs.get(job, 'absent')})")
+    raise DemoError(f"no deploy pipeline has {job} waiting to be played: {', '.join(seen[:5])}; "
+                    "approve a model package for a new one, or pass --pipeline N")
+
+
+def down(root: Path, keep: bool, report: Report, out: Callable[[str], None]) -> int:
+    """Delete the project and stop the servers when they run; remove the state in any case (unless --keep)."""
+    if not root.exists():
+        out(f"no sandbox at {root}: nothing to clean")
+        return 0
+    state = State.load(root) if (root / "state.json").exists() else None
+    if state is not None and state.pid != os.getpid() and _alive(state.pid):
+        lab = Lab(state, report.say)
+        with contextlib.suppress(DemoError):
+            project = Project.load(root)
+            with report.stage("delete project"):
+                _, states = lab.delete_project(project)
+                report.say(f"policy {project.deletion_policy}: {states}")
+        stop_detached(state)
+    else:
+        killed = kill_leftover_runs(root / "gitlab" / "live-runs.json")
+        out("the sandbox server was not running: nothing to delete in it"
+            + (f"; stopped leftover CI runs {killed}" if killed else ""))
+    if not keep:
+        shutil.rmtree(root, ignore_errors=True)
+    out(f"sandbox stopped{'' if keep else f' and {root} removed'}")
+    return 0
 
 
 def command(args: argparse.Namespace, out: Callable[[str], None] = print) -> int:
@@ -669,6 +773,8 @@ def command(args: argparse.Namespace, out: Callable[[str], None] = print) -> int
             raise
         print_access(state, out)
         return 0
+    if args.command == "down":
+        return down(root, args.keep, report, out)
     state = load_state(root)
     lab = Lab(state, report.say)
     if args.command == "create-project":
@@ -694,12 +800,9 @@ def command(args: argparse.Namespace, out: Callable[[str], None] = print) -> int
         return 0
     if args.command == "run-job":
         project = Project.load(root)
-        pipelines = lab.pipelines(project.deploy_project_id)
-        if not pipelines:
-            raise DemoError("no deploy pipeline yet: approve a model package first")
-        newest = max(p["id"] for p in pipelines)
-        with report.stage(f"run-job {args.job}"):
-            result = step_prod(lab, report, project, newest, args.job)
+        chosen = _manual_pipeline(lab, project.deploy_project_id, args.job, args.pipeline)
+        with report.stage(f"run-job {args.job} (pipeline #{chosen})"):
+            result = step_prod(lab, report, project, chosen, args.job)
         if args.job == "deploy-prod":
             package = (
                 lab.sm.describe_model_package(ModelPackageName=result["prod"]["model_package"])
@@ -711,17 +814,6 @@ def command(args: argparse.Namespace, out: Callable[[str], None] = print) -> int
         return 0
     if args.command == "status":
         status(lab, out)
-        return 0
-    if args.command == "down":
-        with contextlib.suppress(DemoError):
-            project = Project.load(root)
-            with report.stage("delete project"):
-                _, states = lab.delete_project(project)
-                report.say(f"policy {project.deletion_policy}: {states}")
-        stop_detached(state)
-        if not args.keep:
-            shutil.rmtree(root, ignore_errors=True)
-        out(f"sandbox stopped{'' if args.keep else ' and removed'}")
         return 0
     raise DemoError(f"unknown command {args.command}")
 

@@ -5,6 +5,10 @@ the project stack (the custom resource runs the packaged check-in Lambda), GitLa
 trains and registers a model, an approval emits SageMaker's event to the packaged trigger Lambda, the
 deploy repository's CI deploys and tests staging, a person plays the production job, and a client calls
 the endpoint through sagemaker-runtime.
+
+Like a team's admin would, the demo gives the model-build repository a project access token for its
+merge request notes (Reporter, `api` scope) in the masked CI/CD variable MR_NOTE_TOKEN; GitLab's job
+token cannot write notes.
 """
 
 from __future__ import annotations
@@ -13,11 +17,13 @@ import csv
 import io
 import json
 import os
+import shlex
 import subprocess
 import time
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +43,8 @@ from .services import GROUP, IAM_CALLS_FILE, REPO_ROOT, State
 from .stack_gaps import fill_gaps
 from .tls import LocalCA
 
+REVIEW_TOKEN_NAME = "model-review"  # noqa: S105 - the token's display name
+REVIEW_TOKEN_ROLE = 20  # Reporter: may comment, may not push or merge
 SEED_DATA_BUCKET = "sagemaker-servicecatalog-seedcode-{region}"
 SEED_DATA_KEY = "dataset/abalone-dataset.csv"
 UCI_ABALONE = "https://archive.ics.uci.edu/ml/machine-learning-databases/abalone/abalone.data"
@@ -272,6 +280,7 @@ class Lab:
         project.deploy_path = outputs["ModelDeployRepositoryPath"]
         project.save(self.root)
         self.snapshot_stacks(project, outputs)
+        self.set_review_token(project)
         return project
 
     # --- IAM, as AWS would evaluate it ----------------------------------------------------------------
@@ -330,6 +339,31 @@ class Lab:
 
         lookups = Lookups(secret_arn=secret_arn, stack_of_change_set=stack_of_change_set, stack_arn=stack_arn)
         return judge(iam_recorder.read(self.root / IAM_CALLS_FILE), world, lookups)
+
+    def set_review_token(self, project: Project) -> None:
+        """A project access token for the model-build repository's merge request notes, in MR_NOTE_TOKEN."""
+        repo = self.gitlab().projects.get(project.build_project_id)
+        expires = (datetime.now(UTC) + timedelta(days=30)).date().isoformat()
+        token = repo.access_tokens.create({"name": REVIEW_TOKEN_NAME, "scopes": ["api"],
+                                           "access_level": REVIEW_TOKEN_ROLE, "expires_at": expires})
+        repo.variables.create({"key": contract.VAR_MR_NOTE_TOKEN, "value": token.token, "masked": True,
+                               "protected": False,
+                               "description": "project access token (Reporter, api) posting the model note"})
+        self.say(f"{BUILD_REPO}: project access token {REVIEW_TOKEN_NAME!r} (Reporter, api, expires "
+                 f"{expires}) in masked variable {contract.VAR_MR_NOTE_TOKEN}")
+
+    def git_environment(self) -> dict[str, str]:
+        """What git needs to trust the sandbox's HTTPS: the system's CAs plus the sandbox CA."""
+        return {"GIT_SSL_CAINFO": self.state.git_ca_bundle}
+
+    def clone_command(self, clone_url: str) -> str:
+        """A `git clone` that works as it is, in any shell: it trusts the sandbox's CA for the clone and
+        writes the CA and the token's credential store into the clone's config for later pushes."""
+        bundle = self.state.git_ca_bundle
+        helper = f"credential.helper=store --file={self.state.git_credentials_file}"
+        return f"GIT_SSL_CAINFO={shlex.quote(bundle)} " + shlex.join(
+            ["git", "clone", "-c", f"http.sslCAInfo={bundle}", "-c", helper, clone_url]
+        )
 
     def repositories(self, project: Project) -> dict[str, dict[str, Any]]:
         """Each seeded repository: URLs, files on the default branch, CI variables (masked shown masked)."""
@@ -419,7 +453,6 @@ class Lab:
                     self.say(f"  {label} #{pipeline_id} {job.stage}/{job.name}: {job.status}")
             active = [j for j in jobs if j.status in ("created", "pending", "running")]
             if pipeline.status in SETTLED and not active:
-                self._save_job_logs(repo, pipeline_id, label, jobs)
                 return {
                     **pipeline.attributes,
                     "jobs": {j.name: {"id": j.id, "status": j.status, "stage": j.stage} for j in jobs},
@@ -430,27 +463,35 @@ class Lab:
                 )
             time.sleep(0.5)
 
-    def _save_job_logs(self, repo: Any, pipeline_id: int, label: str, jobs: Sequence[Any]) -> None:
-        """Keep each finished job's trace under logs/ci/, where the summary says the logs are."""
-        folder = self.root / "logs" / "ci"
-        folder.mkdir(parents=True, exist_ok=True)
-        for job in jobs:
-            if job.status in ("success", "failed", "canceled"):
-                trace = bytes(repo.jobs.get(job.id, lazy=True).trace()).decode("utf-8", "replace")
-                (folder / f"{label}-{pipeline_id}-{job.name}.log").write_text(trace)
-
     def job_log(self, project_id: int, job_id: int) -> str:
         job = self.gitlab().projects.get(project_id, lazy=True).jobs.get(job_id)
         return bytes(job.trace()).decode("utf-8", "replace")
+
+    def job_log_file(self, project_id: int, pipeline_id: int, job: str) -> Path:
+        """Where the stand-in keeps a job's trace: logs/ci/<repository>-<pipeline>-<job>.log."""
+        path = self.gitlab().projects.get(project_id).path
+        return self.root / "logs" / "ci" / f"{path}-{pipeline_id}-{job}.log"
 
     def failed_job_reason(self, project_id: int, pipeline: Mapping[str, Any]) -> str:
         for name, job in pipeline["jobs"].items():
             if job["status"] == "failed":
                 tail = [ln for ln in self.job_log(project_id, job["id"]).splitlines() if ln.strip()][-3:]
-                path = self.root / "logs" / f"job-{job['id']}-{name}.log"
-                path.write_text(self.job_log(project_id, job["id"]))
+                path = self.job_log_file(project_id, pipeline["id"], name)
                 return f"job {name} failed: {' | '.join(tail)[-300:]} (log: {path})"
         return f"pipeline #{pipeline['id']} is {pipeline['status']}"
+
+    def pipeline_jobs(self, project_id: int, pipeline_id: int) -> dict[str, str]:
+        repo = self.gitlab().projects.get(project_id, lazy=True)
+        return {j.name: j.status for j in repo.pipelines.get(pipeline_id).jobs.list(get_all=True)}
+
+    def merge_requests(self, project_id: int) -> list[dict[str, Any]]:
+        repo = self.gitlab().projects.get(project_id, lazy=True)
+        return [m.attributes for m in repo.mergerequests.list(state="all", get_all=True)]
+
+    def environments(self, project_id: int) -> list[dict[str, Any]]:
+        """GitLab environments of a repository with their last successful deployment."""
+        repo = self.gitlab().projects.get(project_id, lazy=True)
+        return [repo.environments.get(e.id).attributes for e in repo.environments.list(get_all=True)]
 
     def play(
         self, project_id: int, pipeline_id: int, job_name: str, label: str, timeout: float = 600
@@ -487,6 +528,32 @@ class Lab:
             self.sm.describe_model_package(ModelPackageName=p["ModelPackageArn"])
             for p in listed["ModelPackageSummaryList"]
         ]
+
+    def versions(self, project: Project) -> list[dict[str, Any]]:
+        """Each registered version: status, where it came from (commit, branch, pipeline, merge request) and
+        where it runs (the deploy pipeline's deployed-to:<stage> tags)."""
+        found = []
+        for package in self.packages(project):
+            arn = package["ModelPackageArn"]
+            metadata = package.get("CustomerMetadataProperties", {})
+            tags = self.sm.list_tags(ResourceArn=arn).get("Tags", [])
+
+            def known(value: str | None) -> str:
+                return "" if value in (None, "", contract.METADATA_UNKNOWN) else str(value)
+
+            found.append({
+                "arn": arn, "version": int(package.get("ModelPackageVersion", 0)),
+                "status": package["ModelApprovalStatus"],
+                "commit": known(package.get("MetadataProperties", {}).get("CommitId"))
+                or known(metadata.get(contract.METADATA_GIT_COMMIT)),
+                "branch": known(metadata.get(contract.METADATA_GIT_BRANCH)),
+                "pipeline_url": known(metadata.get(contract.METADATA_PIPELINE_URL)),
+                "merge_request_url": known(metadata.get(contract.METADATA_MERGE_REQUEST_URL)),
+                "description": package.get("ModelPackageDescription", ""),
+                "environments": sorted(t["Key"].removeprefix(contract.TAG_DEPLOYED_PREFIX) for t in tags
+                                       if t["Key"].startswith(contract.TAG_DEPLOYED_PREFIX)),
+            })
+        return found
 
     def read_s3(self, uri: str) -> bytes:
         bucket, _, key = uri.removeprefix("s3://").partition("/")

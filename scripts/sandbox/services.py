@@ -1,10 +1,17 @@
 """The sandbox's long-running servers, started together and described in `.sandbox/state.json`.
 
 One process hosts them (the demo itself for a full run, or a detached `demo serve` for `demo up`):
-moto (all of AWS the sandbox uses) on 127.0.0.1, the GitLab stand-in with a gitlab-ci-local pipeline
-runner behind an HTTPS terminator (certificate from the sandbox's local CA), and the local
-sagemaker-runtime (`InferenceServer`). Everything else the demo does is a short client of these URLs,
-so a second process can pick up from `state.json`.
+moto (all of AWS the sandbox uses, with the gaps in moto_gaps.py filled) on 127.0.0.1, the GitLab
+stand-in with a gitlab-ci-local pipeline runner behind an HTTPS terminator (certificate from the
+sandbox's local CA), and the local sagemaker-runtime (`InferenceServer`). Everything else the demo does
+is a short client of these URLs, so a second process can pick up from `state.json`.
+
+For people and plain git: `git-credentials` (git's credential store format, mode 600) holds the
+stand-in's token for the HTTPS URL, and `ca/git-ca-bundle.pem` is the system's CA bundle plus the
+sandbox CA, so `export GIT_SSL_CAINFO=<bundle>` (git's environment setting wins over any
+http.sslCAInfo, and some machines set it already) breaks no other host, and `git clone -c
+credential.helper="store --file=<credentials>" <url>` clones and later pushes from that clone. CI jobs get
+the CA as CI_SERVER_TLS_CA_FILE, the variable GitLab runners set for a GitLab with a private CA.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import json
 import logging
 import os
 import secrets
+import ssl
 import sys
 import time
 import warnings
@@ -30,6 +38,7 @@ from scripts.gitlab_standin.runner import RunContext
 
 from . import iam_recorder, moto_fidelity
 from .lambda_runner import moto_environment
+from .moto_gaps import allow_model_package_tags
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
@@ -53,6 +62,8 @@ class State:
     pid: int
     region: str = REGION
     account: str = ACCOUNT
+    git_credentials_file: str = ""
+    git_ca_bundle: str = ""
 
     @property
     def token(self) -> str:
@@ -88,7 +99,8 @@ def id_token_for(gitlab_url: str) -> Callable[[RunContext], str]:
     Claims as GitLab documents them (https://docs.gitlab.com/ci/secrets/id_token_authentication/):
     `sub` = project_path:<path>:ref_type:branch:ref:<ref>, `aud` = the job's id_tokens audience
     (sts.amazonaws.com), `iss` = the GitLab URL, plus project_path, namespace_path, ref, ref_type,
-    ref_protected and pipeline_source. Unsigned: moto's AssumeRoleWithWebIdentity checks no signature,
+    ref_protected and pipeline_source; in a merge request pipeline `ref` is the source branch (GitLab's
+    CI_COMMIT_REF_NAME there). Unsigned: moto's AssumeRoleWithWebIdentity checks no signature,
     so the sandbox's IAM evaluation judges the claims against the roles' trust policies instead.
     """
 
@@ -98,13 +110,14 @@ def id_token_for(gitlab_url: str) -> Callable[[RunContext], str]:
     def token(ctx: RunContext) -> str:
         now = int(time.time())
         namespace = ctx.project_path.rpartition("/")[0]
+        branch = ctx.checkout_branch
         claims = {
             "iss": gitlab_url,
             "aud": "sts.amazonaws.com",
-            "sub": f"project_path:{ctx.project_path}:ref_type:branch:ref:{ctx.ref}",
+            "sub": f"project_path:{ctx.project_path}:ref_type:branch:ref:{branch}",
             "project_path": ctx.project_path,
             "namespace_path": namespace,
-            "ref": ctx.ref,
+            "ref": branch,
             "ref_type": "branch",
             "ref_protected": "true" if ctx.ref_protected else "false",
             "pipeline_source": ctx.source,
@@ -117,7 +130,7 @@ def id_token_for(gitlab_url: str) -> Callable[[RunContext], str]:
     return token
 
 
-def runner_environment(moto_url: str, inference_url: str, gitlab_url: str) -> dict[str, str]:
+def runner_environment(moto_url: str, inference_url: str, gitlab_url: str, ca_file: str) -> dict[str, str]:
     """What CI jobs get on top of the project's variables: the sandbox's switches and this venv first."""
     venv_bin = REPO_ROOT / ".venv" / "bin"
     path_parts = [str(venv_bin), str(Path(sys.executable).parent), os.environ.get("PATH", "/usr/bin:/bin")]
@@ -128,7 +141,23 @@ def runner_environment(moto_url: str, inference_url: str, gitlab_url: str) -> di
         "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": inference_url,
         "SAGEMAKER_VALIDATE_ROLE": "false",
         "PIP_NO_INDEX": "1",  # a job that would install something fails fast instead of downloading
+        "CI_SERVER_TLS_CA_FILE": ca_file,  # a runner's tls-ca-file: jobs verify the stand-in's HTTPS
     }
+
+
+def write_git_ca_bundle(path: Path, sandbox_ca: Path) -> None:
+    """The CA bundle git already trusts (GIT_SSL_CAINFO or OpenSSL's default) with the sandbox CA added."""
+    system = os.environ.get("GIT_SSL_CAINFO") or ssl.get_default_verify_paths().cafile or ""
+    known = Path(system).read_text() if system and Path(system).is_file() else ""
+    path.write_text(known.rstrip("\n") + ("\n" if known else "") + sandbox_ca.read_text())
+
+
+def write_git_credentials(path: Path, https_url: str, token: str) -> None:
+    """git's credential store file for the stand-in: any user name, the token as the password."""
+    scheme, _, host = https_url.partition("://")
+    path.touch(mode=0o600)
+    path.chmod(0o600)
+    path.write_text(f"{scheme}://oauth2:{token}@{host}\n")
 
 
 class Services:
@@ -151,6 +180,7 @@ class Services:
         for sub in ("logs", "gitlab", "lambda"):
             (root / sub).mkdir(parents=True, exist_ok=True)
         self._stack = contextlib.ExitStack()
+        allow_model_package_tags()
         try:
             self.ca = LocalCA.create(root / "ca")
             self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
@@ -176,19 +206,26 @@ class Services:
             gitlab_cert = self.ca.issue("gitlab")
             # The terminator needs the stand-in's port and the runner the terminator's URL: bind the
             # terminator after the stand-in and hand the stand-in its external URL then.
-            self.runner = GitlabCiLocalRunner(timeout=600)
-            self.standin = start_standin(data_dir=root / "gitlab", groups=[GROUP], runner=self.runner)
+            self.runner = GitlabCiLocalRunner(timeout=600, live_file=root / "gitlab" / "live-runs.json")
+            self.standin = start_standin(data_dir=root / "gitlab", groups=[GROUP], runner=self.runner,
+                                         job_log_dir=root / "logs" / "ci")
             self._stack.callback(self.standin.stop)
             self._stack.callback(self.runner.kill_all)
             self.terminator = TlsTerminator(gitlab_cert, self.standin.port).start()
             self._stack.callback(self.terminator.stop)
             self.standin.set_external_url(self.terminator.url)
-            self.runner.env.update(runner_environment(moto_url, self.inference.url, self.terminator.url))
+            self.runner.env.update(
+                runner_environment(moto_url, self.inference.url, self.terminator.url, str(self.ca.ca_file))
+            )
             self.runner.id_token = id_token_for(self.terminator.url)
             token_file = root / "gitlab-token"
             token_file.touch(mode=0o600)
             token_file.chmod(0o600)
             token_file.write_text(self.standin.token + "\n")
+            credentials = root / "git-credentials"
+            write_git_credentials(credentials, self.terminator.url, self.standin.token)
+            bundle = root / "ca" / "git-ca-bundle.pem"
+            write_git_ca_bundle(bundle, self.ca.ca_file)
             self.state = State(
                 root=str(root),
                 moto_url=moto_url,
@@ -198,6 +235,8 @@ class Services:
                 ca_file=str(self.ca.ca_file),
                 token_file=str(token_file),
                 pid=os.getpid(),
+                git_credentials_file=str(credentials),
+                git_ca_bundle=str(bundle),
             )
             self.state.save()
         except BaseException:

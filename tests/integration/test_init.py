@@ -210,17 +210,52 @@ def test_bad_region_is_reported(run_init, aws_client, region: str, message: str)
     assert aws_client("s3").list_buckets()["Buckets"] == []
 
 
-def test_bad_credentials_are_reported(run_init, monkeypatch: pytest.MonkeyPatch, aws: str) -> None:  # type: ignore[no-untyped-def]
+def test_an_unreachable_endpoint_is_not_called_a_credentials_problem(  # type: ignore[no-untyped-def]
+    run_init, monkeypatch: pytest.MonkeyPatch, aws: str
+) -> None:
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens: sts cannot answer
-    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    done = run_init(*default_args())
+    assert done.returncode == 1
+    assert "cannot reach AWS STS at http://127.0.0.1:9" in done.stderr and "AWS_ENDPOINT_URL" in done.stderr
+    assert "no working AWS credentials" not in done.stderr and "Traceback" not in done.stderr
+
+
+def test_missing_credentials_are_reported(  # type: ignore[no-untyped-def]
+    run_init, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, aws: str
+) -> None:
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     done = run_init(*default_args())
     assert done.returncode == 1
     assert "no working AWS credentials" in done.stderr and "aws configure" in done.stderr
 
 
-def test_service_catalog_mode_without_studio_role_fails_before_creating_anything(
-    run_init, aws_client
+def test_aws_region_alone_is_enough(run_init, monkeypatch: pytest.MonkeyPatch, aws_client) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.delenv("AWS_DEFAULT_REGION")  # AWS CLI v1 reads only this one; boto3 gets it from init.sh
+    done = run_init(*default_args())
+    assert_ok(done)
+    assert "region us-east-1" in done.stdout
+    assert aws_client("s3").head_bucket(Bucket=BUCKET)
+
+
+def test_a_bad_region_from_the_environment_is_named_before_any_aws_call(  # type: ignore[no-untyped-def]
+    run_init, monkeypatch: pytest.MonkeyPatch, aws_client
+) -> None:
+    monkeypatch.delenv("AWS_REGION")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "Mars-1")
+    done = run_init(*default_args())
+    assert done.returncode == 1
+    assert "region 'Mars-1' (--region, AWS_REGION or AWS_DEFAULT_REGION) is not a region name" in done.stderr
+    assert aws_client("s3").list_buckets()["Buckets"] == []
+
+
+def test_service_catalog_mode_without_studio_role_fails_before_calling_aws(
+    run_init, aws_client, monkeypatch: pytest.MonkeyPatch
 ) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # an AWS call would fail differently
     done = run_init(*default_args(), "--mode", "service-catalog")
     assert done.returncode == 1
     assert "--studio-role-arn is required in service-catalog mode" in done.stderr

@@ -8,6 +8,14 @@ PIPELINE_TIMEOUT_MINUTES (how long to follow an execution before stopping it, de
 
 `run-pipeline` writes the definition and the execution it started into --artifacts-dir (default
 build/: the CI job keeps it as an artifact): pipeline-definition.json, pipeline-execution.json.
+GitLab's predefined variables become the registered version's provenance (pipelines/provenance.py).
+
+Every run writes `--report-dir` (default `reports/`): `evaluation.json` (the evaluate step's report),
+`metrics.txt` (the same numbers for GitLab's metrics report) and `run.json` (execution, quality gate,
+registered ARN, provenance). The last lines printed say the test MSE against the threshold and what was
+registered; a failed quality gate ends the log with the metric, its value and the threshold.
+`--candidate` (merge requests) evaluates without registering; `--review` then posts the comparison note
+on the merge request (pipelines/review.py).
 """
 
 from __future__ import annotations
@@ -26,6 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipelines.abalone import pipeline as abalone
+from pipelines.provenance import Provenance
 from pipelines.status import printer
 
 ENV_ROLE = "SAGEMAKER_EXECUTION_ROLE_ARN"
@@ -39,11 +49,16 @@ ENV_STEP_CACHING = "PIPELINE_STEP_CACHING"
 ENV_SPOT_TRAINING = "PIPELINE_SPOT_TRAINING"
 ENV_TIMEOUT_MINUTES = "PIPELINE_TIMEOUT_MINUTES"
 INPUT_PARAMETER = "InputDataUrl"
+THRESHOLD_PARAMETER = "MseThreshold"
 DEFAULT_MODULE = "pipelines.abalone.pipeline"
 DEFAULT_TIMEOUT_MINUTES = 240.0
 DEFINITION_FILE = "pipeline-definition.json"
 EXECUTION_FILE = "pipeline-execution.json"
 EXIT_INTERRUPTED = 130
+DEFAULT_REPORT_DIR = Path("reports")
+EVALUATION_FILE = "evaluation.json"
+METRICS_FILE = "metrics.txt"
+RUN_FILE = "run.json"
 
 
 class ConfigError(ValueError):
@@ -65,6 +80,8 @@ class RunConfig:
     step_caching: bool = True
     spot_training: bool = True
     timeout_minutes: float = DEFAULT_TIMEOUT_MINUTES
+    candidate: bool = False
+    provenance: Provenance = field(default_factory=Provenance)
 
 
 def _required(value: str | None, env: str, flag: str) -> str:
@@ -125,6 +142,8 @@ def load_config(args: argparse.Namespace, env: Mapping[str, str]) -> RunConfig:
         step_caching=_switch(args.no_step_cache, env, ENV_STEP_CACHING),
         spot_training=_switch(args.no_spot, env, ENV_SPOT_TRAINING),
         timeout_minutes=_minutes(getattr(args, "timeout_minutes", None), env),
+        candidate=bool(getattr(args, "candidate", False)),
+        provenance=Provenance.from_ci(env),
     )
 
 
@@ -156,9 +175,19 @@ def build_definition(config: RunConfig) -> tuple[str, list[dict[str, str]]]:
     return definition, module.project_tags(config.project_name, config.project_id)
 
 
-def stage_input(s3: Any, config: RunConfig) -> dict[str, str]:
+def execution_parameters(config: RunConfig, definition: Mapping[str, Any]) -> dict[str, str]:
+    """--parameter values over what the run sets itself: provenance from CI and, for a candidate,
+    RegisterModel=false (only those the definition declares, so other pipeline modules still run)."""
+    declared = {p["Name"] for p in definition.get("Parameters", [])}
+    automatic = {**config.provenance.parameters(), **({abalone.PARAM_REGISTER: "false"} if config.candidate else {})}
+    if config.candidate and abalone.PARAM_REGISTER not in declared:
+        raise ConfigError(f"--candidate needs a pipeline with the {abalone.PARAM_REGISTER} parameter")
+    return {**{k: v for k, v in automatic.items() if k in declared}, **config.parameters}
+
+
+def stage_input(s3: Any, config: RunConfig, definition: Mapping[str, Any] | None = None) -> dict[str, str]:
     """Parameters for this run; a local --input-data file is uploaded next to the artifacts first."""
-    parameters = dict(config.parameters)
+    parameters = execution_parameters(config, definition) if definition is not None else dict(config.parameters)
     source = config.input_data
     if not source:
         return parameters
@@ -181,16 +210,113 @@ def _clients(region: str) -> tuple[Any, Any]:
     return session.client("s3"), session.client("sagemaker")
 
 
-def run_local(config: RunConfig, definition: str, workdir: Path | None) -> int:
+@dataclass
+class RunReport:
+    """What one run did, for the report files, the merge request note and the closing lines."""
+
+    pipeline_name: str
+    execution_id: str
+    status: str  # Succeeded | Failed | Stopped
+    candidate: bool
+    threshold: float | None
+    evaluation: dict[str, Any] | None = None
+    registered_arn: str = ""
+    failure_reason: str = ""
+    provenance: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def mse(self) -> float | None:
+        try:
+            return float(self.evaluation["regression_metrics"]["mse"]["value"])  # type: ignore[index]
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    @property
+    def gate_passed(self) -> bool | None:
+        if self.mse is None or self.threshold is None:
+            return None
+        return self.mse <= self.threshold
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "pipeline_name": self.pipeline_name, "execution_id": self.execution_id, "status": self.status,
+            "candidate": self.candidate, "mse_threshold": self.threshold, "test_mse": self.mse,
+            "quality_gate_passed": self.gate_passed, "registered_model_package_arn": self.registered_arn,
+            "failure_reason": self.failure_reason, "provenance": self.provenance,
+        }
+
+
+def threshold_of(definition: Mapping[str, Any], parameters: Mapping[str, str]) -> float | None:
+    """The MSE threshold this run gates on: the --parameter value, else the definition's default."""
+    declared = {p["Name"]: p.get("DefaultValue") for p in definition.get("Parameters", [])}
+    raw = parameters.get(THRESHOLD_PARAMETER, declared.get(THRESHOLD_PARAMETER))
+    try:
+        return float(raw) if raw is not None else None
+    except ValueError:
+        return None
+
+
+def read_evaluation(s3: Any, uri: str) -> dict[str, Any] | None:
+    """The execution's evaluation.json, or None when the run stopped before writing it."""
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    try:
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except Exception:  # noqa: BLE001 - missing or unreadable: the report says there is none
+        return None
+    data = json.loads(body)
+    return data if isinstance(data, dict) else None
+
+
+def metrics_report(evaluation: Mapping[str, Any]) -> str:
+    """GitLab's metrics report (one `name value` line per metric) with evaluation.json's numbers."""
+    lines = [f"test_{name} {values['value']!r}" for name, values in sorted(evaluation["regression_metrics"].items())]
+    if "test_rows" in evaluation:
+        lines.append(f"test_rows {evaluation['test_rows']}")
+    return "\n".join(lines) + "\n"
+
+
+def write_reports(report_dir: Path, report: RunReport) -> None:
+    report_dir.mkdir(parents=True, exist_ok=True)
+    if report.evaluation is not None:
+        (report_dir / EVALUATION_FILE).write_text(json.dumps(report.evaluation, indent=2, sort_keys=True) + "\n")
+        (report_dir / METRICS_FILE).write_text(metrics_report(report.evaluation))
+    (report_dir / RUN_FILE).write_text(json.dumps(report.to_json(), indent=2, sort_keys=True) + "\n")
+
+
+def closing_lines(report: RunReport) -> tuple[list[str], list[str]]:
+    """(stdout lines, stderr lines) that end the log: the metric, its value, the threshold, the outcome."""
+    gate = ""
+    if report.mse is not None and report.threshold is not None:
+        relation = "<=" if report.gate_passed else "is above"
+        gate = f"test MSE {report.mse:.4f} {relation} the threshold {report.threshold:g} ({THRESHOLD_PARAMETER})"
+    if report.status == "Succeeded":
+        out = [f"quality gate passed: {gate}" if gate else "quality gate passed"]
+        if report.registered_arn:
+            out.append(f"registered {report.registered_arn}")
+        elif report.candidate:
+            out.append("candidate evaluated, not registered (RegisterModel=false); merging registers it")
+        return out, []
+    failed = (
+        f"run-pipeline: execution {report.execution_id} {report.status.lower()}: {report.failure_reason}"
+        if report.execution_id
+        else f"run-pipeline: {report.failure_reason}"
+    )
+    if report.gate_passed is False:
+        return [], [failed, f"run-pipeline: quality gate failed: {gate}; nothing was registered"]
+    return [], [failed]
+
+
+def run_local(config: RunConfig, definition: str, workdir: Path | None) -> RunReport:
     from pipelines.local.runner import LocalRunError, LocalRunner
 
     s3, sagemaker = _clients(config.region)
-    parameters = stage_input(s3, config)
+    document = json.loads(definition)
+    parameters = stage_input(s3, config, document)
     execution_id = f"local-{uuid.uuid4().hex[:12]}"
     root = (workdir or Path(".pipeline-local")).resolve()  # scripts run with the step dir as cwd
     print(f"running {config.pipeline_name} locally (execution {execution_id}, work dir {root / execution_id})")
     runner = LocalRunner(
-        json.loads(definition),
+        document,
         s3=s3,
         sagemaker=sagemaker,
         workdir=root / execution_id,
@@ -198,16 +324,19 @@ def run_local(config: RunConfig, definition: str, workdir: Path | None) -> int:
         execution_id=execution_id,
         report=printer(),
     )
+    report = RunReport(config.pipeline_name, execution_id, "Failed", config.candidate,
+                       threshold_of(document, parameters), provenance=_provenance(parameters))
     try:
         result = runner.run(parameters)
     except LocalRunError as error:
-        print(f"run-pipeline: {error}", file=sys.stderr)
-        return 1
-    if result.status != "Succeeded":
-        print(f"run-pipeline: execution {execution_id} failed: {result.failure_reason}", file=sys.stderr)
-        return 1
-    print(f"execution {execution_id} succeeded")
-    return 0
+        report.failure_reason = str(error)
+        return report
+    report.status, report.failure_reason = result.status, result.failure_reason
+    report.registered_arn = str(result.properties.get(abalone.STEP_REGISTER, {}).get("ModelPackageArn", ""))
+    report.evaluation = read_evaluation(
+        s3, abalone.evaluation_report_uri(config.artifact_bucket, config.pipeline_name, execution_id)
+    )
+    return report
 
 
 def write_artifact(directory: Path | None, name: str, document: Any) -> None:
@@ -219,6 +348,23 @@ def write_artifact(directory: Path | None, name: str, document: Any) -> None:
     (directory / name).write_text(text + "\n")
 
 
+def _provenance(parameters: Mapping[str, str]) -> dict[str, str]:
+    names = (abalone.PARAM_COMMIT, abalone.PARAM_BRANCH, abalone.PARAM_REPOSITORY, abalone.PARAM_PIPELINE_URL,
+             abalone.PARAM_MERGE_REQUEST_URL)
+    return {name: parameters[name] for name in names if name in parameters}
+
+
+def registered_arn(sagemaker: Any, execution_arn: str) -> str:
+    """The model package the execution's RegisterModel step created ("" when it did not run)."""
+    from pipelines.remote import step_statuses
+
+    for step in step_statuses(sagemaker, execution_arn):
+        arn = step.get("Metadata", {}).get("RegisterModel", {}).get("Arn")
+        if arn:
+            return str(arn)
+    return ""
+
+
 def run_remote(
     config: RunConfig,
     definition: str,
@@ -226,12 +372,14 @@ def run_remote(
     poll_seconds: float,
     artifacts: Path | None = None,
     clients: Any = None,
-) -> int:
+) -> RunReport:
     from pipelines.remote import RemoteRunError, follow_execution, start_execution, upsert_pipeline
 
     s3, sagemaker = clients or _clients(config.region)
     write_artifact(artifacts, DEFINITION_FILE, definition)
-    parameters = stage_input(s3, config)
+    document = json.loads(definition)
+    parameters = stage_input(s3, config, document)
+    threshold = threshold_of(document, parameters)
     try:
         arn = upsert_pipeline(
             sagemaker, config.pipeline_name, definition, config.role_arn, tags, "Abalone model build (GitLab CI)"
@@ -239,8 +387,8 @@ def run_remote(
         print(f"upserted {arn}")
         execution_arn = start_execution(sagemaker, config.pipeline_name, parameters)
     except RemoteRunError as error:
-        print(f"run-pipeline: {error}", file=sys.stderr)
-        return 1
+        return RunReport(config.pipeline_name, "", "Failed", config.candidate, threshold,
+                         failure_reason=str(error), provenance=_provenance(parameters))
     record = {"pipeline_arn": arn, "execution_arn": execution_arn, "parameters": parameters}
     write_artifact(artifacts, EXECUTION_FILE, {**record, "status": "Executing"})
     print(f"started {execution_arn}")
@@ -248,11 +396,36 @@ def run_remote(
         sagemaker, execution_arn, printer(), poll_seconds=poll_seconds, timeout_seconds=config.timeout_minutes * 60
     )
     write_artifact(artifacts, EXECUTION_FILE, {**record, "status": status, "reason": reason})
-    if status != "Succeeded":
-        print(f"run-pipeline: execution {status}: {reason}", file=sys.stderr)
-        return EXIT_INTERRUPTED if status == "Interrupted" else 1
-    print("execution succeeded")
-    return 0
+    execution_id = execution_arn.rsplit("/", 1)[-1]
+    return RunReport(
+        config.pipeline_name, execution_id, status, config.candidate, threshold,
+        evaluation=read_evaluation(
+            s3, abalone.evaluation_report_uri(config.artifact_bucket, config.pipeline_name, execution_id)
+        ),
+        registered_arn=registered_arn(sagemaker, execution_arn) if status == "Succeeded" else "",
+        failure_reason=reason, provenance=_provenance(parameters),
+    )
+
+
+def finish(report: RunReport, report_dir: Path, review: bool) -> int:
+    """Write the reports, post the merge request note when asked, end the log; the exit status."""
+    write_reports(report_dir, report)
+    code = {"Succeeded": 0, "Interrupted": EXIT_INTERRUPTED}.get(report.status, 1)
+    if review:
+        from pipelines import review as mr_review
+
+        try:
+            code = max(code, mr_review.post_from_ci(report_dir, os.environ))
+        except Exception as error:  # noqa: BLE001 - the run's own outcome must still end the log
+            print(f"review: the merge request note failed: {type(error).__name__}: {error}", file=sys.stderr)
+            code = max(code, 1)
+    out, err = closing_lines(report)
+    for line in out:
+        print(line, flush=True)
+    sys.stdout.flush()
+    for line in err:
+        print(line, file=sys.stderr, flush=True)
+    return code
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -282,17 +455,25 @@ def run_pipeline(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--artifacts-dir", type=Path, default=Path("build"), help="where the definition and execution ARN go"
     )
+    parser.add_argument("--report-dir", type=Path, default=DEFAULT_REPORT_DIR,
+                        help="where evaluation.json, metrics.txt and run.json go (default ./reports)")
+    parser.add_argument("--candidate", action="store_true",
+                        help="evaluate a merge request's model without registering it (RegisterModel=false)")
+    parser.add_argument("--review", action="store_true",
+                        help="post or update the model note on the merge request (MR_NOTE_TOKEN)")
     args = parser.parse_args(argv)
     try:
         config = load_config(args, os.environ)
         definition, tags = build_definition(config)
         if args.local:
             write_artifact(args.artifacts_dir, DEFINITION_FILE, definition)
-            return run_local(config, definition, args.workdir)
-        return run_remote(config, definition, tags, args.poll_seconds, args.artifacts_dir)
+            report = run_local(config, definition, args.workdir)
+        else:
+            report = run_remote(config, definition, tags, args.poll_seconds, args.artifacts_dir)
     except ConfigError as error:
         print(f"run-pipeline: {error}", file=sys.stderr)
         return 2
+    return finish(report, args.report_dir, args.review)
 
 
 def get_pipeline_definition(argv: Sequence[str] | None = None) -> int:

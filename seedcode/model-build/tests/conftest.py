@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import pytest
@@ -11,6 +12,8 @@ from support import use_fresh_moto
 
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[str]:
+    # moto's Werkzeug logs every S3 request; a failing test's report should show the failure instead.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()

@@ -54,7 +54,8 @@ def test_steps_and_their_dependencies(definition):
     assert parents[abalone.STEP_EVALUATE] == {abalone.STEP_PREPROCESS, abalone.STEP_PACKAGE}
     assert abalone.STEP_PACKAGE in parents[abalone.STEP_REGISTER]
     assert parents[abalone.STEP_CONDITION] == {abalone.STEP_EVALUATE}
-    assert abalone.STEP_CONDITION in parents[abalone.STEP_REGISTER]
+    assert abalone.STEP_CONDITION in parents[abalone.STEP_REGISTER_GATE]
+    assert abalone.STEP_REGISTER_GATE in parents[abalone.STEP_REGISTER]
     assert steps[abalone.STEP_REGISTER]["Type"] == "RegisterModel"
     assert steps[abalone.STEP_FAIL]["Type"] == "Fail"
 
@@ -77,10 +78,41 @@ def test_condition_gates_registration_on_mse_against_the_threshold_parameter(def
     assert check["Type"] == "LessThanOrEqualTo"
     assert check["LeftValue"]["Std:JsonGet"]["Path"] == "regression_metrics.mse.value"
     assert check["RightValue"] == {"Get": "Parameters.MseThreshold"}
-    assert [s["Name"] for s in condition["IfSteps"]] == [abalone.STEP_REGISTER]
+    assert [s["Name"] for s in condition["IfSteps"]] == [abalone.STEP_REGISTER_GATE]
     assert [s["Name"] for s in condition["ElseSteps"]] == [abalone.STEP_FAIL]
     message = condition["ElseSteps"][0]["Arguments"]["ErrorMessage"]["Std:Join"]["Values"]
     assert "MSE" in message and {"Get": "Parameters.MseThreshold"} in message
+
+
+def test_a_candidate_passing_the_gate_is_registered_only_when_register_model_is_true(definition):
+    gate = steps_by_name(definition)[abalone.STEP_REGISTER_GATE]["Arguments"]
+    assert gate["Conditions"] == [
+        {"Type": "Equals", "LeftValue": {"Get": f"Parameters.{abalone.PARAM_REGISTER}"}, "RightValue": True}
+    ]
+    assert [s["Name"] for s in gate["IfSteps"]] == [abalone.STEP_REGISTER]
+    assert gate["ElseSteps"] == []
+
+
+def test_registration_records_commit_branch_pipeline_and_merge_request(definition):
+    register = steps_by_name(definition)[abalone.STEP_REGISTER]["Arguments"]
+
+    def param(name: str) -> dict[str, str]:
+        return {"Get": f"Parameters.{name}"}
+
+    assert register["MetadataProperties"] == {
+        "CommitId": param(abalone.PARAM_COMMIT),
+        "Repository": param(abalone.PARAM_REPOSITORY),
+        "GeneratedBy": param(abalone.PARAM_PIPELINE_URL),
+    }
+    metadata = register["CustomerMetadataProperties"]
+    assert metadata[abalone.METADATA_GIT_COMMIT] == param(abalone.PARAM_COMMIT)
+    assert metadata[abalone.METADATA_GIT_BRANCH] == param(abalone.PARAM_BRANCH)
+    assert metadata[abalone.METADATA_PIPELINE_URL] == param(abalone.PARAM_PIPELINE_URL)
+    assert metadata[abalone.METADATA_MERGE_REQUEST_URL] == param(abalone.PARAM_MERGE_REQUEST_URL)
+    description = register["ModelPackageDescription"]["Std:Join"]["Values"]
+    for name in (abalone.PARAM_COMMIT, abalone.PARAM_BRANCH, abalone.PARAM_PIPELINE_URL,
+                 abalone.PARAM_MERGE_REQUEST_URL):
+        assert param(name) in description
 
 
 def test_registration_targets_the_group_with_csv_metrics_and_test_data(definition):
@@ -110,6 +142,12 @@ def test_parameters_and_their_defaults(definition):
     assert parameters["ModelApprovalStatus"]["DefaultValue"] == "PendingManualApproval"
     assert parameters["MseThreshold"]["Type"] == "Float"
     assert parameters["InputDataUrl"]["DefaultValue"] == abalone.default_input_data(REGION)
+    assert parameters[abalone.PARAM_REGISTER] == {"Name": abalone.PARAM_REGISTER, "Type": "Boolean",
+                                                  "DefaultValue": True}
+    for name in (abalone.PARAM_COMMIT, abalone.PARAM_BRANCH, abalone.PARAM_REPOSITORY, abalone.PARAM_PIPELINE_URL,
+                 abalone.PARAM_MERGE_REQUEST_URL):
+        # CustomerMetadataProperties values need at least one character
+        assert parameters[name]["DefaultValue"] == abalone.UNKNOWN
     assert {
         "ProcessingInstanceType",
         "ProcessingInstanceCount",

@@ -179,8 +179,13 @@ def test_run_remote_keeps_the_definition_and_the_execution_arn_as_artifacts(sage
     config = run_pipeline.RunConfig(
         region="us-east-1", role_arn=ROLE, artifact_bucket="b", model_package_group_name="g", pipeline_name=PIPELINE
     )
-    code = run_pipeline.run_remote(config, '{"Steps": []}', [], 0.0, tmp_path, clients=(None, client))
-    assert code == 0
+    stubber.add_response(  # registered_arn: the steps of the succeeded execution (none registered here)
+        "list_pipeline_execution_steps",
+        {"PipelineExecutionSteps": []},
+        {"PipelineExecutionArn": EXECUTION, "SortOrder": "Ascending"},
+    )
+    report = run_pipeline.run_remote(config, '{"Steps": []}', [], 0.0, tmp_path, clients=(None, client))
+    assert report.status == "Succeeded" and report.registered_arn == ""
     assert json.loads((tmp_path / run_pipeline.DEFINITION_FILE).read_text()) == {"Steps": []}
     record = json.loads((tmp_path / run_pipeline.EXECUTION_FILE).read_text())
     assert record["execution_arn"] == EXECUTION and record["status"] == "Succeeded"

@@ -35,6 +35,10 @@ EVALUATION_METRICS_KEY: Final = "regression_metrics"
 MODEL_PACKAGE_FILE: Final = "model-package.json"
 TEMPLATE_FILE: Final = "endpoint-config-template.yml"
 
+# Registry write-back: the version a stage serves carries the tag deployed-to:<stage> (its value: the
+# pipeline that deployed it). The model-build repository's merge request note reads deployed-to:prod.
+DEPLOYED_TAG_PREFIX: Final = "deployed-to:"
+
 
 class StepError(Exception):
     """An expected failure: the message says what is wrong and how to fix it; no traceback is shown."""
@@ -100,6 +104,15 @@ def tags_file(stage: str) -> str:
 
 def deploy_result_file(stage: str) -> str:
     return f"{check_stage(stage)}-deploy.json"
+
+
+def deploy_dotenv_file(stage: str) -> str:
+    """The deploy job's dotenv report: GitLab sets the environment's URL from it."""
+    return f"{check_stage(stage)}-deploy.env"
+
+
+def deployed_tag(stage: str) -> str:
+    return f"{DEPLOYED_TAG_PREFIX}{check_stage(stage)}"
 
 
 def split_s3_uri(uri: str) -> tuple[str, str]:

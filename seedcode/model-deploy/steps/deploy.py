@@ -3,6 +3,11 @@
 "No changes" (the stage already serves this package with these settings) is a success. A failed
 deployment prints the stack's failure events and exits non-zero. The end prints the endpoint name and
 status, and writes build/<stage>-deploy.json for the jobs after it.
+
+Afterwards the model registry says where each version runs: the deployed version gets the tag
+`deployed-to:<stage>` (value: the GitLab pipeline that deployed it) and the version the stage served
+before loses it. `build/<stage>-deploy.env` is the job's dotenv report: GitLab sets the environment's
+URL from ENDPOINT_CONSOLE_URL and keeps the version beside it (DEPLOYED_MODEL_VERSION).
 """
 
 from __future__ import annotations
@@ -16,14 +21,16 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from steps.common import (
     STAGES,
     TEMPLATE_FILE,
     Project,
     StepError,
+    deploy_dotenv_file,
     deploy_result_file,
+    deployed_tag,
     environ,
     parameters_file,
     read_json,
@@ -60,6 +67,7 @@ class DeployResult:
     endpoint_name: str
     endpoint_status: str
     model_package_arn: str
+    previous_model_package_arn: str = ""
 
 
 def _error_code(exc: ClientError) -> str:
@@ -197,6 +205,49 @@ def apply_change_set(
     return True, final
 
 
+def served_package(cfn: Any, stack_name: str) -> str:
+    """The ModelPackageArn the stage's stack deploys now ("" when there is no stack yet)."""
+    try:
+        stacks = cfn.describe_stacks(StackName=stack_name)["Stacks"]
+    except ClientError as exc:
+        if _error_code(exc) == "ValidationError":
+            return ""
+        raise
+    parameters = stacks[0].get("Parameters", []) if stacks else []
+    return next((str(p["ParameterValue"]) for p in parameters if p["ParameterKey"] == "ModelPackageArn"), "")
+
+
+def record_deployment(
+    sm: Any, stage: str, package_arn: str, previous_arn: str, deployed_by: str, log: Log
+) -> bool:
+    """Tag the version the stage now serves and untag the one it served before; False (with a warning in the
+    log) when the registry refuses: the endpoint is serving, only the bookkeeping is missing."""
+    tag = deployed_tag(stage)
+    try:
+        if previous_arn and previous_arn != package_arn:
+            sm.delete_tags(ResourceArn=previous_arn, TagKeys=[tag])
+        sm.add_tags(ResourceArn=package_arn, Tags=[{"Key": tag, "Value": deployed_by[:256] or "unknown"}])
+    except (ClientError, BotoCoreError) as exc:
+        log(
+            f"WARNING: could not record in the model registry that {stage} serves {package_arn} ({exc}); "
+            "the CI role needs sagemaker:AddTags and sagemaker:DeleteTags on the project's model packages"
+        )
+        return False
+    untagged = f", {previous_arn} untagged" if previous_arn and previous_arn != package_arn else ""
+    log(f"Model registry: {package_arn} tagged {tag}{untagged}")
+    return True
+
+
+def console_url(region: str, endpoint_name: str) -> str:
+    return f"https://{region}.console.aws.amazon.com/sagemaker/home?region={region}#/endpoints/{endpoint_name}"
+
+
+def write_dotenv(path: Path, values: dict[str, str]) -> None:
+    """A dotenv report: KEY=value lines, no quotes, no newlines in values (GitLab's format)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f"{k}={v.replace(chr(10), ' ')}\n" for k, v in values.items()), encoding="utf-8")
+
+
 def endpoint_of_stack(cfn: Any, stack_name: str) -> str:
     """The endpoint name from the stack's EndpointName output (or its Endpoint resource when no outputs)."""
     stack = cfn.describe_stacks(StackName=stack_name)["Stacks"][0]
@@ -219,6 +270,7 @@ def deploy(
     change_set_name: str,
     waiting: Waiting | None = None,
     log: Log = print,
+    deployed_by: str = "",
 ) -> DeployResult:
     """Deploy one stage from the build step's files; returns what was deployed and the endpoint's state."""
     waiting = waiting or Waiting()
@@ -228,6 +280,7 @@ def deploy(
         (p["ParameterValue"] for p in parameters if p["ParameterKey"] == "ModelPackageArn"), ""
     )
     stack_name = project.stack_name(stage)
+    previous = served_package(cfn, stack_name)
     changed, final = apply_change_set(
         cfn, stack_name, template_body, parameters, tags, change_set_name, waiting, log
     )
@@ -241,6 +294,7 @@ def deploy(
         endpoint_name=endpoint_name,
         endpoint_status=endpoint_status,
         model_package_arn=package_arn,
+        previous_model_package_arn=previous,
     )
     write_json(build_dir / deploy_result_file(stage), asdict(result))
     log(f"Endpoint {endpoint_name}: {endpoint_status} (stack {stack_name} {final}, serving {package_arn})")
@@ -248,6 +302,13 @@ def deploy(
         raise StepError(
             f"endpoint {endpoint_name} is {endpoint_status}, not InService; see its events in SageMaker"
         )
+    record_deployment(sm, stage, package_arn, previous, deployed_by, log)
+    write_dotenv(build_dir / deploy_dotenv_file(stage), {
+        "ENDPOINT_NAME": endpoint_name,
+        "ENDPOINT_CONSOLE_URL": console_url(project.region, endpoint_name),
+        "DEPLOYED_MODEL_PACKAGE_ARN": package_arn,
+        "DEPLOYED_MODEL_VERSION": package_arn.rsplit("/", 1)[-1],
+    })
     return result
 
 
@@ -282,6 +343,7 @@ def main(argv: list[str] | None = None) -> int:
             args.build_dir,
             change_set_name(env),
             Waiting(timeout_seconds=args.timeout_minutes * 60),
+            deployed_by=env.get("CI_PIPELINE_URL", "") or env.get("CI_JOB_URL", ""),
         )
         return 0
 

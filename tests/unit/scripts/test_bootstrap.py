@@ -40,11 +40,14 @@ def sm() -> Iterator[tuple[Any, Stubber]]:
 
 
 GITLAB = ("--gitlab-url", "https://gitlab.example.com")
+STUDIO_ROLE = "arn:aws:iam::123456789012:role/StudioUser"
 
 
 def parse(*argv: str, env: dict[str, str] | None = None, stdin: str = "") -> bootstrap.Settings:
+    """Settings as init.sh passes them; the default service-catalog mode gets the Studio role it needs."""
     given = list(argv) if "--gitlab-url" in argv else [*GITLAB, *argv]
-    return bootstrap.parse_settings(given, env or {}, io.StringIO(stdin).read)
+    extra = [] if "--mode" in argv or "--studio-role-arn" in argv else ["--studio-role-arn", STUDIO_ROLE]
+    return bootstrap.parse_settings([*given, *extra], env or {}, io.StringIO(stdin).read)
 
 
 # --- arguments and token ------------------------------------------------------------------------------
@@ -84,6 +87,48 @@ def test_no_token_is_allowed_at_parse_time() -> None:
 def test_bad_arguments_are_named(argv: list[str], message: str) -> None:
     with pytest.raises(bootstrap.BootstrapError, match=message):
         parse(*argv)
+
+
+def test_service_catalog_mode_without_the_studio_role_is_refused_at_parse_time() -> None:
+    with pytest.raises(bootstrap.BootstrapError, match="--studio-role-arn is required in service-catalog"):
+        bootstrap.parse_settings(list(GITLAB), {}, io.StringIO("").read)
+    assert parse("--mode", "s3-template").studio_role_arn == ""
+
+
+def test_region_defaults_to_aws_region_then_aws_default_region(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-central-1")
+    assert parse().region == "eu-central-1"
+    monkeypatch.setenv("AWS_REGION", "eu-north-1")  # AWS_REGION wins, as in the SDKs and AWS CLI v2
+    assert parse().region == "eu-north-1"
+    assert parse("--region", "us-west-2").region == "us-west-2"
+
+
+def _sts(error: Exception | None) -> Any:
+    sts = client("sts")
+
+    def answer(**_: Any) -> dict[str, str]:
+        if error is not None:
+            raise error
+        return {"Account": "123456789012"}
+
+    sts.get_caller_identity = answer  # type: ignore[method-assign]
+    return sts
+
+
+def test_identity_check_tells_an_unreachable_endpoint_from_bad_or_missing_credentials() -> None:
+    from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
+
+    assert bootstrap.check_identity(_sts(None)) == "123456789012"
+    unreachable = EndpointConnectionError(endpoint_url="https://sts.eu-west-1.amazonaws.com/")
+    with pytest.raises(bootstrap.BootstrapError, match=r"cannot reach AWS STS at https://sts\.eu") as gone:
+        bootstrap.check_identity(_sts(unreachable))
+    assert "no working AWS credentials" not in str(gone.value)
+    with pytest.raises(bootstrap.BootstrapError, match="no working AWS credentials: Unable to locate"):
+        bootstrap.check_identity(_sts(NoCredentialsError()))
+    denied = ClientError({"Error": {"Code": "InvalidClientTokenId", "Message": "bad"}}, "GetCallerIdentity")
+    with pytest.raises(bootstrap.BootstrapError, match="no working AWS credentials: InvalidClientTokenId"):
+        bootstrap.check_identity(_sts(denied))
 
 
 def test_defaults() -> None:

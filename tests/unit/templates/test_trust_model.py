@@ -256,6 +256,17 @@ DENIED = [
     _trust("build role for the deploy repository", role(A, "ci-build"), f"{A_DEPLOY}:ref_type:branch:ref:main"),
     _trust("A's build role for B's build repository", role(A, "ci-build"),
            "project_path:ml-team/foo-bar-model-build:ref_type:branch:ref:main"),
+    # Which version a stage serves is written by that stage's deploy job only.
+    _probe("staging CI marks a version as serving production", role(A, "ci-staging"), "sagemaker:AddTags",
+           sm(f"model-package/{A.name}-{A.project_id}/3"), **{"aws:TagKeys": ["deployed-to:prod"]}),
+    _probe("staging CI slips the production tag in with its own", role(A, "ci-staging"), "sagemaker:AddTags",
+           sm(f"model-package/{A.name}-{A.project_id}/3"), **{"aws:TagKeys": ["deployed-to:staging", "deployed-to:prod"]}),
+    _probe("build CI marks its candidate as serving production", role(A, "ci-build"), "sagemaker:AddTags",
+           sm(f"model-package/{A.name}-{A.project_id}/3"), **{"aws:TagKeys": ["deployed-to:prod"]}),
+    _probe("build CI removes the production tag", role(A, "ci-build"), "sagemaker:DeleteTags",
+           sm(f"model-package/{A.name}-{A.project_id}/3"), **{"aws:TagKeys": ["deployed-to:prod"]}),
+    _probe("A's production CI tags B's version", role(A, "ci-prod"), "sagemaker:AddTags",
+           sm(f"model-package/{B.name}-{B.project_id}/1"), **{"aws:TagKeys": ["deployed-to:prod"]}),
 ]
 
 # ... and the duties that must keep working.
@@ -280,6 +291,13 @@ ALLOWED = [
     _probe("the data readers the administrator named read project data", studio_role, "s3:GetObject",
            f"{bucket(A)}/evaluation.json"),
     _probe("the check-in reads the platform token", role(A, "seed-checkin"), "secretsmanager:GetSecretValue", TOKEN),
+    _probe("staging CI records the version staging serves", role(A, "ci-staging"), "sagemaker:AddTags",
+           sm(f"model-package/{A.name}-{A.project_id}/3"), **{"aws:TagKeys": ["deployed-to:staging"]}),
+    _probe("production CI untags the version production served before", role(A, "ci-prod"), "sagemaker:DeleteTags",
+           sm(f"model-package/{A.name}-{A.project_id}/3"), **{"aws:TagKeys": ["deployed-to:prod"]}),
+    _probe("build CI reads which version production serves", role(A, "ci-build"), "sagemaker:ListTags", sm(f"model-package/{A.name}-{A.project_id}/3")),
+    _probe("build CI tags its package with provenance", role(A, "ci-build"), "sagemaker:AddTags",
+           sm(f"model-package/{A.name}-{A.project_id}/3"), **{"aws:TagKeys": ["git-commit"]}),
     _probe("the trigger reads its own trigger token", role(A, "pipeline-trigger"), "secretsmanager:GetSecretValue",
            secret(f"gitlab-mlops/{A.project_id}/deploy-trigger")),
 ]

@@ -2,7 +2,13 @@
 
 preprocess (scikit-learn processing) -> train (built-in XGBoost, validation channel, early
 stopping, managed spot) -> package (model.tar.gz + code/inference.py + code/features.py) ->
-evaluate (the packaged entry point on raw test records) -> MSE <= threshold ? register : fail.
+evaluate (the packaged entry point on raw test records) -> MSE <= threshold ?
+(RegisterModel ? register : stop) : fail. A merge request's candidate runs with RegisterModel=false:
+evaluated, gated, never registered.
+
+Provenance: the Git* / GitLab* parameters (filled by run-pipeline from GitLab CI's predefined
+variables) go into the registered version's MetadataProperties (CommitId, Repository, GeneratedBy),
+its CustomerMetadataProperties and its description.
 
 The registered container is the XGBoost image in script mode: SAGEMAKER_PROGRAM=inference.py and
 SAGEMAKER_SUBMIT_DIRECTORY=/opt/ml/model/code, the code inside the artifact because the deploy
@@ -43,6 +49,19 @@ SERVING_ENVIRONMENT = {
 SCRIPT_MODE_VARIABLES = ("SAGEMAKER_PROGRAM", "SAGEMAKER_SUBMIT_DIRECTORY")
 CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
 CACHE_EXPIRY = "P30D"
+# Provenance keys of the registered version's CustomerMetadataProperties (mlops_common.contract has them too).
+METADATA_GIT_COMMIT = "GitCommit"
+METADATA_GIT_BRANCH = "GitBranch"
+METADATA_PIPELINE_URL = "GitLabPipelineUrl"
+METADATA_MERGE_REQUEST_URL = "GitLabMergeRequestUrl"
+# Pipeline parameters carrying provenance; "none" where a value is unknown (metadata values cannot be empty).
+PARAM_COMMIT = "GitCommit"
+PARAM_BRANCH = "GitBranch"
+PARAM_REPOSITORY = "GitRepositoryUrl"
+PARAM_PIPELINE_URL = "GitLabPipelineUrl"
+PARAM_MERGE_REQUEST_URL = "GitLabMergeRequestUrl"
+PARAM_REGISTER = "RegisterModel"
+UNKNOWN = "none"
 
 # Step names (the local runner and the tests refer to them).
 STEP_PREPROCESS = "PreprocessAbaloneData"
@@ -50,8 +69,14 @@ STEP_TRAIN = "TrainAbaloneModel"
 STEP_PACKAGE = "PackageAbaloneModel"
 STEP_EVALUATE = "EvaluateAbaloneModel"
 STEP_CONDITION = "CheckMSEAbaloneEvaluation"
+STEP_REGISTER_GATE = "CheckRegisterAbaloneModel"
 STEP_REGISTER = "RegisterAbaloneModel"
 STEP_FAIL = "FailMSEAboveThreshold"
+
+
+def evaluation_report_uri(default_bucket: str, base_job_prefix: str, execution_id: str) -> str:
+    """Where an execution's evaluation.json lands (the evaluate step's output under the run prefix)."""
+    return f"s3://{default_bucket}/{base_job_prefix}/{execution_id}/evaluation/evaluation.json"
 
 
 def default_input_data(region: str) -> str:
@@ -178,6 +203,7 @@ def get_pipeline(
     from ever resuming another run's checkpoints, so in practice preprocessing is what is reused.
     """
     from sagemaker.core import image_uris
+    from sagemaker.core.metadata_properties import MetadataProperties
     from sagemaker.core.model_metrics import MetricsSource, ModelMetrics
     from sagemaker.core.processing import ProcessingInput, ProcessingOutput, ScriptProcessor
     from sagemaker.core.shapes.shapes import ProcessingS3Input, ProcessingS3Output
@@ -188,10 +214,15 @@ def get_pipeline(
         OutputDataConfig,
         StoppingCondition,
     )
-    from sagemaker.core.workflow.conditions import ConditionLessThanOrEqualTo
+    from sagemaker.core.workflow.conditions import ConditionEquals, ConditionLessThanOrEqualTo
     from sagemaker.core.workflow.execution_variables import ExecutionVariables
     from sagemaker.core.workflow.functions import Join, JsonGet
-    from sagemaker.core.workflow.parameters import ParameterFloat, ParameterInteger, ParameterString
+    from sagemaker.core.workflow.parameters import (
+        ParameterBoolean,
+        ParameterFloat,
+        ParameterInteger,
+        ParameterString,
+    )
     from sagemaker.core.workflow.properties import PropertyFile
     from sagemaker.mlops.workflow.condition_step import ConditionStep
     from sagemaker.mlops.workflow.fail_step import FailStep
@@ -225,6 +256,12 @@ def get_pipeline(
             s3_input_mode="File",
         ),
     )
+    register = ParameterBoolean(name=PARAM_REGISTER, default_value=True)
+    commit = ParameterString(name=PARAM_COMMIT, default_value=UNKNOWN)
+    branch = ParameterString(name=PARAM_BRANCH, default_value=UNKNOWN)
+    repository = ParameterString(name=PARAM_REPOSITORY, default_value=UNKNOWN)
+    ci_pipeline = ParameterString(name=PARAM_PIPELINE_URL, default_value=UNKNOWN)
+    merge_request = ParameterString(name=PARAM_MERGE_REQUEST_URL, default_value=UNKNOWN)
 
     sklearn_image = image_uris.retrieve(
         framework="sklearn", region=region, version=SKLEARN_PROCESSING_VERSION, instance_type=processing_instance_type
@@ -449,13 +486,31 @@ def get_pipeline(
             transform_instances=list(transform_instance_types),
             approval_status=approval_status,
             model_metrics=model_metrics,
+            metadata_properties=MetadataProperties(
+                commit_id=commit, repository=repository, generated_by=ci_pipeline
+            ),
+            description=Join(  # type: ignore[arg-type]  # the SDK serialises pipeline variables here too
+                on=" ",
+                values=["Abalone model from commit", commit, "of", repository, "branch", branch,
+                        "built by", ci_pipeline, "merge request", merge_request],
+            ),
             customer_metadata_properties={
-                METADATA_TEST_DATA_URI: Join(on="/", values=[outputs["test"].S3Output.S3Uri, "test.csv"])
+                METADATA_TEST_DATA_URI: Join(on="/", values=[outputs["test"].S3Output.S3Uri, "test.csv"]),
+                METADATA_GIT_COMMIT: commit,
+                METADATA_GIT_BRANCH: branch,
+                METADATA_PIPELINE_URL: ci_pipeline,
+                METADATA_MERGE_REQUEST_URL: merge_request,
             },
         ),
         retry_policies=retry_policies(job=False),
     )
     check_serving_containers(step_register.arguments["InferenceSpecification"]["Containers"])
+    step_register_gate = ConditionStep(
+        name=STEP_REGISTER_GATE,
+        conditions=[ConditionEquals(left=register, right=True)],
+        if_steps=[step_register],
+        else_steps=[],
+    )
 
     # --- quality gate -----------------------------------------------------------------------
     mse = JsonGet(
@@ -468,7 +523,7 @@ def get_pipeline(
     step_condition = ConditionStep(
         name=STEP_CONDITION,
         conditions=[ConditionLessThanOrEqualTo(left=mse, right=threshold)],
-        if_steps=[step_register],
+        if_steps=[step_register_gate],
         else_steps=[step_fail],
     )
 
@@ -483,6 +538,12 @@ def get_pipeline(
             approval_status,
             threshold,
             split_seed,
+            register,
+            commit,
+            branch,
+            repository,
+            ci_pipeline,
+            merge_request,
         ],
         steps=[step_preprocess, step_train, step_package, step_evaluate, step_condition],
         sagemaker_session=session,

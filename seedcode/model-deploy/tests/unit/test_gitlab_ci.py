@@ -146,8 +146,11 @@ def test_production_is_manual_inside_rules_and_blocks_the_pipeline(ci: dict[str,
 
 def test_deploy_jobs_use_environments_and_resource_groups(ci: dict[str, Any]):
     assert ci["stages"] == ["build", "deploy-staging", "test-staging", "deploy-prod"]
-    assert ci["deploy-staging"]["environment"] == {"name": "staging", "deployment_tier": "staging"}
-    assert ci["deploy-prod"]["environment"] == {"name": "production", "deployment_tier": "production"}
+    url = "$ENDPOINT_CONSOLE_URL"  # from the job's dotenv report (steps/deploy.py writes it)
+    for job, name in (("deploy-staging", "staging"), ("deploy-prod", "production")):
+        assert ci[job]["environment"] == {"name": name, "deployment_tier": name, "url": url}
+    for stage, job in (("staging", "deploy-staging"), ("prod", "deploy-prod")):
+        assert ci[job]["artifacts"]["reports"]["dotenv"] == f"build/{stage}-deploy.env"
     assert ci["deploy-staging"]["resource_group"] == ci["test-staging"]["resource_group"] == "staging"
     assert ci["deploy-prod"]["resource_group"] == "production"
     assert ci["test-staging"]["artifacts"]["reports"]["junit"] == "build/staging-test-report.xml"

@@ -1,14 +1,21 @@
 """The whole demo once, on its own sandbox (moto, GitLab stand-in, gitlab-ci-local), and facts at each step.
 
 One module-scoped run: the default lifecycle with RepositoryDeletionPolicy=archive, plus an extra stage
-before the project is deleted that retrains on other data, rejects that model (nothing deploys), approves
-it after all (it replaces the first in staging only), and creates and deletes a second project
-(CI access-key mode, policy delete). Tests then assert what each step left behind.
+before the project is deleted where an ML engineer works as in GitLab: clones the build repository with
+plain git (the line `demo status` prints), points the build at other data, pushes a branch with a changed
+hyperparameter, opens a merge request, reads the model note its pipeline posts, and merges; the merged
+build registers a second version, which is rejected (nothing deploys), approved after all (it replaces the
+first in staging only), and shows up in `demo status` with its commit and environments. Then a second
+project (CI access-key mode, policy delete) is created and deleted. Tests assert what each step left behind.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import shlex
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -16,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from mlops_common import contract
 
 from scripts.sandbox import demo
@@ -26,6 +34,11 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 NAME = "abalone-e2e"
 SUMMARY = re.compile(r"^demo: OK stages=(\d+)/(\d+) seconds=(\d+\.\d) test_mse=(\d+\.\d\d)$")
+NOTE_MARKER = "<!-- sagemaker-model-review -->"
+BRANCH = "tune-depth"
+ENGINEER = {"GIT_AUTHOR_NAME": "Ada ML", "GIT_AUTHOR_EMAIL": "ada@example.invalid",
+            "GIT_COMMITTER_NAME": "Ada ML", "GIT_COMMITTER_EMAIL": "ada@example.invalid",
+            "GIT_TERMINAL_PROMPT": "0"}
 
 
 @dataclass
@@ -36,8 +49,21 @@ class Outcome:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _retrain_on_other_data(run: demo.Run, lab: Lab, found: dict[str, Any]) -> None:
-    """A user points the build at other data (a CI/CD variable) and runs the pipeline from GitLab."""
+def _git(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> str:
+    done = subprocess.run(["git", *args], cwd=cwd, env={**os.environ, **ENGINEER, **(env or {})},
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, f"git {' '.join(args)}: {done.stderr}"
+    return done.stdout + done.stderr
+
+
+def _status(lab: Lab) -> list[str]:
+    lines: list[str] = []
+    demo.status(lab, lines.append)
+    return lines
+
+
+def _work_in_a_merge_request(run: demo.Run, lab: Lab, found: dict[str, Any], workdir: Path) -> None:
+    """Clone, branch, change a hyperparameter, push, open a merge request, read its note, merge."""
     project = run.project
     assert project is not None
     rows = lab.read_s3("s3://sagemaker-servicecatalog-seedcode-us-east-1/dataset/abalone-dataset.csv")
@@ -47,12 +73,49 @@ def _retrain_on_other_data(run: demo.Run, lab: Lab, found: dict[str, Any]) -> No
     repo.variables.create(
         {"key": "PIPELINE_INPUT_DATA", "value": f"s3://{project.artifact_bucket}/data/abalone-half.csv"}
     )
+    found["status_before"] = status_before = _status(lab)
+    [clone_line] = [line.split("clone: ", 1)[1] for line in status_before
+                    if line.strip().startswith("clone:") and project.build_path in line]
+    [export] = [line.strip() for line in status_before if line.strip().startswith("export GIT_SSL_CAINFO=")]
+    shell = dict([export.removeprefix("export ").split("=", 1)])  # as after the `export` status prints
+    clone = workdir / "model-build"
+    # The copy-paste line as it is, in a shell whose environment sets GIT_SSL_CAINFO (as this machine's does)
+    system_ca = {"GIT_SSL_CAINFO": "/etc/ssl/certs/ca-certificates.crt"}
+    pasted = subprocess.run(["bash", "-c", f"{clone_line} {shlex.quote(str(clone))}"], capture_output=True,
+                            text=True, timeout=120, check=False, env={**os.environ, **ENGINEER, **system_ca})
+    assert pasted.returncode == 0, pasted.stderr
+    hyperparameters = clone / "pipelines" / "abalone" / "hyperparameters.py"
+    text = hyperparameters.read_text()
+    assert '"max_depth": "4"' in text
+    hyperparameters.write_text(text.replace('"max_depth": "4"', '"max_depth": "3"'))
+    _git("checkout", "-q", "-b", BRANCH, cwd=clone)
+    _git("commit", "-qam", "Shallower trees (max_depth 3)", cwd=clone)
+    found["push_output"] = _git("push", "-u", "origin", BRANCH, cwd=clone, env=shell)
+    found["branch_sha"] = _git("rev-parse", "HEAD", cwd=clone).strip()
+
+    before = {p["ModelPackageArn"] for p in lab.packages(project)}
     newest = max(p["id"] for p in lab.pipelines(project.build_project_id))
-    repo.pipelines.create({"ref": "main"})
-    found["second_build"] = demo.step_build(lab, run.report, project, newer_than=newest, source="api")
+    mr = repo.mergerequests.create({"source_branch": BRANCH, "target_branch": repo.default_branch,
+                                    "title": "Shallower trees", "description": "max_depth 4 -> 3"})
+    found["mr_pipeline"] = review = lab.wait_for_pipeline(
+        project.build_project_id, BUILD_REPO, newer_than=newest, source="merge_request_event", timeout=900)
+    found["registered_by_mr"] = {p["ModelPackageArn"] for p in lab.packages(project)} - before
+    notes = [n for n in repo.mergerequests.get(mr.iid).notes.list(get_all=True) if NOTE_MARKER in n.body]
+    found["mr_notes"] = [(n.body, n.author["username"]) for n in notes]
+    evaluation = lab.artifact(review["id"], "run-pipeline", "evaluation.json")
+    found["mr_evaluation"] = json.loads(evaluation.read_text()) if evaluation else None
+    metrics = lab.artifact(review["id"], "run-pipeline", "metrics.txt")
+    found["mr_metrics_report"] = metrics.read_text() if metrics else ""
+    found["mr_pipeline_page"] = requests.get(review["web_url"], verify=lab.state.ca_file, timeout=30)
+    found["mr_page"] = requests.get(mr.web_url, verify=lab.state.ca_file, timeout=30).text
+    found["mr_job_log_file"] = lab.job_log_file(project.build_project_id, review["id"], "run-pipeline")
+
+    mr.merge()
+    found["merged_mr"] = repo.mergerequests.get(mr.iid).attributes
+    found["second_build"] = demo.step_build(lab, run.report, project, newer_than=review["id"], source="push")
 
 
-def _extra(run: demo.Run, lab: Lab, found: dict[str, Any]) -> None:
+def _extra(run: demo.Run, lab: Lab, found: dict[str, Any], workdir: Path) -> None:
     project = run.project
     assert project is not None
     junit = run.deploy["junit"]
@@ -64,7 +127,7 @@ def _extra(run: demo.Run, lab: Lab, found: dict[str, Any]) -> None:
     found["first_predictions"] = lab.predict(first_staging["name"], [r[1:] for r in rows])
     found["staging_refusal"] = lab.refusal(first_staging["name"], rows[0][1:-1])
 
-    _retrain_on_other_data(run, lab, found)
+    _work_in_a_merge_request(run, lab, found, workdir)
     second = found["second_build"]["package"]["ModelPackageArn"]
     found["pipelines_before_reject"] = [p["id"] for p in lab.pipelines(project.deploy_project_id)]
     demo.step_reject(lab, run.report, project, second)
@@ -78,6 +141,8 @@ def _extra(run: demo.Run, lab: Lab, found: dict[str, Any]) -> None:
     found["second_staging"] = lab.endpoint(project, "staging")
     found["second_predictions"] = lab.predict(found["second_staging"]["name"], [r[1:] for r in rows])
     found["prod_after_second"] = lab.endpoint(project, "prod")
+    found["status_after"] = _status(lab)
+    found["deploy_environments"] = lab.environments(project.deploy_project_id)
 
     other = lab.create_project("abalone-other", new_project_id(), "delete", auth_mode="access-keys")
     found["other_repos"] = lab.repositories(other)
@@ -91,8 +156,10 @@ def outcome(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Outcome]:
     lines: list[str] = []
     run = demo.Run(demo.Report(lines.append))
     found: dict[str, Any] = {}
+    workdir = tmp_path_factory.mktemp("engineer")
     code = demo.full_run(
-        root, NAME, "archive", "oidc", keep=False, extra=lambda r, lab: _extra(r, lab, found), run=run
+        root, NAME, "archive", "oidc", keep=False, run=run,
+        extra=lambda r, lab: _extra(r, lab, found, workdir),
     )
     Path(tmp_path_factory.getbasetemp() / "demo-output.txt").write_text("\n".join(lines))
     yield Outcome(code, lines, run, found)
@@ -226,7 +293,7 @@ def test_a_second_approved_model_replaces_the_first_in_staging_only(outcome: Out
     first = outcome.run.build["package"]["ModelPackageArn"]
     second_build = outcome.extra["second_build"]
     second = second_build["package"]["ModelPackageArn"]
-    assert second != first and second_build["pipeline"]["source"] == "api"
+    assert second != first and second_build["pipeline"]["source"] == "push"  # the merge's push
     deploy = outcome.extra["second_deploy"]
     assert deploy["variables"][contract.PIPELINE_VAR_MODEL_PACKAGE_ARN] == second
     assert deploy["pipeline"]["id"] > outcome.run.deploy["pipeline"]["id"]
@@ -278,10 +345,92 @@ def test_every_aws_call_of_the_products_principals_is_allowed_by_their_policies(
     project = _project(outcome)
     roles = {p.rsplit("/", 1)[-1] for p in audit.principals}
     # Each duty's principal made calls and each was judged (not just counted). The SageMaker execution
-    # role makes none here: the local pipeline runs its steps in-process (tests/unit/templates covers it).
+    # role and the launch roles make none here (the local pipeline runs its steps in-process; moto's
+    # CloudFormation acts as nobody): tests/unit/templates/test_trust_model.py covers them.
     for duty in ("seed-checkin", "pipeline-trigger", "ci-build", "ci-staging", "ci-prod"):
         assert f"gitlab-mlops-{project.id}-{duty}" in roles, sorted(roles)
-    assert "gitlab-mlops-s3-template-launch" in roles
+    # The merge request pipeline of a feature branch got the build role through its OIDC token.
+    assert any(p.endswith(f"{NAME}-model-build:ref_type:branch:ref:{BRANCH}") for p in audit.principals)
     actions = {v.action for v in audit.verdicts}
     assert {"cloudformation:CreateStack", "sagemaker:CreatePipeline", "sagemaker:InvokeEndpoint",
             "sts:AssumeRoleWithWebIdentity"} <= actions  # fmt: skip
+
+
+def _note_table(body: str) -> dict[str, list[str]]:
+    rows = [line.strip("|").split("|") for line in body.splitlines() if line.startswith("| ")]
+    return {cells[0].strip(): [c.strip() for c in cells[1:]] for cells in rows[1:]}
+
+
+def test_plain_git_clones_and_pushes_with_what_demo_status_prints(outcome: Outcome) -> None:
+    project = _project(outcome)
+    clone_lines = [line for line in outcome.extra["status_before"] if line.strip().startswith("clone: ")]
+    assert any(project.build_path in line and "credential.helper=store --file=" in line
+               and line.strip().startswith("clone: GIT_SSL_CAINFO=") for line in clone_lines)
+    assert any(line.strip().startswith("export GIT_SSL_CAINFO=") for line in outcome.extra["status_before"])
+    push = outcome.extra["push_output"]
+    assert f"To create a merge request for {BRANCH}, visit:" in push  # GitLab's hint after a push
+    assert f"* [new branch]      {BRANCH} -> {BRANCH}" in push
+
+
+def test_the_merge_request_pipeline_reviews_the_candidate_without_registering_it(outcome: Outcome) -> None:
+    review = outcome.extra["mr_pipeline"]
+    assert review["source"] == "merge_request_event" and review["sha"] == outcome.extra["branch_sha"]
+    assert {n: j["status"] for n, j in review["jobs"].items()} == {
+        "unit-tests": "success", "pipeline-e2e": "success", "run-pipeline": "success"}
+    assert outcome.extra["registered_by_mr"] == set()
+    assert outcome.extra["mr_job_log_file"].is_file()  # every CI job's log under logs/ci/
+    page = outcome.extra["mr_pipeline_page"]
+    assert page.status_code == 200 and "run-pipeline" in page.text  # the printed URL is served
+
+
+def test_one_model_note_carries_the_numbers_of_the_evaluation_artifact(outcome: Outcome) -> None:
+    [(body, author)] = outcome.extra["mr_notes"]
+    assert author.startswith("project_") and "_bot_" in author  # the MR_NOTE_TOKEN's bot user
+    evaluation = outcome.extra["mr_evaluation"]
+    assert evaluation is not None
+    table = _note_table(body)
+    first = outcome.run.build["metrics"]
+    for name, values in evaluation["regression_metrics"].items():
+        candidate, baseline = table[name][0], table[name][1]
+        assert candidate == f"{values['value']:.4f}"
+        assert baseline == f"{first[name]['value']:.4f}"  # v1: the latest approved one, in production
+        report_line = f"test_{name} {values['value']!r}"
+        assert report_line in outcome.extra["mr_metrics_report"].splitlines()  # GitLab's metrics report
+    assert "latest approved = production (v1)" in body
+    assert "**Quality gate: passes**" in body and f"{evaluation['test_rows']} held-out test rows" in body
+    assert table["mse"][0] in outcome.extra["mr_page"]  # the merge request's web page shows the note
+
+
+def test_the_merged_version_records_commit_branch_pipeline_and_merge_request(outcome: Outcome) -> None:
+    merged = outcome.extra["merged_mr"]
+    assert merged["state"] == "merged"
+    build = outcome.extra["second_build"]
+    package = build["package"]
+    sha = merged["merge_commit_sha"]
+    assert build["pipeline"]["sha"] == sha
+    metadata = package["CustomerMetadataProperties"]
+    assert metadata[contract.METADATA_GIT_COMMIT] == sha
+    assert metadata[contract.METADATA_GIT_BRANCH] == "main"
+    assert metadata[contract.METADATA_MERGE_REQUEST_URL] == merged["web_url"]
+    assert metadata[contract.METADATA_PIPELINE_URL] == build["pipeline"]["web_url"]
+    assert package["MetadataProperties"]["CommitId"] == sha
+    description = package["ModelPackageDescription"]
+    assert sha in description and merged["web_url"] in description
+    first = outcome.run.build["package"]["CustomerMetadataProperties"]
+    assert first[contract.METADATA_MERGE_REQUEST_URL] == contract.METADATA_UNKNOWN  # the seed commit had none
+
+
+def test_demo_status_shows_each_version_its_commit_and_where_it_runs(outcome: Outcome) -> None:
+    sha = outcome.extra["merged_mr"]["merge_commit_sha"]
+    lines = outcome.extra["status_after"]
+    second = next(line for line in lines if line.strip().startswith("v2 "))
+    mr_url = outcome.extra["merged_mr"]["web_url"]
+    assert second.strip() == f"v2 Approved: commit {sha[:8]} (main), merge request {mr_url} -> staging"
+    first = next(line for line in lines if line.strip().startswith("v1 "))
+    assert first.strip().startswith("v1 Approved: commit ") and first.strip().endswith("-> prod")
+    environments = {e["name"]: e for e in outcome.extra["deploy_environments"]}
+    assert set(environments) == {"staging", "production"}
+    staging_endpoint = outcome.extra["second_staging"]["name"]
+    assert environments["staging"]["external_url"].endswith(f"#/endpoints/{staging_endpoint}")
+    assert any(line.strip().startswith("environment staging serves v2: https://") for line in lines)
+    assert any(line.strip().startswith("environment production serves v1: https://") for line in lines)

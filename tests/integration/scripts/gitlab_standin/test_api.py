@@ -13,7 +13,14 @@ import pytest
 import requests
 
 from scripts.gitlab_standin import Standin
-from scripts.gitlab_standin.testing import b64, client, closed_port_url, gitlab_standin, seed_project
+from scripts.gitlab_standin.testing import (
+    b64,
+    client,
+    closed_port_url,
+    gitlab_standin,
+    seed_project,
+    with_token,
+)
 
 __all__ = ["gitlab_standin"]  # the fixture, imported for pytest
 
@@ -141,7 +148,8 @@ def test_binary_commit_reads_back_byte_exact_and_clones(gitlab_standin: Standin,
     assert [(b.name, b.commit["id"], b.default) for b in branches] == [("main", second.id, True)]
 
     clone = tmp_path / "clone"
-    subprocess.run(["git", "clone", "-q", project.http_url_to_repo, str(clone)], check=True, timeout=60)
+    url = with_token(project.http_url_to_repo, gitlab_standin.token)
+    subprocess.run(["git", "clone", "-q", url, str(clone)], check=True, timeout=60)
     assert (clone / "README.md").read_text() == "# changed\n"
     assert not (clone / "assets").exists()
     subprocess.run(["git", "-C", str(clone), "checkout", "-q", commit.id], check=True)

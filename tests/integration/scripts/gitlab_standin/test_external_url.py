@@ -8,7 +8,7 @@ from pathlib import Path
 
 import gitlab
 
-from scripts.gitlab_standin.testing import seed_project, standin
+from scripts.gitlab_standin.testing import seed_project, standin, with_token
 from scripts.sandbox.tls import LocalCA, TlsTerminator
 
 
@@ -30,8 +30,8 @@ def test_urls_use_the_external_https_url_and_clone_over_tls(tmp_path: Path) -> N
             assert [p.path for p in listed] == ["model-build"]
             clone = tmp_path / "clone"
             env = {**os.environ, "GIT_SSL_CAINFO": str(ca.ca_file)}
-            subprocess.run(["git", "clone", "-q", project.http_url_to_repo, str(clone)], check=True,
-                           timeout=60, env=env)
+            url = with_token(project.http_url_to_repo, server.token)
+            subprocess.run(["git", "clone", "-q", url, str(clone)], check=True, timeout=60, env=env)
             assert (clone / "README.md").read_text() == "# hello\n"
 
             server.set_external_url(None)

@@ -117,3 +117,21 @@ def test_build_seed_honours_the_local_run_switch() -> None:
     ci = (SEEDS / "model-build" / ".gitlab-ci.yml").read_text()
     assert f'"${{{contract.VAR_PIPELINE_RUN_MODE}:-}}" = "local"' in ci
     assert contract.VAR_PIPELINE_INPUT_DATA in ci
+
+
+def test_provenance_and_deployment_names_match_the_seeds() -> None:
+    build = (SEEDS / "model-build" / "pipelines").rglob("*.py")
+    build_text = "\n".join(p.read_text() for p in build)
+    for name in (
+        contract.METADATA_GIT_COMMIT,
+        contract.METADATA_GIT_BRANCH,
+        contract.METADATA_PIPELINE_URL,
+        contract.METADATA_MERGE_REQUEST_URL,
+        contract.METADATA_UNKNOWN,
+        contract.TAG_DEPLOYED_PREFIX,
+        contract.VAR_MR_NOTE_TOKEN,
+    ):
+        assert f'"{name}"' in build_text, f"model-build does not use {name!r}"
+    deploy_text = (SEEDS / "model-deploy" / "steps" / "common.py").read_text()
+    assert f'DEPLOYED_TAG_PREFIX: Final = "{contract.TAG_DEPLOYED_PREFIX}"' in deploy_text
+    assert contract.VAR_MR_NOTE_TOKEN in (SEEDS / "model-build" / ".gitlab-ci.yml").read_text()

@@ -8,14 +8,25 @@ import pytest
 
 from scripts.gitlab_standin.exceptions import (
     BadRequest,
+    Conflict,
     Forbidden,
+    MethodNotAllowed,
+    NotAcceptable,
     NotFound,
     PipelineRefused,
     ValidationFailed,
 )
-from scripts.gitlab_standin.gitrepo import FileAction
-from scripts.gitlab_standin.models import NO_JOBS, Backend, Variable
-from scripts.gitlab_standin.runner import JobSink, JobSpec, PipelineConfigError, RunContext
+from scripts.gitlab_standin.gitrepo import ZERO_SHA, FileAction
+from scripts.gitlab_standin.models import (
+    DEVELOPER,
+    NO_JOBS,
+    REPORTER,
+    Backend,
+    Variable,
+    default_merge_message,
+    expand_variables,
+)
+from scripts.gitlab_standin.runner import JobSink, JobSpec, PipelineConfigError, PipelineFiltered, RunContext
 
 CI = FileAction("create", ".gitlab-ci.yml", b"job:\n  script: [echo]\n")
 
@@ -23,8 +34,10 @@ CI = FileAction("create", ".gitlab-ci.yml", b"job:\n  script: [echo]\n")
 class FakeRunner:
     """Plans the jobs it was given and reports scripted outcomes synchronously."""
 
-    def __init__(self, specs: list[JobSpec], outcomes: dict[str, str], error: str | None = None) -> None:
-        self.specs, self.outcomes, self.error = specs, outcomes, error
+    def __init__(self, specs: list[JobSpec], outcomes: dict[str, str], error: str | None = None,
+                 filtered: bool = False, dotenv: dict[str, dict[str, str]] | None = None) -> None:
+        self.specs, self.outcomes, self.error, self.filtered = specs, outcomes, error, filtered
+        self.dotenv = dotenv or {}
         self.contexts: list[RunContext] = []
         self.played: list[str] = []
 
@@ -32,13 +45,16 @@ class FakeRunner:
         self.contexts.append(ctx)
         if self.error:
             raise PipelineConfigError(self.error)
+        if self.filtered:
+            raise PipelineFiltered()
         return list(self.specs)
 
     def run(self, ctx: RunContext, sink: JobSink) -> None:
         for spec in self.specs:
             if spec.when != "manual":
                 sink.job_started(spec.name)
-                sink.job_finished(spec.name, self.outcomes[spec.name], f"log of {spec.name} {ctx.variables}")
+                sink.job_finished(spec.name, self.outcomes[spec.name], f"log of {spec.name} {ctx.variables}",
+                                  self.dotenv.get(spec.name))
 
     def play(self, ctx: RunContext, job_name: str, sink: JobSink) -> None:
         self.played.append(job_name)
@@ -231,3 +247,173 @@ def test_reset_forgets_projects_but_keeps_seeded_groups(tmp_path: Path) -> None:
     b.reset()
     assert b.list_projects() == [] and not repo_dir.exists()
     assert b.namespace("ml-team", kind="group").kind == "group"
+
+
+def project_with_feature(b: Backend) -> tuple[object, str, str]:
+    """A project with CI on main and a branch `feature` one commit ahead: (project, main sha, feature sha)."""
+    project = b.create_project(name="p", path="p", namespace_id="ml-team")
+    main = b.commit(project, branch="main", message="ci", actions=[CI, FileAction("create", "a.txt", b"1\n")])
+    feature = b.commit(project, branch="feature", message="Tune depth", start_branch="main",
+                       actions=[FileAction("update", "a.txt", b"2\n")])
+    b.wait_idle()
+    return project, main, feature
+
+
+def test_a_merge_request_pipeline_gets_gitlabs_variables_and_no_commit_branch(tmp_path: Path) -> None:
+    runner = FakeRunner([JobSpec("review", "test")], {"review": "success"})
+    b = backend(tmp_path, runner)
+    project, _, feature = project_with_feature(b)
+    mr = b.create_merge_request(project, b.user, source_branch="feature", target_branch="main", title="Tune")
+    b.wait_idle()
+    ctx = runner.contexts[-1]
+    assert (ctx.source, ctx.ref, ctx.ref_name, ctx.sha) == (
+        "merge_request_event", "refs/merge-requests/1/head", "feature", feature)
+    assert "CI_COMMIT_BRANCH" in ctx.unset and "CI_COMMIT_BRANCH" not in ctx.predefined
+    assert {k: ctx.predefined[k] for k in ("CI_MERGE_REQUEST_IID", "CI_MERGE_REQUEST_SOURCE_BRANCH_NAME",
+                                           "CI_MERGE_REQUEST_TARGET_BRANCH_NAME", "CI_MERGE_REQUEST_TITLE",
+                                           "CI_MERGE_REQUEST_REF_PATH", "CI_COMMIT_REF_NAME")} == {
+        "CI_MERGE_REQUEST_IID": "1", "CI_MERGE_REQUEST_SOURCE_BRANCH_NAME": "feature",
+        "CI_MERGE_REQUEST_TARGET_BRANCH_NAME": "main", "CI_MERGE_REQUEST_TITLE": "Tune",
+        "CI_MERGE_REQUEST_REF_PATH": "refs/merge-requests/1/head", "CI_COMMIT_REF_NAME": "feature"}
+    assert ctx.predefined["CI_COMMIT_BEFORE_SHA"] == ZERO_SHA
+    assert project.repo.resolve("refs/merge-requests/1/head") == feature
+    [pipeline] = b.mr_pipelines(project, mr)
+    assert b.wait_for_pipeline(pipeline.id, 10).status == "success"
+
+
+def test_a_push_to_the_source_branch_refreshes_the_request_and_starts_both_pipelines(tmp_path: Path) -> None:
+    runner = FakeRunner([JobSpec("check", "test")], {"check": "success"})
+    b = backend(tmp_path, runner)
+    project, _, feature = project_with_feature(b)
+    mr = b.create_merge_request(project, b.user, source_branch="feature", target_branch="main", title="Tune")
+    b.wait_idle()
+    runner.contexts.clear()
+    newer = b.commit(project, branch="feature", message="more",
+                     actions=[FileAction("update", "a.txt", b"3\n")])
+    b.wait_idle()
+    push, mr_pipeline = runner.contexts
+    assert push.source == "push" and push.predefined["CI_COMMIT_BRANCH"] == "feature"
+    assert push.predefined["CI_OPEN_MERGE_REQUESTS"] == "ml-team/p!1"
+    assert push.predefined["CI_COMMIT_BEFORE_SHA"] == feature
+    assert mr_pipeline.source == "merge_request_event" and mr_pipeline.sha == newer
+    assert mr.sha == newer and project.repo.resolve(mr.ref_path) == newer
+
+
+def test_merging_makes_gitlabs_merge_commit_and_starts_the_target_branch_pipeline(tmp_path: Path) -> None:
+    runner = FakeRunner([JobSpec("build", "build")], {"build": "success"})
+    b = backend(tmp_path, runner)
+    project, main, feature = project_with_feature(b)
+    mr = b.create_merge_request(project, b.user, source_branch="feature", target_branch="main", title="Tune")
+    b.wait_idle()
+    runner.contexts.clear()
+    b.merge(project, mr, sha=feature, remove_source_branch=True)
+    b.wait_idle()
+    merged = project.repo.branches()["main"]
+    info = project.repo.commit_info(merged)
+    assert info.parent_ids == (main, feature)
+    assert info.message == default_merge_message(project, mr) == (
+        "Merge branch 'feature' into 'main'\n\nTune\n\nSee merge request ml-team/p!1")
+    assert (mr.state, mr.merge_commit_sha) == ("merged", merged) and "feature" not in project.repo.branches()
+    [ctx] = runner.contexts
+    assert (ctx.source, ctx.ref, ctx.sha) == ("push", "main", merged)
+    assert ctx.predefined["CI_COMMIT_MESSAGE"] == info.message
+    assert ctx.predefined["CI_COMMIT_BEFORE_SHA"] == main
+    with pytest.raises(MethodNotAllowed):
+        b.merge(project, mr)  # already merged
+
+
+def test_merge_refusals_follow_the_api(tmp_path: Path) -> None:
+    b = backend(tmp_path)
+    project, _, feature = project_with_feature(b)
+    mr = b.create_merge_request(project, b.user, source_branch="feature", target_branch="main", title="Tune")
+    with pytest.raises(Conflict, match="SHA does not match HEAD of source branch"):
+        b.merge(project, mr, sha="0" * 40)
+    b.commit(project, branch="main", message="clash", actions=[FileAction("update", "a.txt", b"main\n")])
+    with pytest.raises(NotAcceptable, match="Branch cannot be merged"):
+        b.merge(project, mr)
+    assert mr.state == "opened" and project.repo.branches()["feature"] == feature
+    b.update_merge_request(project, mr, {"state_event": "close"})
+    with pytest.raises(MethodNotAllowed):
+        b.merge(project, mr)
+
+
+def test_merge_request_creation_is_validated_like_gitlab(tmp_path: Path) -> None:
+    b = backend(tmp_path)
+    project, _, _ = project_with_feature(b)
+    with pytest.raises(ValidationFailed):
+        b.create_merge_request(project, b.user, source_branch="main", target_branch="main", title="x")
+    with pytest.raises(ValidationFailed, match="does not exist"):
+        b.create_merge_request(project, b.user, source_branch="nope", target_branch="main", title="x")
+    b.create_merge_request(project, b.user, source_branch="feature", target_branch="main", title="x")
+    with pytest.raises(Conflict, match="Another open merge request already exists for this source branch"):
+        b.create_merge_request(project, b.user, source_branch="feature", target_branch="main", title="y")
+
+
+def test_notes_belong_to_their_author(tmp_path: Path) -> None:
+    b = backend(tmp_path)
+    project, _, _ = project_with_feature(b)
+    mr = b.create_merge_request(project, b.user, source_branch="feature", target_branch="main", title="x")
+    bot = b.create_access_token(project, "review", ["api"], REPORTER, None).user
+    note = b.add_note(project, mr, bot, "first")
+    b.update_note(mr, note, bot, "second")
+    assert [n.body for n in mr.notes] == ["second"]
+    other = b.create_access_token(project, "other", ["api"], REPORTER, None).user
+    with pytest.raises(Forbidden):
+        b.update_note(mr, note, other, "hijack")
+    b.update_note(mr, note, b.user, "an admin may")
+    b.delete_note(mr, note, bot)
+    assert mr.notes == []
+
+
+def test_project_access_tokens_are_bound_to_their_project_scopes_and_lifetime(tmp_path: Path) -> None:
+    b = backend(tmp_path)
+    project = b.create_project(name="p", path="p", namespace_id="ml-team")
+    reader = b.create_access_token(project, "ci", ["read_repository"], REPORTER, None)
+    principal = b.authenticate(reader.token)
+    assert principal is not None and principal.project_id == project.id
+    assert principal.may_read_code() and not principal.may_push_code() and not principal.may_read_api()
+    pusher = b.authenticate(
+        b.create_access_token(project, "push", ["write_repository"], DEVELOPER, None).token)
+    assert pusher is not None and pusher.may_push_code()
+    expired = b.create_access_token(project, "old", ["api"], REPORTER, "2000-01-01")
+    assert b.authenticate(expired.token) is None
+    assert b.authenticate("t") is not None and b.authenticate("t").project_id is None  # the admin token
+    b.delete_project(project)
+    assert b.authenticate(reader.token) is None
+
+
+def test_workflow_rules_that_filter_a_push_create_nothing_and_refuse_the_api(tmp_path: Path) -> None:
+    b = backend(tmp_path, FakeRunner([JobSpec("a", "test")], {"a": "success"}, filtered=True))
+    project = b.create_project(name="p", path="p", namespace_id="ml-team")
+    b.commit(project, branch="main", message="ci", actions=[CI])
+    assert b.list_pipelines(project) == []
+    with pytest.raises(PipelineRefused) as refused:
+        b.create_pipeline(project, "main", [])
+    assert refused.value.body == {"message": {"base": ["Pipeline filtered out by workflow rules."]}}
+
+
+def test_a_deploy_job_records_a_deployment_with_its_dynamic_url(tmp_path: Path) -> None:
+    spec = JobSpec("deploy", "deploy", environment="staging", environment_url="$ENDPOINT_URL")
+    runner = FakeRunner([spec], {"deploy": "success"},
+                        dotenv={"deploy": {"ENDPOINT_URL": "https://console.example/endpoints/e1"}})
+    b = backend(tmp_path, runner, job_log_dir=tmp_path / "logs")
+    project = b.create_project(name="p", path="p", namespace_id="ml-team")
+    b.commit(project, branch="main", message="ci", actions=[CI])
+    b.wait_idle()
+    [env] = b.environments(project)
+    assert (env.name, env.external_url) == ("staging", "https://console.example/endpoints/e1")
+    [deployment] = b.deployments(project, "staging")
+    assert deployment.status == "success" and b.last_deployment(project, env) == deployment
+    kept = tmp_path / "logs" / f"p-{deployment.pipeline_id}-deploy.log"
+    assert kept.read_text().startswith("log of deploy")
+    runner.outcomes["deploy"] = "failed"
+    runner.dotenv = {}
+    b.create_pipeline(project, "main", [])
+    b.wait_idle()
+    assert [d.status for d in b.deployments(project)] == ["success", "failed"]
+    assert env.external_url == "https://console.example/endpoints/e1"
+
+
+def test_variables_in_urls_expand_like_gitlab() -> None:
+    values = {"HOST": "h", "ID": "7"}
+    assert expand_variables("https://$HOST/x/${ID}/$MISSING", values) == "https://h/x/7/"

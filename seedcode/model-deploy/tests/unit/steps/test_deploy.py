@@ -102,6 +102,59 @@ def test_a_new_package_updates_the_existing_stack(
     assert {p["ParameterKey"]: p["ParameterValue"] for p in stack["Parameters"]}["ModelPackageArn"] == newer
 
 
+class TagRecorder:
+    """moto's SageMaker, with AddTags/DeleteTags on model packages recorded (moto 5.2 cannot tag them)."""
+
+    def __init__(self, sm: Any) -> None:
+        self._sm = sm
+        self.calls: list[tuple[str, str, Any]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sm, name)
+
+    def add_tags(self, ResourceArn: str, Tags: list[dict[str, str]]) -> None:  # noqa: N803 - boto3's names
+        self.calls.append(("add", ResourceArn, Tags))
+
+    def delete_tags(self, ResourceArn: str, TagKeys: list[str]) -> None:  # noqa: N803
+        self.calls.append(("delete", ResourceArn, TagKeys))
+
+
+def test_the_registry_says_which_version_each_stage_serves(
+    client: Any, registry: Any, project: Project, built: tuple[str, Path], tmp_path: Path
+):
+    first, build_dir = built
+    sm = TagRecorder(client("sagemaker"))
+    url = "https://gitlab.example.com/ml/abalone-model-deploy/-/pipelines/8"
+    deploy(client("cloudformation"), sm, project, "staging", TEMPLATE, build_dir, "d-1", NO_WAIT, print, url)
+    assert sm.calls == [("add", first, [{"Key": "deployed-to:staging", "Value": url}])]
+
+    newer = registry.package()
+    newer_dir = tmp_path / "newer"
+    build(registry.sm, project, newer, SEED, newer_dir)
+    sm.calls.clear()
+    result = deploy(client("cloudformation"), sm, project, "staging", TEMPLATE, newer_dir, "d-2", NO_WAIT,
+                    print, url)
+    assert result.previous_model_package_arn == first
+    assert sm.calls == [("delete", first, ["deployed-to:staging"]),
+                        ("add", newer, [{"Key": "deployed-to:staging", "Value": url}])]
+
+    dotenv = dict(line.split("=", 1) for line in (newer_dir / "staging-deploy.env").read_text().splitlines())
+    assert dotenv["DEPLOYED_MODEL_PACKAGE_ARN"] == newer
+    assert dotenv["DEPLOYED_MODEL_VERSION"] == newer.rsplit("/", 1)[-1]
+    assert dotenv["ENDPOINT_CONSOLE_URL"].endswith(f"#/endpoints/{result.endpoint_name}")
+
+
+def test_a_registry_that_refuses_the_tag_leaves_a_warning_not_a_failed_deployment(
+    client: Any, project: Project, built: tuple[str, Path]
+):
+    _, build_dir = built
+    logs: list[str] = []
+    result = run(client, project, "staging", build_dir, "deploy-1", logs)  # moto 5.2 fails to tag packages
+    assert result.endpoint_status == "InService"
+    warnings = [line for line in logs if line.startswith("WARNING: could not record in the model registry")]
+    assert warnings and "sagemaker:AddTags" in warnings[0]
+
+
 def test_cli_deploys_and_exits_zero(client: Any, project: Project, built: tuple[str, Path], capsys: Any):
     _, build_dir = built
     args = [
