@@ -7,6 +7,8 @@ REQUIREMENTS := requirements/dev.txt scripts/sandbox/requirements.txt $(wildcard
 STAMP := $(VENV)/.installed
 IAM_DATA := $(VENV)/share/iam-data/.installed
 NODE_STAMP := node_modules/.installed
+# Regions the templates are checked against (resource types, properties and instance types per Region).
+LINT_REGIONS := us-east-1 us-east-2 us-west-2 eu-west-1 eu-central-1 ap-southeast-2 ap-northeast-1
 TEMPLATES := $(wildcard templates/*.yml) $(wildcard seedcode/model-deploy/*-template.yml)
 SEEDS := $(wildcard seedcode/*)
 
@@ -42,7 +44,7 @@ venv: prerequisites $(STAMP) $(IAM_DATA) $(NODE_STAMP) ## Install the Python and
 lint: venv ## ruff, mypy, cfn-lint on every template, GitLab CI schema on the seeds
 	$(VENV)/bin/ruff check lambdas scripts tests seedcode
 	$(VENV)/bin/mypy lambdas scripts
-	$(VENV)/bin/cfn-lint $(TEMPLATES)
+	$(VENV)/bin/cfn-lint --regions $(LINT_REGIONS) -- $(TEMPLATES)
 	$(VENV)/bin/check-jsonschema --builtin-schema vendor.gitlab-ci --data-transform gitlab-ci $(wildcard seedcode/*/.gitlab-ci.yml)
 
 $(CHECKOV_VENV)/.installed: requirements/checkov.txt

@@ -45,7 +45,9 @@ STUDIO_ROLE_REQUIRED = (
     "users, which is given access to the portfolio (or use --mode s3-template)"
 )
 _ARN = re.compile(r"^arn:aws[a-z-]*:")
-_PRINCIPAL_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:(role|user)/[\w+=,.@/-]+$|^arn:aws[a-z-]*:iam::\d{12}:root$")
+_PRINCIPAL_ARN = re.compile(
+    r"^arn:aws[a-z-]*:iam::\d{12}:(role|user)/[\w+=,.@/-]+$|^arn:aws[a-z-]*:iam::\d{12}:root$"
+)
 _SUBNET = re.compile(r"^subnet-[0-9a-f]{8,17}$")
 _SECURITY_GROUP = re.compile(r"^sg-[0-9a-f]{8,17}$")
 
@@ -143,7 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--data-access-principal-arn",
         action="append",
         default=[],
-        help="role or user that may read project buckets besides the admins and --studio-role-arn (repeatable)",
+        help=(
+            "role or user that may read project buckets besides the admins and --studio-role-arn (repeatable)"
+        ),
     )
     parser.add_argument(
         "--studio-role-arn",
@@ -180,7 +184,9 @@ def parse_settings(argv: Sequence[str], env: Mapping[str, str], stdin: Callable[
             "--gitlab-url is required: the GitLab server every project of this installation uses (the token "
             "is bound to it)"
         )
-    if not re.match(r"^https://[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?(/[A-Za-z0-9._~-]+)*$", gitlab_url):
+    if not re.match(
+        r"^https://[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?(/[A-Za-z0-9._~-]+)*$", gitlab_url
+    ):
         raise BootstrapError(
             f"--gitlab-url {gitlab_url!r} must be an https:// server URL without query or trailing slash"
         )
@@ -199,7 +205,8 @@ def parse_settings(argv: Sequence[str], env: Mapping[str, str], stdin: Callable[
         for value in values:
             if not _PRINCIPAL_ARN.match(value):
                 raise BootstrapError(
-                    f"{option} {value!r} is not an IAM role or user ARN (arn:aws:iam::<account>:role/<name>); "
+                    f"{option} {value!r} is not an IAM role or user ARN "
+                    "(arn:aws:iam::<account>:role/<name>); "
                     "session ARNs (arn:aws:sts::...:assumed-role/...) are not principals"
                 )
     subnets = tuple(v.strip() for v in args.lambda_subnet_ids.split(",") if v.strip())
@@ -425,7 +432,9 @@ def ensure_token_secret(
         created = sm.create_secret(
             Name=name,
             SecretString=body,
-            Description=f"GitLab access token (scope api) of the SageMaker GitLab MLOps bundle, for {gitlab_url}",
+            Description=(
+                f"GitLab access token (scope api) of the SageMaker GitLab MLOps bundle, for {gitlab_url}"
+            ),
             Tags=tags,
         )
         log(f"secret {name} created, bound to {gitlab_url}")
@@ -711,8 +720,14 @@ def check_identity(sts: Any) -> str:
             f"no working AWS credentials: {error}. Configure them (aws configure, aws sso login or "
             "AWS_PROFILE) for the target account and rerun"
         ) from None
-    except (EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError, ConnectionClosedError,
-            ProxyConnectionError, SSLError) as error:
+    except (
+        EndpointConnectionError,
+        ConnectTimeoutError,
+        ReadTimeoutError,
+        ConnectionClosedError,
+        ProxyConnectionError,
+        SSLError,
+    ) as error:
         raise BootstrapError(
             f"cannot reach AWS STS at {endpoint} ({type(error).__name__}): check the network, proxy and "
             "AWS_ENDPOINT_URL; the credentials could not be checked yet"
@@ -799,15 +814,23 @@ def run(
     console.step("Packaging Lambdas and seed repositories")
     manifest = package(settings.build_dir)
     # A dry render now, so a template problem stops the run before anything is created.
-    placeholder_secret = f"arn:{partition}:secretsmanager:{region}:{account_id}:secret:{settings.token_secret_name}-AbCdEf"
+    placeholder_secret = (
+        f"arn:{partition}:secretsmanager:{region}:{account_id}:secret:{settings.token_secret_name}-AbCdEf"
+    )
     render_project_template(
-        settings.build_dir, bucket, settings.prefix,
+        settings.build_dir,
+        bucket,
+        settings.prefix,
         platform(placeholder_secret, oidc_provider_arn_for(partition, account_id, settings.gitlab_url)),
     )
 
     console.step(f"GitLab token secret {settings.token_secret_name}")
     secret_arn = ensure_token_secret(
-        clients.secretsmanager, settings.token_secret_name, settings.token, settings.gitlab_url, console.detail
+        clients.secretsmanager,
+        settings.token_secret_name,
+        settings.token,
+        settings.gitlab_url,
+        console.detail,
     )
 
     console.step("Deploying the bootstrap stack (bucket, OIDC provider, permissions boundary, launch roles)")
@@ -836,10 +859,18 @@ def run(
     upload_artifacts(clients.s3, bucket, settings.prefix, settings.build_dir, manifest, console.detail)
     if settings.ca_bundle_file is not None:
         uploaded = put_if_changed(
-            clients.s3, bucket, ca_key, settings.ca_bundle_file.read_bytes(), content_type="application/x-pem-file"
+            clients.s3,
+            bucket,
+            ca_key,
+            settings.ca_bundle_file.read_bytes(),
+            content_type="application/x-pem-file",
         )
-        console.detail(f"{'uploaded ' if uploaded else 'unchanged'} s3://{bucket}/{ca_key}  (GitLab CA bundle)")
-    rendered = render_project_template(settings.build_dir, bucket, settings.prefix, platform(secret_arn, oidc_arn))
+        console.detail(
+            f"{'uploaded ' if uploaded else 'unchanged'} s3://{bucket}/{ca_key}  (GitLab CA bundle)"
+        )
+    rendered = render_project_template(
+        settings.build_dir, bucket, settings.prefix, platform(secret_arn, oidc_arn)
+    )
     console.detail(f"rendered {settings.build_dir / 'project.yml'} (the platform settings are pinned in it)")
 
     result = {
@@ -943,7 +974,9 @@ def next_steps(settings: Settings, result: Mapping[str, str]) -> str:
             lines.append(f"     and attach {policy} to the Studio execution role(s) that create projects.")
         role = result.get("output:S3TemplateRoleArn")
         if role:
-            lines.append(f"     Projects are created with RoleARN {role} (the only role that policy lets them pass).")
+            lines.append(
+                f"     Projects are created with RoleARN {role} (the only role that policy lets them pass)."
+            )
     else:
         who = (
             settings.studio_role_arn
@@ -953,7 +986,8 @@ def next_steps(settings: Settings, result: Mapping[str, str]) -> str:
             f"  1. Studio users with role {who} see the product under Projects > Organization templates."
         ]
     lines += [
-        "  2. Create a project in Studio; choose GitLabGroup and the repository names. The GitLab server, the",
+        "  2. Create a project in Studio; choose GitLabGroup and the repository names. The GitLab server, "
+        "the",
         f"     token secret ({result['secret_name']}) and the network are pinned to this installation.",
         "  3. Approve a model package in the registry to deploy it through the model-deploy repository's CI.",
     ]

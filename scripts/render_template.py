@@ -177,7 +177,9 @@ def render(template_text: str, pinned: Mapping[str, str | Sequence[str]]) -> str
         elif isinstance(value, Sequence) and all(isinstance(v, str) and v and "," not in v for v in value):
             values = list(value)
         else:
-            raise RenderError(f"value for parameter {name} must be a string or a list of strings without commas")
+            raise RenderError(
+                f"value for parameter {name} must be a string or a list of strings without commas"
+            )
         for item in values:
             if item:
                 _check_constraints(name, item, parameter)
@@ -217,7 +219,9 @@ def render_project(
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="Pin the administrator's parameters of the project template.")
+    parser = argparse.ArgumentParser(
+        description="Pin the administrator's parameters of the project template."
+    )
     parser.add_argument(
         "--manifest", required=True, type=Path, help="build/manifest.json from scripts/package.py"
     )
@@ -226,7 +230,9 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--prefix", default=DEFAULT_PREFIX, help="key prefix of the uploaded files (default: bundle)"
     )
     parser.add_argument("--gitlab-url", required=True, help="the GitLab server (GitLabServerUrl)")
-    parser.add_argument("--token-secret-arn", required=True, help="the GitLab token secret (GitLabTokenSecretArn)")
+    parser.add_argument(
+        "--token-secret-arn", required=True, help="the GitLab token secret (GitLabTokenSecretArn)"
+    )
     parser.add_argument(
         "--data-access-principal-arn",
         action="append",

@@ -186,7 +186,9 @@ def endpoint_name(project_name: str, project_id: str, stage: str) -> str:
     """`<project-name>-<project-id>-<stage>`, the endpoint each deploy stage creates."""
     name = f"{project_name}-{check_project_id(project_id)}-{check_stage(stage)}"
     if len(name) > MAX_ENDPOINT_NAME:
-        raise ValueError(f"endpoint name {name!r} is longer than {MAX_ENDPOINT_NAME}: shorten the project name")
+        raise ValueError(
+            f"endpoint name {name!r} is longer than {MAX_ENDPOINT_NAME}: shorten the project name"
+        )
     return name
 
 

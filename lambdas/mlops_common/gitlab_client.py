@@ -422,12 +422,16 @@ class GitLab:
         current: dict[str, Any] | None
         try:
             with self._translated(f"reading the protection of {subject}", subject, ""):
-                current = self._gl.projects.get(project_id, lazy=True).protectedbranches.get(branch).attributes
+                current = (
+                    self._gl.projects.get(project_id, lazy=True).protectedbranches.get(branch).attributes
+                )
         except GitLabNotFound:
             current = None
-        if current is not None and _min_level(current, "push_access_levels") >= access_level and _min_level(
-            current, "merge_access_levels"
-        ) >= access_level:
+        if (
+            current is not None
+            and _min_level(current, "push_access_levels") >= access_level
+            and _min_level(current, "merge_access_levels") >= access_level
+        ):
             return "already protected"
         project = self._gl.projects.get(project_id, lazy=True)
         if current is not None:
@@ -441,14 +445,22 @@ class GitLab:
 
     # --- pipeline triggers ---------------------------------------------------------------------------
     def triggers(self, project_id: int) -> list[TriggerInfo]:
-        with self._translated(f"listing pipeline triggers of project {project_id}", f"project {project_id}", ""):
+        with self._translated(
+            f"listing pipeline triggers of project {project_id}", f"project {project_id}", ""
+        ):
             items = self._gl.projects.get(project_id, lazy=True).triggers.list(get_all=True)
-        return [TriggerInfo(int(t.attributes["id"]), str(t.attributes.get("description") or "")) for t in items]
+        return [
+            TriggerInfo(int(t.attributes["id"]), str(t.attributes.get("description") or "")) for t in items
+        ]
 
     def create_trigger(self, project_id: int, description: str) -> tuple[TriggerInfo, str]:
         """A new pipeline trigger token for the project: (its id and description, the token)."""
-        with self._translated(f"creating a pipeline trigger on project {project_id}", f"project {project_id}", ""):
-            trigger = self._gl.projects.get(project_id, lazy=True).triggers.create({"description": description})
+        with self._translated(
+            f"creating a pipeline trigger on project {project_id}", f"project {project_id}", ""
+        ):
+            trigger = self._gl.projects.get(project_id, lazy=True).triggers.create(
+                {"description": description}
+            )
         token = str(trigger.attributes["token"])
         logsafe.register_secret(token)
         return TriggerInfo(int(trigger.attributes["id"]), description), token

@@ -41,8 +41,12 @@ class StoredTrigger:
 
     def to_secret_string(self) -> str:
         return json.dumps(
-            {"token": self.token, "trigger_id": self.trigger_id, "project_id": self.project_id,
-             "gitlab_url": self.gitlab_url}
+            {
+                "token": self.token,
+                "trigger_id": self.trigger_id,
+                "project_id": self.project_id,
+                "gitlab_url": self.gitlab_url,
+            }
         )
 
 
@@ -56,10 +60,16 @@ def parse_stored_trigger(secret_string: str, label: str) -> StoredTrigger | None
         raise ConfigError(f"secret {label!r} is not the JSON the seed check-in writes: update the project")
     if parsed.get("state") == "pending":
         return None
-    token, trigger_id, project_id, url = (parsed.get(k) for k in ("token", "trigger_id", "project_id", "gitlab_url"))
-    if not isinstance(token, str) or not token or not isinstance(trigger_id, int) or not isinstance(
-        project_id, int
-    ) or not isinstance(url, str):
+    token, trigger_id, project_id, url = (
+        parsed.get(k) for k in ("token", "trigger_id", "project_id", "gitlab_url")
+    )
+    if (
+        not isinstance(token, str)
+        or not token
+        or not isinstance(trigger_id, int)
+        or not isinstance(project_id, int)
+        or not isinstance(url, str)
+    ):
         raise ConfigError(
             f"secret {label!r} lacks token, trigger_id, project_id or gitlab_url: update the project so the "
             "seed check-in writes it again"
@@ -80,7 +90,9 @@ def bound_gitlab_url(client: Any, secret_id: str) -> str:
     except ClientError as exc:
         code = exc.response.get("Error", {}).get("Code", "Unknown")
         if code == "ResourceNotFoundException":
-            raise ConfigError(f"secret {label!r} not found: rerun init.sh to store the GitLab token") from None
+            raise ConfigError(
+                f"secret {label!r} not found: rerun init.sh to store the GitLab token"
+            ) from None
         if code == "AccessDeniedException":
             raise ConfigError(
                 f"not allowed to describe secret {label!r} (AccessDenied): grant the seed check-in role "
@@ -88,12 +100,15 @@ def bound_gitlab_url(client: Any, secret_id: str) -> str:
             ) from None
         raise MlopsError(f"describing secret {label!r} failed ({code})") from None
     except BotoCoreError as exc:
-        raise MlopsError(f"Secrets Manager unreachable while describing {label!r}: {type(exc).__name__}") from None
+        raise MlopsError(
+            f"Secrets Manager unreachable while describing {label!r}: {type(exc).__name__}"
+        ) from None
     tags = {str(t.get("Key")): str(t.get("Value")) for t in described.get("Tags") or []}
     url = tags.get(contract.TOKEN_SERVER_TAG, "").rstrip("/")
     if not url:
         raise ConfigError(
-            f"secret {label!r} has no {contract.TOKEN_SERVER_TAG} tag naming its GitLab server: rerun init.sh "
+            f"secret {label!r} has no {contract.TOKEN_SERVER_TAG} tag naming its GitLab server: rerun "
+            "init.sh "
             "(the platform administrator binds the token to one server)"
         )
     return url
@@ -109,7 +124,9 @@ def put_secret_string(client: Any, secret_id: str, value: str) -> None:
         code = exc.response.get("Error", {}).get("Code", "Unknown")
         raise MlopsError(f"storing secret {label!r} failed ({code}): check the seed check-in role") from None
     except BotoCoreError as exc:
-        raise MlopsError(f"Secrets Manager unreachable while storing {label!r}: {type(exc).__name__}") from None
+        raise MlopsError(
+            f"Secrets Manager unreachable while storing {label!r}: {type(exc).__name__}"
+        ) from None
     with _lock:
         _cache[secret_id] = value
 

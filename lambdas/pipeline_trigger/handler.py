@@ -59,7 +59,8 @@ def _gitlab(cfg: TriggerConfig, secrets_client: Any, s3: Any, context: Any) -> t
     )
     if trigger is None:
         raise ConfigError(
-            f"secret {label} holds no pipeline trigger yet: the project's seed check-in writes it; update the "
+            f"secret {label} holds no pipeline trigger yet: the project's seed check-in writes it; update "
+            "the "
             "SageMaker project to run it again"
         )
     verify = ca_bundle.ssl_verify(s3, cfg.ca_bundle_uri, contract.ENV_GITLAB_CA_BUNDLE)

@@ -138,7 +138,9 @@ def ci_variables(cfg: CheckinConfig, repository: str, keys: DutyKeys | None) -> 
         key = keys[duty]
         secret += [
             Variable(f"AWS_{key_prefix}ACCESS_KEY_ID", key.access_key_id, masked=True, protected=True),
-            Variable(f"AWS_{key_prefix}SECRET_ACCESS_KEY", key.secret_access_key, masked=True, protected=True),
+            Variable(
+                f"AWS_{key_prefix}SECRET_ACCESS_KEY", key.secret_access_key, masked=True, protected=True
+            ),
         ]
     return [Variable(key, value) for key, value in plain.items()] + secret
 
@@ -242,7 +244,12 @@ def push_seed(
 def protect_default_branch(gl: GitLab, project: ProjectInfo, branch: str) -> None:
     """Only Maintainers may push to or merge into the default branch: it is what deploys to production."""
     result = gl.protect_branch(project.id, branch, MAINTAINER)
-    logger.info("default branch %s of %s: %s (Maintainers push and merge)", branch, project.path_with_namespace, result)
+    logger.info(
+        "default branch %s of %s: %s (Maintainers push and merge)",
+        branch,
+        project.path_with_namespace,
+        result,
+    )
 
 
 def ensure_deploy_trigger(gl: GitLab, deploy: ProjectInfo, target: RepoTarget, store: TriggerStore) -> str:

@@ -117,7 +117,9 @@ def _gitlab(target: RepoTarget, context: Any) -> GitLab:
     # The token goes only to the server it was issued for: refuse before reading it.
     bound = secrets.bound_gitlab_url(clients.secrets, target.token_secret_id)
     if not same_server(bound, target.gitlab_url):
-        logger.error("refused: the token secret %s is bound (tag %s) to %s", label, contract.TOKEN_SERVER_TAG, bound)
+        logger.error(
+            "refused: the token secret %s is bound (tag %s) to %s", label, contract.TOKEN_SERVER_TAG, bound
+        )
         raise ConfigError(
             f"GitLab URL {target.gitlab_url} is not the server the platform token belongs to ({bound}): "
             "create the project from the template the platform administrator published"

@@ -44,15 +44,20 @@ class InsufficientScope(StandinError):
     status = 403
 
     def __init__(self, needed: str) -> None:
-        super().__init__({
-            "error": "insufficient_scope",
-            "error_description": "The request requires higher privileges than provided by the access token.",
-            "scope": needed,
-        })
+        super().__init__(
+            {
+                "error": "insufficient_scope",
+                "error_description": (
+                    "The request requires higher privileges than provided by the access token."
+                ),
+                "scope": needed,
+            }
+        )
 
 
 class Conflict(StandinError):
-    """409 with a plain message, e.g. a merge whose sha is not the source branch's head."""
+    """409 with a plain message: a merge whose sha is not the source branch's head, a branch that is
+    protected already."""
 
     status = 409
 
@@ -125,12 +130,3 @@ class PipelineRefused(StandinError):
 
     def __init__(self, reason: str) -> None:
         super().__init__({"message": {"base": [reason]}})
-
-
-class Conflict(StandinError):
-    """409 {"message": "..."}, e.g. protecting a branch that is protected already."""
-
-    status = 409
-
-    def __init__(self, message: str) -> None:
-        super().__init__({"message": message})

@@ -95,10 +95,16 @@ class Namespace:
 
     def to_json(self, base_url: str) -> dict[str, Any]:
         return {
-            "id": self.id, "name": self.name, "path": self.path, "kind": self.kind,
-            "full_path": self.full_path, "full_name": self.full_path.replace("/", " / "),
-            "parent_id": self.parent_id, "web_url": f"{base_url}/{self.full_path}",
-            "visibility": "private", "description": "",
+            "id": self.id,
+            "name": self.name,
+            "path": self.path,
+            "kind": self.kind,
+            "full_path": self.full_path,
+            "full_name": self.full_path.replace("/", " / "),
+            "parent_id": self.parent_id,
+            "web_url": f"{base_url}/{self.full_path}",
+            "visibility": "private",
+            "description": "",
         }
 
 
@@ -116,9 +122,14 @@ class Variable:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "key": self.key, "value": None if self.hidden else self.value,
-            "variable_type": self.variable_type, "protected": self.protected, "masked": self.masked,
-            "hidden": self.hidden, "raw": self.raw, "environment_scope": self.environment_scope,
+            "key": self.key,
+            "value": None if self.hidden else self.value,
+            "variable_type": self.variable_type,
+            "protected": self.protected,
+            "masked": self.masked,
+            "hidden": self.hidden,
+            "raw": self.raw,
+            "environment_scope": self.environment_scope,
             "description": self.description,
         }
 
@@ -161,9 +172,15 @@ class AccessToken:
 
     def to_json(self, with_token: bool = False) -> dict[str, Any]:
         data = {
-            "id": self.id, "name": self.name, "revoked": self.revoked, "created_at": self.created_at,
-            "scopes": list(self.scopes), "user_id": self.user["id"], "active": not self.revoked,
-            "expires_at": self.expires_at, "access_level": self.access_level,
+            "id": self.id,
+            "name": self.name,
+            "revoked": self.revoked,
+            "created_at": self.created_at,
+            "scopes": list(self.scopes),
+            "user_id": self.user["id"],
+            "active": not self.revoked,
+            "expires_at": self.expires_at,
+            "access_level": self.access_level,
         }
         if with_token:
             data["token"] = self.token
@@ -290,8 +307,11 @@ class ProtectedBranch:
             return [{"id": self.id, "access_level": level, "access_level_description": ACCESS_LEVELS[level]}]
 
         return {
-            "id": self.id, "name": self.name, "push_access_levels": levels(self.push_access_level),
-            "merge_access_levels": levels(self.merge_access_level), "allow_force_push": False,
+            "id": self.id,
+            "name": self.name,
+            "push_access_levels": levels(self.push_access_level),
+            "merge_access_levels": levels(self.merge_access_level),
+            "allow_force_push": False,
             "code_owner_approval_required": False,
         }
 
@@ -307,9 +327,15 @@ class Trigger:
 
     def to_json(self, show_token: bool) -> dict[str, Any]:
         # GitLab shows the whole token only to its owner; the stand-in has one user, who owns them all.
-        return {"id": self.id, "token": self.token if show_token else self.token[:4], "description": self.description,
-                "created_at": self.created_at, "updated_at": self.created_at, "last_used": None,
-                "owner": {"id": 1, "username": "root"}}
+        return {
+            "id": self.id,
+            "token": self.token if show_token else self.token[:4],
+            "description": self.description,
+            "created_at": self.created_at,
+            "updated_at": self.created_at,
+            "last_used": None,
+            "owner": {"id": 1, "username": "root"},
+        }
 
 
 @dataclass
@@ -374,8 +400,18 @@ class Backend:
     def reset(self) -> None:
         """Forget every project, pipeline and group except the seeded ones; wipe the repositories."""
         with self.lock:
-            self._next_id = {"namespace": 1, "project": 1, "pipeline": 1, "job": 1, "token": 1, "mr": 1,
-                             "note": 1, "environment": 1, "deployment": 1, "bot": 1000}
+            self._next_id = {
+                "namespace": 1,
+                "project": 1,
+                "pipeline": 1,
+                "job": 1,
+                "token": 1,
+                "mr": 1,
+                "note": 1,
+                "environment": 1,
+                "deployment": 1,
+                "bot": 1000,
+            }
             self.access_tokens: dict[str, AccessToken] = {}
             self.namespaces: dict[int, Namespace] = {}
             self.projects: dict[int, Project] = {}
@@ -386,9 +422,14 @@ class Backend:
                 (self.data_dir / sub).mkdir(parents=True, exist_ok=True)
             ns = self._new_namespace(self.username, self.username, None, "user")
             self.user = {
-                "id": 1, "username": self.username, "name": "Standin User", "state": "active",
-                "email": f"{self.username}@example.invalid", "namespace_id": ns.id,
-                "is_admin": True, "bot": False,
+                "id": 1,
+                "username": self.username,
+                "name": "Standin User",
+                "state": "active",
+                "email": f"{self.username}@example.invalid",
+                "namespace_id": ns.id,
+                "is_admin": True,
+                "bot": False,
             }
             self.user_namespace = ns
             for group in self._seed_groups:
@@ -441,10 +482,24 @@ class Backend:
             raise BadRequest("access_level does not have a valid value")
         with self.lock:
             bot_id = self._id("bot")
-            user = {"id": bot_id, "username": f"project_{project.id}_bot_{secrets.token_hex(4)}",
-                    "name": name, "state": "active", "bot": True, "is_admin": False}
-            token = AccessToken(self._id("token"), project.id, name, f"glpat-{secrets.token_urlsafe(15)}",
-                                tuple(scopes), access_level, user, expires_at)
+            user = {
+                "id": bot_id,
+                "username": f"project_{project.id}_bot_{secrets.token_hex(4)}",
+                "name": name,
+                "state": "active",
+                "bot": True,
+                "is_admin": False,
+            }
+            token = AccessToken(
+                self._id("token"),
+                project.id,
+                name,
+                f"glpat-{secrets.token_urlsafe(15)}",
+                tuple(scopes),
+                access_level,
+                user,
+                expires_at,
+            )
             self.access_tokens[token.token] = token
             return token
 
@@ -570,15 +625,26 @@ class Backend:
             repo = GitRepo(self.data_dir / "repos" / f"{pid}.git")
             repo.init(branch)
             project = Project(
-                pid, name, path, ns, repo, description=description, topics=list(topics or []),
-                default_branch=branch, visibility=visibility or "private",
+                pid,
+                name,
+                path,
+                ns,
+                repo,
+                description=description,
+                topics=list(topics or []),
+                default_branch=branch,
+                visibility=visibility or "private",
                 ci_pipeline_variables_minimum_override_role=role,
                 restrict_user_defined_variables=role == "no_one_allowed",
             )
             self.projects[pid] = project
             if initialize_with_readme:
-                repo.commit(branch, "Initial commit",
-                            [FileAction("create", "README.md", f"# {name}\n".encode())], None)
+                repo.commit(
+                    branch,
+                    "Initial commit",
+                    [FileAction("create", "README.md", f"# {name}\n".encode())],
+                    None,
+                )
             return project
 
     def update_project(self, project: Project, changes: Mapping[str, Any]) -> Project:
@@ -586,8 +652,10 @@ class Backend:
             if "path" in changes and changes["path"] and changes["path"] != project.path:
                 new_path = str(changes["path"])
                 clash = any(
-                    p.namespace.id == project.namespace.id and p.id != project.id
-                    and p.path.casefold() == new_path.casefold() for p in self.projects.values()
+                    p.namespace.id == project.namespace.id
+                    and p.id != project.id
+                    and p.path.casefold() == new_path.casefold()
+                    for p in self.projects.values()
                 )
                 if clash:
                     raise ValidationFailed({"path": ["has already been taken"]})
@@ -733,11 +801,15 @@ class Backend:
                 self._start_mr_pipeline(project, mr, refuse=False)
 
     def _open_mrs_from(self, project: Project, branch: str) -> list[MergeRequest]:
-        return [mr for mr in project.merge_requests.values()
-                if mr.state == "opened" and mr.source_branch == branch]
+        return [
+            mr
+            for mr in project.merge_requests.values()
+            if mr.state == "opened" and mr.source_branch == branch
+        ]
 
     def in_background(self, work: Any, name: str) -> None:
         """Run `work` in a tracked thread (GitLab handles pushes asynchronously, after answering git)."""
+
         def target() -> None:
             try:
                 work()
@@ -792,8 +864,10 @@ class Backend:
         with self.lock:
             if project.archived:
                 raise Forbidden()
-            if variables and project.restrict_user_defined_variables and (
-                project.ci_pipeline_variables_minimum_override_role == "no_one_allowed"
+            if (
+                variables
+                and project.restrict_user_defined_variables
+                and (project.ci_pipeline_variables_minimum_override_role == "no_one_allowed")
             ):
                 raise PipelineRefused("Insufficient permissions to set pipeline variables")
             sha = project.repo.resolve(ref)
@@ -828,14 +902,32 @@ class Backend:
         return started if started.id in self.pipelines else None
 
     def _new_pipeline(
-        self, project: Project, ref: str, sha: str, source: str, variables: Sequence[Mapping[str, Any]],
-        *, before: str = ZERO_SHA, merge_request: MergeRequest | None = None,
+        self,
+        project: Project,
+        ref: str,
+        sha: str,
+        source: str,
+        variables: Sequence[Mapping[str, Any]],
+        *,
+        before: str = ZERO_SHA,
+        merge_request: MergeRequest | None = None,
     ) -> Pipeline:
         project.pipeline_count += 1
         pipeline = Pipeline(
-            self._id("pipeline"), project.pipeline_count, project.id, ref, sha, source,
-            [{"key": str(v.get("key")), "value": str(v.get("value", "")),
-              "variable_type": str(v.get("variable_type") or "env_var")} for v in variables],
+            self._id("pipeline"),
+            project.pipeline_count,
+            project.id,
+            ref,
+            sha,
+            source,
+            [
+                {
+                    "key": str(v.get("key")),
+                    "value": str(v.get("value", "")),
+                    "variable_type": str(v.get("variable_type") or "env_var"),
+                }
+                for v in variables
+            ],
             merge_request_iid=merge_request.iid if merge_request else None,
             before_sha=before if source == "push" else ZERO_SHA,
         )
@@ -846,19 +938,30 @@ class Backend:
         # by default for new projects).
         protected_ref = self.ref_is_protected(project, ref, merge_request)
         proj_vars = {
-            v.key: v.value for v in project.variables.values()
+            v.key: v.value
+            for v in project.variables.values()
             if v.environment_scope == "*" and (protected_ref or not v.protected)
         }
         file_vars = {v.key for v in project.variables.values() if v.variable_type == "file"}
         file_vars |= {v["key"] for v in pipeline.variables if v["variable_type"] == "file"}
         predefined, unset, ref_name = self._predefined(project, pipeline, merge_request)
         pipeline.context = RunContext(
-            pipeline_id=pipeline.id, project_id=project.id, project_path=project.full_path,
-            default_branch=project.default_branch, repo_dir=project.repo.path, ref=ref, sha=sha,
-            source=source, work_dir=self.data_dir / "pipelines" / str(pipeline.id),
-            server_url=self.base_url, variables={**proj_vars, **pipe_vars},
-            file_variables=frozenset(file_vars), ref_protected=protected_ref,
-            ref_name=ref_name, predefined=predefined, unset=unset,
+            pipeline_id=pipeline.id,
+            project_id=project.id,
+            project_path=project.full_path,
+            default_branch=project.default_branch,
+            repo_dir=project.repo.path,
+            ref=ref,
+            sha=sha,
+            source=source,
+            work_dir=self.data_dir / "pipelines" / str(pipeline.id),
+            server_url=self.base_url,
+            variables={**proj_vars, **pipe_vars},
+            file_variables=frozenset(file_vars),
+            ref_protected=protected_ref,
+            ref_name=ref_name,
+            predefined=predefined,
+            unset=unset,
         )
         return pipeline
 
@@ -877,10 +980,13 @@ class Backend:
         project_url = f"{self.base_url}/{project.full_path}"
         branch = mr.source_branch if mr else pipeline.ref.removeprefix("refs/heads/")
         values = {
-            "CI_COMMIT_SHA": pipeline.sha, "CI_COMMIT_SHORT_SHA": pipeline.sha[:8],
-            "CI_COMMIT_BEFORE_SHA": pipeline.before_sha, "CI_COMMIT_REF_NAME": branch,
-            "CI_COMMIT_MESSAGE": info.message, "CI_COMMIT_TITLE": info.title,
-            "CI_COMMIT_DESCRIPTION": info.message[len(info.title):].lstrip("\n"),
+            "CI_COMMIT_SHA": pipeline.sha,
+            "CI_COMMIT_SHORT_SHA": pipeline.sha[:8],
+            "CI_COMMIT_BEFORE_SHA": pipeline.before_sha,
+            "CI_COMMIT_REF_NAME": branch,
+            "CI_COMMIT_MESSAGE": info.message,
+            "CI_COMMIT_TITLE": info.title,
+            "CI_COMMIT_DESCRIPTION": info.message[len(info.title) :].lstrip("\n"),
             "CI_COMMIT_AUTHOR": f"{info.author_name} <{info.author_email}>",
             "CI_COMMIT_TIMESTAMP": info.committed_date,
             "CI_PIPELINE_IID": str(pipeline.iid),
@@ -894,19 +1000,25 @@ class Backend:
             values["CI_COMMIT_BRANCH"] = branch
             return values, frozenset(), branch
         base = project.repo.merge_base(project.repo.branches().get(mr.target_branch, mr.sha), mr.sha)
-        values.update({
-            "CI_MERGE_REQUEST_ID": str(mr.id), "CI_MERGE_REQUEST_IID": str(mr.iid),
-            "CI_MERGE_REQUEST_PROJECT_ID": str(project.id),
-            "CI_MERGE_REQUEST_PROJECT_PATH": project.full_path,
-            "CI_MERGE_REQUEST_PROJECT_URL": project_url, "CI_MERGE_REQUEST_REF_PATH": mr.ref_path,
-            "CI_MERGE_REQUEST_SOURCE_BRANCH_NAME": mr.source_branch,
-            "CI_MERGE_REQUEST_SOURCE_PROJECT_ID": str(project.id),
-            "CI_MERGE_REQUEST_SOURCE_PROJECT_PATH": project.full_path,
-            "CI_MERGE_REQUEST_SOURCE_PROJECT_URL": project_url,
-            "CI_MERGE_REQUEST_TARGET_BRANCH_NAME": mr.target_branch, "CI_MERGE_REQUEST_TITLE": mr.title,
-            "CI_MERGE_REQUEST_DESCRIPTION": mr.description, "CI_MERGE_REQUEST_EVENT_TYPE": "detached",
-            "CI_MERGE_REQUEST_DIFF_BASE_SHA": base or "",
-        })
+        values.update(
+            {
+                "CI_MERGE_REQUEST_ID": str(mr.id),
+                "CI_MERGE_REQUEST_IID": str(mr.iid),
+                "CI_MERGE_REQUEST_PROJECT_ID": str(project.id),
+                "CI_MERGE_REQUEST_PROJECT_PATH": project.full_path,
+                "CI_MERGE_REQUEST_PROJECT_URL": project_url,
+                "CI_MERGE_REQUEST_REF_PATH": mr.ref_path,
+                "CI_MERGE_REQUEST_SOURCE_BRANCH_NAME": mr.source_branch,
+                "CI_MERGE_REQUEST_SOURCE_PROJECT_ID": str(project.id),
+                "CI_MERGE_REQUEST_SOURCE_PROJECT_PATH": project.full_path,
+                "CI_MERGE_REQUEST_SOURCE_PROJECT_URL": project_url,
+                "CI_MERGE_REQUEST_TARGET_BRANCH_NAME": mr.target_branch,
+                "CI_MERGE_REQUEST_TITLE": mr.title,
+                "CI_MERGE_REQUEST_DESCRIPTION": mr.description,
+                "CI_MERGE_REQUEST_EVENT_TYPE": "detached",
+                "CI_MERGE_REQUEST_DIFF_BASE_SHA": base or "",
+            }
+        )
         return values, frozenset({"CI_COMMIT_BRANCH"}), branch
 
     def _plan_and_start(self, project: Project, pipeline: Pipeline, *, refuse: bool) -> Pipeline:
@@ -944,8 +1056,17 @@ class Backend:
 
     def _new_job(self, pipeline: Pipeline, spec: JobSpec) -> Job:
         status = "manual" if spec.when == "manual" else "created"
-        job = Job(self._id("job"), spec.name, spec.stage, spec.when, spec.allow_failure, status, pipeline.id,
-                  environment=spec.environment, environment_url=spec.environment_url)
+        job = Job(
+            self._id("job"),
+            spec.name,
+            spec.stage,
+            spec.when,
+            spec.allow_failure,
+            status,
+            pipeline.id,
+            environment=spec.environment,
+            environment_url=spec.environment_url,
+        )
         self.jobs[job.id] = job
         return job
 
@@ -986,12 +1107,18 @@ class Backend:
                 raise NotFound("")
             return pipeline
 
-    def list_pipelines(self, project: Project, ref: str | None = None, status: str | None = None,
-                       source: str | None = None) -> list[Pipeline]:
+    def list_pipelines(
+        self, project: Project, ref: str | None = None, status: str | None = None, source: str | None = None
+    ) -> list[Pipeline]:
         with self.lock:
             found = [p for p in self.pipelines.values() if p.project_id == project.id]
-            found = [p for p in found if (not ref or p.ref == ref) and (not status or p.status == status)
-                     and (not source or p.source == source)]
+            found = [
+                p
+                for p in found
+                if (not ref or p.ref == ref)
+                and (not status or p.status == status)
+                and (not source or p.source == source)
+            ]
             return sorted(found, key=lambda p: p.id, reverse=True)
 
     def job(self, project: Project, job_id: str | int) -> Job:
@@ -1052,11 +1179,20 @@ class Backend:
 
     # --- merge requests and notes ---------------------------------------------------------------
     def create_merge_request(
-        self, project: Project, author: Mapping[str, Any], *, source_branch: str, target_branch: str,
-        title: str, description: str = "",
+        self,
+        project: Project,
+        author: Mapping[str, Any],
+        *,
+        source_branch: str,
+        target_branch: str,
+        title: str,
+        description: str = "",
     ) -> MergeRequest:
-        missing = [k for k, v in (("source_branch", source_branch), ("target_branch", target_branch),
-                                  ("title", title)) if not v]
+        missing = [
+            k
+            for k, v in (("source_branch", source_branch), ("target_branch", target_branch), ("title", title))
+            if not v
+        ]
         if missing:
             raise MissingParameter(*missing)
         with self.lock:
@@ -1065,16 +1201,27 @@ class Backend:
                 raise ValidationFailed({"base": ["You can't use same project/branch for source and target"]})
             for kind, name in (("Source", source_branch), ("Target", target_branch)):
                 if name not in branches:
-                    raise ValidationFailed({"base": [f"{kind} branch \"{name}\" does not exist"]})
-            duplicate = next((m for m in self._open_mrs_from(project, source_branch)
-                              if m.target_branch == target_branch), None)
+                    raise ValidationFailed({"base": [f'{kind} branch "{name}" does not exist']})
+            duplicate = next(
+                (m for m in self._open_mrs_from(project, source_branch) if m.target_branch == target_branch),
+                None,
+            )
             if duplicate is not None:
                 raise Conflict(
                     f"Another open merge request already exists for this source branch: !{duplicate.iid}"
                 )
             iid = max(project.merge_requests, default=0) + 1
-            mr = MergeRequest(self._id("mr"), iid, project.id, title, description or "", source_branch,
-                              target_branch, dict(author), branches[source_branch])
+            mr = MergeRequest(
+                self._id("mr"),
+                iid,
+                project.id,
+                title,
+                description or "",
+                source_branch,
+                target_branch,
+                dict(author),
+                branches[source_branch],
+            )
             project.merge_requests[iid] = mr
             project.repo.set_ref(mr.ref_path, mr.sha)
         if self.pipelines_on_push and self.runner is not None:
@@ -1089,14 +1236,20 @@ class Backend:
             return mr
 
     def list_merge_requests(
-        self, project: Project, state: str | None = None, source_branch: str | None = None,
+        self,
+        project: Project,
+        state: str | None = None,
+        source_branch: str | None = None,
         target_branch: str | None = None,
     ) -> list[MergeRequest]:
         with self.lock:
-            found = [m for m in project.merge_requests.values()
-                     if state in (None, "", "all", m.state)
-                     and source_branch in (None, "", m.source_branch)
-                     and target_branch in (None, "", m.target_branch)]
+            found = [
+                m
+                for m in project.merge_requests.values()
+                if state in (None, "", "all", m.state)
+                and source_branch in (None, "", m.source_branch)
+                and target_branch in (None, "", m.target_branch)
+            ]
             return sorted(found, key=lambda m: m.id, reverse=True)
 
     def update_merge_request(
@@ -1118,7 +1271,12 @@ class Backend:
             return mr
 
     def merge(
-        self, project: Project, mr: MergeRequest, *, sha: str | None = None, message: str | None = None,
+        self,
+        project: Project,
+        mr: MergeRequest,
+        *,
+        sha: str | None = None,
+        message: str | None = None,
         remove_source_branch: bool = False,
     ) -> MergeRequest:
         """Merge with a merge commit (GitLab's default merge method) and start the target's push pipeline."""
@@ -1197,8 +1355,11 @@ class Backend:
         project = self.projects.get(pipeline.project_id)
         if project is None or not job.environment:
             return
-        values = {**(pipeline.context.variables if pipeline.context else {}),
-                  **(pipeline.context.predefined if pipeline.context else {}), **dotenv}
+        values = {
+            **(pipeline.context.variables if pipeline.context else {}),
+            **(pipeline.context.predefined if pipeline.context else {}),
+            **dotenv,
+        }
         name = expand_variables(job.environment, values)
         env = project.environments.get(name)
         if env is None:
@@ -1208,8 +1369,11 @@ class Backend:
             env.external_url = expand_variables(job.environment_url, values) or env.external_url
         env.updated_at = now()
         iid = len(project.deployments) + 1
-        project.deployments.append(Deployment(self._id("deployment"), iid, env.id, job.id, pipeline.id,
-                                              pipeline.ref, pipeline.sha, status))
+        project.deployments.append(
+            Deployment(
+                self._id("deployment"), iid, env.id, job.id, pipeline.id, pipeline.ref, pipeline.sha, status
+            )
+        )
 
     def environments(self, project: Project, name: str | None = None) -> list[Environment]:
         with self.lock:
@@ -1222,12 +1386,16 @@ class Backend:
                 raise NotFound("Environment")
             return found
 
-    def deployments(self, project: Project, environment: str | None = None,
-                    status: str | None = None) -> list[Deployment]:
+    def deployments(
+        self, project: Project, environment: str | None = None, status: str | None = None
+    ) -> list[Deployment]:
         with self.lock:
             env_ids = {e.id for e in project.environments.values() if environment in (None, "", e.name)}
-            return [d for d in project.deployments
-                    if d.environment_id in env_ids and status in (None, "", d.status)]
+            return [
+                d
+                for d in project.deployments
+                if d.environment_id in env_ids and status in (None, "", d.status)
+            ]
 
     def last_deployment(self, project: Project, env: Environment) -> Deployment | None:
         with self.lock:
@@ -1324,8 +1492,10 @@ class _Sink:
 
 def default_merge_message(project: Project, mr: MergeRequest) -> str:
     """GitLab's default merge commit template with its empty lines dropped (see the module docstring)."""
-    return (f"Merge branch '{mr.source_branch}' into '{mr.target_branch}'\n\n{mr.title}\n\n"
-            f"See merge request {project.full_path}!{mr.iid}")
+    return (
+        f"Merge branch '{mr.source_branch}' into '{mr.target_branch}'\n\n{mr.title}\n\n"
+        f"See merge request {project.full_path}!{mr.iid}"
+    )
 
 
 _VARIABLE_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlencode
 
+from . import models
 from .exceptions import BadRequest, Forbidden, MissingParameter, NotFound
 from .gitrepo import FileAction, decode_content, validate_file_path
-from . import models
 from .models import (
     DEVELOPER,
     MAINTAINER,
@@ -138,10 +138,13 @@ def paginate(req: Request, items: list[Any], render: Callable[[Any], Any]) -> Re
         raise BadRequest("page/per_page must be integers") from None
     total = len(items)
     pages = max(1, -(-total // per_page))
-    chunk = items[(page - 1) * per_page: page * per_page]
+    chunk = items[(page - 1) * per_page : page * per_page]
     headers = {
-        "X-Total": str(total), "X-Total-Pages": str(pages), "X-Per-Page": str(per_page),
-        "X-Page": str(page), "X-Next-Page": str(page + 1) if page < pages else "",
+        "X-Total": str(total),
+        "X-Total-Pages": str(pages),
+        "X-Per-Page": str(per_page),
+        "X-Page": str(page),
+        "X-Next-Page": str(page + 1) if page < pages else "",
         "X-Prev-Page": str(page - 1) if page > 1 else "",
     }
     query = {k: v[-1] for k, v in req.query.items() if k not in ("page", "per_page")}
@@ -164,16 +167,30 @@ def project_json(backend: Backend, p: Project) -> dict[str, Any]:
     base = backend.base_url
     host = base.split("://", 1)[-1].split("/", 1)[0].split(":")[0]
     return {
-        "id": p.id, "name": p.name, "path": p.path, "description": p.description,
-        "name_with_namespace": f"{p.namespace.name} / {p.name}", "path_with_namespace": p.full_path,
-        "namespace": p.namespace.to_json(base), "topics": list(p.topics), "tag_list": list(p.topics),
-        "default_branch": p.default_branch, "visibility": p.visibility, "archived": p.archived,
-        "created_at": p.created_at, "last_activity_at": p.last_activity_at,
-        "http_url_to_repo": f"{base}/{p.full_path}.git", "ssh_url_to_repo": f"git@{host}:{p.full_path}.git",
-        "web_url": f"{base}/{p.full_path}", "readme_url": None, "empty_repo": p.repo.is_empty(),
+        "id": p.id,
+        "name": p.name,
+        "path": p.path,
+        "description": p.description,
+        "name_with_namespace": f"{p.namespace.name} / {p.name}",
+        "path_with_namespace": p.full_path,
+        "namespace": p.namespace.to_json(base),
+        "topics": list(p.topics),
+        "tag_list": list(p.topics),
+        "default_branch": p.default_branch,
+        "visibility": p.visibility,
+        "archived": p.archived,
+        "created_at": p.created_at,
+        "last_activity_at": p.last_activity_at,
+        "http_url_to_repo": f"{base}/{p.full_path}.git",
+        "ssh_url_to_repo": f"git@{host}:{p.full_path}.git",
+        "web_url": f"{base}/{p.full_path}",
+        "readme_url": None,
+        "empty_repo": p.repo.is_empty(),
         "ci_pipeline_variables_minimum_override_role": p.ci_pipeline_variables_minimum_override_role,
         "restrict_user_defined_variables": p.restrict_user_defined_variables,
-        "ci_config_path": None, "marked_for_deletion_at": None, "marked_for_deletion_on": None,
+        "ci_config_path": None,
+        "marked_for_deletion_at": None,
+        "marked_for_deletion_on": None,
         "permissions": {"project_access": {"access_level": 50}, "group_access": None},
     }
 
@@ -182,9 +199,18 @@ def pipeline_json(backend: Backend, p: Pipeline) -> dict[str, Any]:
     project = backend.projects.get(p.project_id)
     web = f"{backend.base_url}/{project.full_path}/-/pipelines/{p.id}" if project else ""
     return {
-        "id": p.id, "iid": p.iid, "project_id": p.project_id, "ref": p.ref, "sha": p.sha,
-        "status": p.status, "source": p.source, "created_at": p.created_at, "updated_at": p.updated_at,
-        "started_at": p.started_at, "finished_at": p.finished_at, "web_url": web,
+        "id": p.id,
+        "iid": p.iid,
+        "project_id": p.project_id,
+        "ref": p.ref,
+        "sha": p.sha,
+        "status": p.status,
+        "source": p.source,
+        "created_at": p.created_at,
+        "updated_at": p.updated_at,
+        "started_at": p.started_at,
+        "finished_at": p.finished_at,
+        "web_url": web,
         "user": {"id": 1, "username": backend.username},
     }
 
@@ -194,24 +220,46 @@ def job_json(backend: Backend, job: Job) -> dict[str, Any]:
     project = backend.projects.get(pipeline.project_id)
     web = f"{backend.base_url}/{project.full_path}/-/jobs/{job.id}" if project else ""
     return {
-        "id": job.id, "name": job.name, "stage": job.stage, "status": job.status, "when": job.when,
-        "allow_failure": job.allow_failure, "ref": pipeline.ref, "tag": False,
-        "created_at": job.created_at, "started_at": job.started_at, "finished_at": job.finished_at,
-        "duration": job.duration, "web_url": web, "user": {"id": 1, "username": backend.username},
+        "id": job.id,
+        "name": job.name,
+        "stage": job.stage,
+        "status": job.status,
+        "when": job.when,
+        "allow_failure": job.allow_failure,
+        "ref": pipeline.ref,
+        "tag": False,
+        "created_at": job.created_at,
+        "started_at": job.started_at,
+        "finished_at": job.finished_at,
+        "duration": job.duration,
+        "web_url": web,
+        "user": {"id": 1, "username": backend.username},
         "commit": {"id": pipeline.sha, "short_id": pipeline.sha[:8]},
-        "pipeline": {"id": pipeline.id, "project_id": pipeline.project_id, "ref": pipeline.ref,
-                     "sha": pipeline.sha, "status": pipeline.status},
+        "pipeline": {
+            "id": pipeline.id,
+            "project_id": pipeline.project_id,
+            "ref": pipeline.ref,
+            "sha": pipeline.sha,
+            "status": pipeline.status,
+        },
     }
 
 
 def commit_json(backend: Backend, project: Project, sha: str) -> dict[str, Any]:
     info = project.repo.commit_info(sha)
     return {
-        "id": info.id, "short_id": info.id[:8], "title": info.title, "message": info.message,
-        "parent_ids": list(info.parent_ids), "author_name": info.author_name,
-        "author_email": info.author_email, "authored_date": info.authored_date,
-        "committer_name": info.author_name, "committer_email": info.author_email,
-        "committed_date": info.committed_date, "created_at": info.committed_date,
+        "id": info.id,
+        "short_id": info.id[:8],
+        "title": info.title,
+        "message": info.message,
+        "parent_ids": list(info.parent_ids),
+        "author_name": info.author_name,
+        "author_email": info.author_email,
+        "authored_date": info.authored_date,
+        "committer_name": info.author_name,
+        "committer_email": info.author_email,
+        "committed_date": info.committed_date,
+        "created_at": info.committed_date,
         "web_url": f"{backend.base_url}/{project.full_path}/-/commit/{info.id}",
     }
 
@@ -250,9 +298,13 @@ def list_projects(b: Backend, req: Request, m: dict[str, str]) -> Response:
 
 def create_project(b: Backend, req: Request, m: dict[str, str]) -> Response:
     project = b.create_project(
-        name=req.get("name"), path=req.get("path"), namespace_id=req.get("namespace_id"),
-        description=req.get("description"), topics=req.list("topics") or req.list("tag_list"),
-        visibility=req.get("visibility"), default_branch=req.get("default_branch"),
+        name=req.get("name"),
+        path=req.get("path"),
+        namespace_id=req.get("namespace_id"),
+        description=req.get("description"),
+        topics=req.list("topics") or req.list("tag_list"),
+        visibility=req.get("visibility"),
+        default_branch=req.get("default_branch"),
         initialize_with_readme=bool(req.bool("initialize_with_readme", False)),
         ci_pipeline_variables_minimum_override_role=req.get("ci_pipeline_variables_minimum_override_role"),
     )
@@ -263,8 +315,14 @@ def get_project(b: Backend, req: Request, m: dict[str, str]) -> Response:
     return Response(200, project_json(b, b.project(m["id"])))
 
 
-_UPDATABLE = ("name", "path", "description", "visibility", "default_branch",
-              "ci_pipeline_variables_minimum_override_role")
+_UPDATABLE = (
+    "name",
+    "path",
+    "description",
+    "visibility",
+    "default_branch",
+    "ci_pipeline_variables_minimum_override_role",
+)
 
 
 def update_project(b: Backend, req: Request, m: dict[str, str]) -> Response:
@@ -310,11 +368,15 @@ def create_variable(b: Backend, req: Request, m: dict[str, str]) -> Response:
         raise MissingParameter("value")
     hidden = bool(req.bool("masked_and_hidden", False))
     var = Variable(
-        key=str(req.get("key") or ""), value=str(req.get("value")),
+        key=str(req.get("key") or ""),
+        value=str(req.get("value")),
         variable_type=str(req.get("variable_type") or "env_var"),
-        protected=bool(req.bool("protected", False)), masked=bool(req.bool("masked", False)) or hidden,
-        hidden=hidden, raw=bool(req.bool("raw", False)),
-        environment_scope=str(req.get("environment_scope") or "*"), description=req.get("description"),
+        protected=bool(req.bool("protected", False)),
+        masked=bool(req.bool("masked", False)) or hidden,
+        hidden=hidden,
+        raw=bool(req.bool("raw", False)),
+        environment_scope=str(req.get("environment_scope") or "*"),
+        description=req.get("description"),
     )
     return Response(201, b.create_variable(project, var).to_json())
 
@@ -324,9 +386,12 @@ def update_variable(b: Backend, req: Request, m: dict[str, str]) -> Response:
     var = b.variable(project, unquote(m["key"]), _scope(req))
     changes = {
         "value": None if req.get("value") is None else str(req.get("value")),
-        "variable_type": req.get("variable_type"), "protected": req.bool("protected"),
-        "masked": req.bool("masked"), "raw": req.bool("raw"),
-        "environment_scope": req.get("environment_scope"), "description": req.get("description"),
+        "variable_type": req.get("variable_type"),
+        "protected": req.bool("protected"),
+        "masked": req.bool("masked"),
+        "raw": req.bool("raw"),
+        "environment_scope": req.get("environment_scope"),
+        "description": req.get("description"),
     }
     return Response(200, b.update_variable(project, var, changes).to_json())
 
@@ -348,10 +413,15 @@ def _actions(raw: Any) -> list[FileAction]:
         path = validate_file_path(str(item["file_path"]))
         content = decode_content(str(item.get("content") or ""), str(item.get("encoding") or "text"), path)
         previous = item.get("previous_path")
-        actions.append(FileAction(
-            str(item["action"]), path, content, validate_file_path(str(previous)) if previous else None,
-            item.get("execute_filemode"),
-        ))
+        actions.append(
+            FileAction(
+                str(item["action"]),
+                path,
+                content,
+                validate_file_path(str(previous)) if previous else None,
+                item.get("execute_filemode"),
+            )
+        )
     return actions
 
 
@@ -362,9 +432,13 @@ def create_commit(b: Backend, req: Request, m: dict[str, str]) -> Response:
         raise MissingParameter(*missing)
     author = (str(req.get("author_name")), str(req.get("author_email"))) if req.get("author_email") else None
     sha = b.commit(
-        project, branch=str(req.get("branch")), message=str(req.get("commit_message")),
-        actions=_actions(req.get("actions")), start_branch=req.get("start_branch"),
-        start_sha=req.get("start_sha"), author=author,
+        project,
+        branch=str(req.get("branch")),
+        message=str(req.get("commit_message")),
+        actions=_actions(req.get("actions")),
+        start_branch=req.get("start_branch"),
+        start_sha=req.get("start_sha"),
+        author=author,
     )
     return Response(201, commit_json(b, project, sha))
 
@@ -392,9 +466,17 @@ def get_tree(b: Backend, req: Request, m: dict[str, str]) -> Response:
     if sha is None:
         raise NotFound("Tree")
     entries = project.repo.tree(sha, str(req.get("path") or ""), bool(req.bool("recursive", False)))
-    return paginate(req, entries, lambda e: {
-        "id": e.id, "name": e.path.rsplit("/", 1)[-1], "type": e.type, "path": e.path, "mode": e.mode,
-    })
+    return paginate(
+        req,
+        entries,
+        lambda e: {
+            "id": e.id,
+            "name": e.path.rsplit("/", 1)[-1],
+            "type": e.type,
+            "path": e.path,
+            "mode": e.mode,
+        },
+    )
 
 
 def _file(
@@ -417,18 +499,29 @@ def get_file(b: Backend, req: Request, m: dict[str, str]) -> Response:
     project, ref, sha, data, blob_id = _file(b, req, m, ref_required=True)
     path = unquote(m["path"])
     last = project.repo.log(sha, path)
-    return Response(200, {
-        "file_name": path.rsplit("/", 1)[-1], "file_path": path, "size": len(data), "encoding": "base64",
-        "content": base64.b64encode(data).decode("ascii"), "content_sha256": hashlib.sha256(data).hexdigest(),
-        "ref": ref, "blob_id": blob_id, "commit_id": sha, "last_commit_id": last[0] if last else sha,
-        "execute_filemode": False,
-    })
+    return Response(
+        200,
+        {
+            "file_name": path.rsplit("/", 1)[-1],
+            "file_path": path,
+            "size": len(data),
+            "encoding": "base64",
+            "content": base64.b64encode(data).decode("ascii"),
+            "content_sha256": hashlib.sha256(data).hexdigest(),
+            "ref": ref,
+            "blob_id": blob_id,
+            "commit_id": sha,
+            "last_commit_id": last[0] if last else sha,
+            "execute_filemode": False,
+        },
+    )
 
 
 def get_file_raw(b: Backend, req: Request, m: dict[str, str]) -> Response:
     _, _, _, data, blob_id = _file(b, req, m, ref_required=False)
-    return Response(200, data, {"X-Gitlab-Blob-Id": blob_id, "X-Gitlab-Size": str(len(data))},
-                    "application/octet-stream")
+    return Response(
+        200, data, {"X-Gitlab-Blob-Id": blob_id, "X-Gitlab-Size": str(len(data))}, "application/octet-stream"
+    )
 
 
 def _single_file_commit(b: Backend, req: Request, m: dict[str, str], action: str) -> tuple[Project, str]:
@@ -440,8 +533,13 @@ def _single_file_commit(b: Backend, req: Request, m: dict[str, str], action: str
         raise MissingParameter(*missing)
     path = validate_file_path(unquote(m["path"]))
     content = decode_content(str(req.get("content") or ""), str(req.get("encoding") or "text"), path)
-    b.commit(project, branch=str(req.get("branch")), message=str(req.get("commit_message")),
-             actions=[FileAction(action, path, content)], start_branch=req.get("start_branch"))
+    b.commit(
+        project,
+        branch=str(req.get("branch")),
+        message=str(req.get("commit_message")),
+        actions=[FileAction(action, path, content)],
+        start_branch=req.get("start_branch"),
+    )
     return project, path
 
 
@@ -476,9 +574,14 @@ def get_branch(b: Backend, req: Request, m: dict[str, str]) -> Response:
 
 
 def _branch_json(b: Backend, project: Project, name: str, sha: str) -> dict[str, Any]:
-    return {"name": name, "default": name == project.default_branch, "protected": False, "merged": False,
-            "commit": commit_json(b, project, sha),
-            "web_url": f"{b.base_url}/{project.full_path}/-/tree/{name}"}
+    return {
+        "name": name,
+        "default": name == project.default_branch,
+        "protected": False,
+        "merged": False,
+        "commit": commit_json(b, project, sha),
+        "web_url": f"{b.base_url}/{project.full_path}/-/tree/{name}",
+    }
 
 
 # --- pipelines and jobs ---------------------------------------------------------------------------
@@ -544,7 +647,9 @@ def play_job(b: Backend, req: Request, m: dict[str, str]) -> Response:
 def list_protected_branches(b: Backend, req: Request, m: dict[str, str]) -> Response:
     req.need(MAINTAINER)
     project = b.project(m["id"])
-    return paginate(req, sorted(project.protected_branches.values(), key=lambda p: p.name), lambda p: p.to_json())
+    return paginate(
+        req, sorted(project.protected_branches.values(), key=lambda p: p.name), lambda p: p.to_json()
+    )
 
 
 def get_protected_branch(b: Backend, req: Request, m: dict[str, str]) -> Response:
@@ -560,7 +665,11 @@ def protect_branch(b: Backend, req: Request, m: dict[str, str]) -> Response:
     if not name:
         raise MissingParameter("name")
     branch = models.protect_branch(
-        b, b.project(m["id"]), str(name), int(req.get("push_access_level", 40)), int(req.get("merge_access_level", 40))
+        b,
+        b.project(m["id"]),
+        str(name),
+        int(req.get("push_access_level", 40)),
+        int(req.get("merge_access_level", 40)),
     )
     return Response(201, branch.to_json())
 
@@ -602,7 +711,11 @@ def run_trigger(b: Backend, req: Request, m: dict[str, str]) -> Response:
 
 def _bracket_variables(params: dict[str, Any]) -> dict[str, Any]:
     """Form bodies carry variables as variables[KEY]=value."""
-    return {k[len("variables["):-1]: v for k, v in params.items() if k.startswith("variables[") and k.endswith("]")}
+    return {
+        k[len("variables[") : -1]: v
+        for k, v in params.items()
+        if k.startswith("variables[") and k.endswith("]")
+    }
 
 
 def create_branch(b: Backend, req: Request, m: dict[str, str]) -> Response:
@@ -622,28 +735,51 @@ def delete_branch(b: Backend, req: Request, m: dict[str, str]) -> Response:
 
 # --- merge requests and notes ----------------------------------------------------------------------
 def user_json(backend: Backend, user: Any) -> dict[str, Any]:
-    return {"id": user.get("id"), "username": user.get("username"), "name": user.get("name"),
-            "state": user.get("state", "active"), "avatar_url": None,
-            "web_url": f"{backend.base_url}/{user.get('username')}"}
+    return {
+        "id": user.get("id"),
+        "username": user.get("username"),
+        "name": user.get("name"),
+        "state": user.get("state", "active"),
+        "avatar_url": None,
+        "web_url": f"{backend.base_url}/{user.get('username')}",
+    }
 
 
 def mr_json(b: Backend, project: Project, mr: MergeRequest, detail: bool = False) -> dict[str, Any]:
     web = f"{b.base_url}/{project.full_path}/-/merge_requests/{mr.iid}"
     draft = mr.title.lower().startswith(("draft:", "[draft]", "(draft)"))
     data: dict[str, Any] = {
-        "id": mr.id, "iid": mr.iid, "project_id": project.id, "title": mr.title,
-        "description": mr.description, "state": mr.state, "created_at": mr.created_at,
-        "updated_at": mr.updated_at, "merged_at": mr.merged_at, "closed_at": mr.closed_at,
-        "target_branch": mr.target_branch, "source_branch": mr.source_branch,
-        "source_project_id": project.id, "target_project_id": project.id,
-        "author": user_json(b, mr.author), "draft": draft, "work_in_progress": draft,
+        "id": mr.id,
+        "iid": mr.iid,
+        "project_id": project.id,
+        "title": mr.title,
+        "description": mr.description,
+        "state": mr.state,
+        "created_at": mr.created_at,
+        "updated_at": mr.updated_at,
+        "merged_at": mr.merged_at,
+        "closed_at": mr.closed_at,
+        "target_branch": mr.target_branch,
+        "source_branch": mr.source_branch,
+        "source_project_id": project.id,
+        "target_project_id": project.id,
+        "author": user_json(b, mr.author),
+        "draft": draft,
+        "work_in_progress": draft,
         "merge_status": "can_be_merged" if mr.state == "opened" else "unchecked",
         "detailed_merge_status": "mergeable" if mr.state == "opened" else "not_open",
-        "sha": mr.sha, "merge_commit_sha": mr.merge_commit_sha, "squash_commit_sha": None,
-        "user_notes_count": sum(1 for n in mr.notes if not n.system), "labels": [],
-        "has_conflicts": False, "web_url": web,
-        "references": {"short": f"!{mr.iid}", "relative": f"!{mr.iid}",
-                       "full": f"{project.full_path}!{mr.iid}"},
+        "sha": mr.sha,
+        "merge_commit_sha": mr.merge_commit_sha,
+        "squash_commit_sha": None,
+        "user_notes_count": sum(1 for n in mr.notes if not n.system),
+        "labels": [],
+        "has_conflicts": False,
+        "web_url": web,
+        "references": {
+            "short": f"!{mr.iid}",
+            "relative": f"!{mr.iid}",
+            "full": f"{project.full_path}!{mr.iid}",
+        },
     }
     if detail:
         pipelines = b.mr_pipelines(project, mr)
@@ -657,11 +793,21 @@ def mr_json(b: Backend, project: Project, mr: MergeRequest, detail: bool = False
 
 def note_json(b: Backend, note: Note) -> dict[str, Any]:
     return {
-        "id": note.id, "type": None, "body": note.body, "attachment": None,
-        "author": user_json(b, note.author), "created_at": note.created_at, "updated_at": note.updated_at,
-        "system": note.system, "noteable_id": note.noteable_id, "noteable_type": "MergeRequest",
-        "noteable_iid": note.noteable_iid, "project_id": note.project_id, "resolvable": False,
-        "confidential": False, "internal": False,
+        "id": note.id,
+        "type": None,
+        "body": note.body,
+        "attachment": None,
+        "author": user_json(b, note.author),
+        "created_at": note.created_at,
+        "updated_at": note.updated_at,
+        "system": note.system,
+        "noteable_id": note.noteable_id,
+        "noteable_type": "MergeRequest",
+        "noteable_iid": note.noteable_iid,
+        "project_id": note.project_id,
+        "resolvable": False,
+        "confidential": False,
+        "internal": False,
     }
 
 
@@ -677,8 +823,11 @@ def create_merge_request(b: Backend, req: Request, m: dict[str, str]) -> Respons
     project = b.project(m["id"])
     req.need(DEVELOPER)
     mr = b.create_merge_request(
-        project, req.user, source_branch=str(req.get("source_branch") or ""),
-        target_branch=str(req.get("target_branch") or ""), title=str(req.get("title") or ""),
+        project,
+        req.user,
+        source_branch=str(req.get("source_branch") or ""),
+        target_branch=str(req.get("target_branch") or ""),
+        title=str(req.get("title") or ""),
         description=str(req.get("description") or ""),
     )
     return Response(201, mr_json(b, project, mr, detail=True))
@@ -701,9 +850,13 @@ def update_merge_request(b: Backend, req: Request, m: dict[str, str]) -> Respons
 def merge_merge_request(b: Backend, req: Request, m: dict[str, str]) -> Response:
     project = b.project(m["id"])
     req.need(DEVELOPER)
-    mr = b.merge(project, b.merge_request(project, m["iid"]), sha=req.get("sha"),
-                 message=req.get("merge_commit_message"),
-                 remove_source_branch=bool(req.bool("should_remove_source_branch", False)))
+    mr = b.merge(
+        project,
+        b.merge_request(project, m["iid"]),
+        sha=req.get("sha"),
+        message=req.get("merge_commit_message"),
+        remove_source_branch=bool(req.bool("should_remove_source_branch", False)),
+    )
     return Response(200, mr_json(b, project, mr, detail=True))
 
 
@@ -724,8 +877,10 @@ def list_notes(b: Backend, req: Request, m: dict[str, str]) -> Response:
     project = b.project(m["id"])
     notes = list(b.merge_request(project, m["iid"]).notes)
     ascending = str(req.get("sort") or "desc") == "asc"
-    notes.sort(key=lambda n: (n.updated_at if req.get("order_by") == "updated_at" else n.created_at, n.id),
-               reverse=not ascending)
+    notes.sort(
+        key=lambda n: (n.updated_at if req.get("order_by") == "updated_at" else n.created_at, n.id),
+        reverse=not ascending,
+    )
     return paginate(req, notes, lambda n: note_json(b, n))
 
 
@@ -761,8 +916,11 @@ def commit_merge_requests(b: Backend, req: Request, m: dict[str, str]) -> Respon
     sha = project.repo.resolve(unquote(m["sha"]))
     if sha is None:
         raise NotFound("Commit")
-    found = [mr for mr in b.list_merge_requests(project)
-             if mr.merge_commit_sha == sha or project.repo.is_ancestor(sha, mr.sha)]
+    found = [
+        mr
+        for mr in b.list_merge_requests(project)
+        if mr.merge_commit_sha == sha or project.repo.is_ancestor(sha, mr.sha)
+    ]
     return paginate(req, found, lambda mr: mr_json(b, project, mr))
 
 
@@ -771,8 +929,14 @@ def deployment_json(b: Backend, project: Project, d: Deployment) -> dict[str, An
     env = next((e for e in project.environments.values() if e.id == d.environment_id), None)
     job = b.jobs.get(d.job_id)
     return {
-        "id": d.id, "iid": d.iid, "ref": d.ref, "sha": d.sha, "status": d.status,
-        "created_at": d.created_at, "updated_at": d.updated_at, "user": user_json(b, b.user),
+        "id": d.id,
+        "iid": d.iid,
+        "ref": d.ref,
+        "sha": d.sha,
+        "status": d.status,
+        "created_at": d.created_at,
+        "updated_at": d.updated_at,
+        "user": user_json(b, b.user),
         "environment": {"id": env.id, "name": env.name, "external_url": env.external_url} if env else None,
         "deployable": job_json(b, job) if job else None,
     }
@@ -780,8 +944,14 @@ def deployment_json(b: Backend, project: Project, d: Deployment) -> dict[str, An
 
 def environment_json(b: Backend, project: Project, env: Environment, detail: bool = False) -> dict[str, Any]:
     data: dict[str, Any] = {
-        "id": env.id, "name": env.name, "slug": env.slug, "external_url": env.external_url,
-        "state": "available", "tier": env.tier, "created_at": env.created_at, "updated_at": env.updated_at,
+        "id": env.id,
+        "name": env.name,
+        "slug": env.slug,
+        "external_url": env.external_url,
+        "state": "available",
+        "tier": env.tier,
+        "created_at": env.created_at,
+        "updated_at": env.updated_at,
     }
     if detail:
         last = b.last_deployment(project, env)
@@ -824,8 +994,13 @@ def create_access_token(b: Backend, req: Request, m: dict[str, str]) -> Response
         from datetime import UTC, datetime, timedelta
 
         expires = (datetime.now(UTC) + timedelta(days=365)).date().isoformat()
-    token = b.create_access_token(project, str(req.get("name") or ""), req.list("scopes") or [],
-                                  int(req.get("access_level") or MAINTAINER), str(expires))
+    token = b.create_access_token(
+        project,
+        str(req.get("name") or ""),
+        req.list("scopes") or [],
+        int(req.get("access_level") or MAINTAINER),
+        str(expires),
+    )
     return Response(201, token.to_json(with_token=True))
 
 

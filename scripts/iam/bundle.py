@@ -24,7 +24,7 @@ from scripts.sandbox.cfn_template import Resolver
 from .engine import Policy, Principal
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-SECRET_SUFFIX = "AbCdEf"  # Secrets Manager appends 6 random characters to every secret's ARN
+SECRET_SUFFIX = "AbCdEf"  # noqa: S105 - not a secret. Secrets Manager appends 6 random characters to every secret's ARN
 
 
 class BundleModelError(LookupError):
@@ -65,13 +65,17 @@ class OfflineStack:
     def __post_init__(self) -> None:
         self.resolver = Resolver(
             template=self.template,
-            parameters={k: ",".join(v) if isinstance(v, list | tuple) else v for k, v in self.parameters.items()},
+            parameters={
+                k: ",".join(v) if isinstance(v, list | tuple) else v for k, v in self.parameters.items()
+            },
             pseudo={
                 "AWS::AccountId": self.account,
                 "AWS::Region": self.region,
                 "AWS::Partition": "aws",
                 "AWS::StackName": self.stack_name,
-                "AWS::StackId": f"arn:aws:cloudformation:{self.region}:{self.account}:stack/{self.stack_name}/1",
+                "AWS::StackId": (
+                    f"arn:aws:cloudformation:{self.region}:{self.account}:stack/{self.stack_name}/1"
+                ),
                 "AWS::URLSuffix": "amazonaws.com",
             },
             physical_ids=_Ids(self),
@@ -111,7 +115,9 @@ class OfflineStack:
 
         def prop(name: str) -> str:
             if name not in raw:
-                raise BundleModelError(f"{logical_id} ({kind}) has no {name}: name every resource the IAM model reads")
+                raise BundleModelError(
+                    f"{logical_id} ({kind}) has no {name}: name every resource the IAM model reads"
+                )
             return str(self.resolver.resolve(raw[name]))
 
         if kind == "AWS::S3::Bucket":
@@ -272,7 +278,9 @@ class Installation:
                     arn = stack.role_arn(logical_id) if key == "Roles" else stack.user_arn(logical_id)
                     trust = None
                     if key == "Roles":
-                        trust = Policy(f"{logical_id} trust", _document(props["AssumeRolePolicyDocument"], logical_id))
+                        trust = Policy(
+                            f"{logical_id} trust", _document(props["AssumeRolePolicyDocument"], logical_id)
+                        )
                     found[arn] = RoleModel(Principal(arn, tuple(policies), boundary, tags), trust)
         return found
 
@@ -294,7 +302,9 @@ class Installation:
         for stack in self.stacks:
             for logical_id in stack.of_type("AWS::S3::BucketPolicy"):
                 props = stack.properties(logical_id)
-                found[f"arn:aws:s3:::{props['Bucket']}"] = Policy(logical_id, _document(props["PolicyDocument"], logical_id))
+                found[f"arn:aws:s3:::{props['Bucket']}"] = Policy(
+                    logical_id, _document(props["PolicyDocument"], logical_id)
+                )
             for logical_id in stack.of_type("AWS::SQS::QueuePolicy"):
                 props = stack.properties(logical_id)
                 for url in props["Queues"]:
@@ -321,7 +331,9 @@ class Installation:
                     statement["Condition"] = conditions
                 permissions.setdefault(arn, []).append(statement)
             for arn, statements in permissions.items():
-                found[arn] = Policy(f"function policy of {arn}", {"Version": "2012-10-17", "Statement": statements})
+                found[arn] = Policy(
+                    f"function policy of {arn}", {"Version": "2012-10-17", "Statement": statements}
+                )
         return found
 
     def resource_policy_for(self, resource_arn: str) -> Policy | None:
@@ -391,7 +403,10 @@ class PlatformSpec:
 
     @property
     def token_secret_arn(self) -> str:
-        return f"arn:aws:secretsmanager:{self.region}:{self.account}:secret:gitlab-mlops-platform/gitlab-token-{SECRET_SUFFIX}"
+        return (
+            f"arn:aws:secretsmanager:{self.region}:{self.account}:secret:gitlab-mlops-platform/"
+            f"gitlab-token-{SECRET_SUFFIX}"
+        )
 
     @property
     def bundle_bucket(self) -> str:
@@ -420,10 +435,20 @@ def build_installation(
     from scripts.render_template import Platform, render_project
 
     world = Installation()
-    world.add(OfflineStack(load(BOOTSTRAP_TEMPLATE), platform.bootstrap_parameters(), platform.account,
-                           platform.region, "gitlab-mlops-bootstrap"))
+    world.add(
+        OfflineStack(
+            load(BOOTSTRAP_TEMPLATE),
+            platform.bootstrap_parameters(),
+            platform.account,
+            platform.region,
+            "gitlab-mlops-bootstrap",
+        )
+    )
     manifest = {
-        "lambdas": {"seedcode_checkin": {"file": "checkin-0.zip"}, "pipeline_trigger": {"file": "trigger-0.zip"}},
+        "lambdas": {
+            "seedcode_checkin": {"file": "checkin-0.zip"},
+            "pipeline_trigger": {"file": "trigger-0.zip"},
+        },
         "seeds": {"model-build": {"file": "build-0.zip"}, "model-deploy": {"file": "deploy-0.zip"}},
     }
     rendered = render_project(
@@ -445,6 +470,14 @@ def build_installation(
             "SageMakerProjectId": spec.project_id,
             "CiAuthMode": spec.auth_mode,
         }
-        world.add(OfflineStack(template, parameters, platform.account, platform.region,
-                               f"SC-{platform.account}-pp-{spec.project_id}", spec.custom_data()))
+        world.add(
+            OfflineStack(
+                template,
+                parameters,
+                platform.account,
+                platform.region,
+                f"SC-{platform.account}-pp-{spec.project_id}",
+                spec.custom_data(),
+            )
+        )
     return world

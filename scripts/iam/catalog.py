@@ -60,8 +60,13 @@ LEGACY_HANDLER_PERMISSIONS: Final[Mapping[str, Mapping[str, tuple[str, ...]]]] =
     # .../aws-resource-sagemaker-coderepository.html (API_CreateCodeRepository.html)
     "AWS::SageMaker::CodeRepository": {
         "create": ("sagemaker:CreateCodeRepository", "sagemaker:DescribeCodeRepository", "sagemaker:AddTags"),
-        "update": ("sagemaker:UpdateCodeRepository", "sagemaker:DescribeCodeRepository", "sagemaker:AddTags",
-                   "sagemaker:DeleteTags", "sagemaker:ListTags"),
+        "update": (
+            "sagemaker:UpdateCodeRepository",
+            "sagemaker:DescribeCodeRepository",
+            "sagemaker:AddTags",
+            "sagemaker:DeleteTags",
+            "sagemaker:ListTags",
+        ),
         "delete": ("sagemaker:DeleteCodeRepository",),
     },
     # .../aws-resource-iam-accesskey.html (IAM API CreateAccessKey, UpdateAccessKey, DeleteAccessKey)
@@ -87,7 +92,9 @@ class CatalogError(LookupError):
 class ResourceType:
     name: str  # e.g. "endpoint-config"
     required: bool
-    arn_format: str  # e.g. arn:${Partition}:sagemaker:${Region}:${Account}:endpoint-config/${EndpointConfigName}
+    arn_format: (
+        str  # e.g. arn:${Partition}:sagemaker:${Region}:${Account}:endpoint-config/${EndpointConfigName}
+    )
 
 
 @functools.cache
@@ -200,8 +207,7 @@ def handler_permissions(resource_type: str, region: str = "us-east-1") -> dict[s
     handlers = schema.get("handlers") or {}
     if not handlers:
         raise CatalogError(
-            f"{resource_type} has no handlers in its schema: add it to LEGACY_HANDLER_PERMISSIONS with a source"
+            f"{resource_type} has no handlers in its schema: add it to LEGACY_HANDLER_PERMISSIONS with a "
+            "source"
         )
-    return {
-        kind: tuple(handlers.get(kind, {}).get("permissions") or ()) for kind in HANDLERS
-    }
+    return {kind: tuple(handlers.get(kind, {}).get("permissions") or ()) for kind in HANDLERS}

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -128,11 +128,15 @@ def evaluate(principal: Principal, request: Request, resource_policy: Policy | N
     if resource_policy is not None:
         applicable.append(resource_policy)
     for policy in applicable:
-        deny = _first_match(policy, "Deny", request, context, principal.arn if policy is resource_policy else None)
+        deny = _first_match(
+            policy, "Deny", request, context, principal.arn if policy is resource_policy else None
+        )
         if deny:
             return Decision(False, f"explicit deny in {policy.name} ({deny})")
     if resource_policy is not None:
-        grant = _first_match(resource_policy, "Allow", request, context, principal.arn, require_principal=True)
+        grant = _first_match(
+            resource_policy, "Allow", request, context, principal.arn, require_principal=True
+        )
         if grant:
             return Decision(True, f"allowed by {resource_policy.name} ({grant}), naming the principal")
     if principal.boundary is not None and not _first_match(principal.boundary, "Allow", request, context):
@@ -225,9 +229,11 @@ def _principal_matches(statement: Mapping[str, Any], caller: str) -> bool:
                 return True
             if kind == "AWS" and re.fullmatch(r"\d{12}", str(value)) and caller.split(":")[4:5] == [value]:
                 return True
-            if kind == "AWS" and str(value).endswith(":root") and caller.split(":")[4:5] == [
-                str(value).split(":")[4]
-            ]:
+            if (
+                kind == "AWS"
+                and str(value).endswith(":root")
+                and caller.split(":")[4:5] == [str(value).split(":")[4]]
+            ):
                 return True
     return False
 
@@ -297,7 +303,7 @@ def _glob(pattern: str, value: str, *, case_sensitive: bool = True) -> bool:
 
 # --- conditions ---------------------------------------------------------------------------------------
 
-_STRING_OPERATORS = {
+_STRING_OPERATORS: dict[str, tuple[Callable[[str, str], bool], bool]] = {
     "StringEquals": (lambda want, have: want == have, False),
     "StringNotEquals": (lambda want, have: want == have, True),
     "StringEqualsIgnoreCase": (lambda want, have: want.lower() == have.lower(), False),
@@ -309,7 +315,7 @@ _STRING_OPERATORS = {
     "ArnLike": (lambda want, have: _arn_equal(want, have, like=True), False),
     "ArnNotLike": (lambda want, have: _arn_equal(want, have, like=True), True),
 }
-_NUMERIC_OPERATORS = {
+_NUMERIC_OPERATORS: dict[str, tuple[Callable[[float, float], bool], bool]] = {
     "NumericEquals": (lambda a, b: a == b, False),
     "NumericNotEquals": (lambda a, b: a == b, True),
     "NumericLessThan": (lambda a, b: b < a, False),
@@ -416,7 +422,7 @@ class _CaseInsensitive(dict[str, ContextValue]):
     def __getitem__(self, key: str) -> ContextValue:
         return super().__getitem__(key.lower())
 
-    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, key: str, default: Any = None) -> Any:
         return super().get(key.lower(), default)
 
 

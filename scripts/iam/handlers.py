@@ -60,56 +60,143 @@ def _targets_without_roles(props: Properties) -> bool:
 
 
 FEATURES_NOT_USED: tuple[Unused, ...] = (
-    Unused("AWS::Lambda::Function", ("kms:*",), _lacks("KmsKeyArn"),
-           "no KmsKeyArn: Lambda encrypts the environment with its AWS-managed key"),
+    Unused(
+        "AWS::Lambda::Function",
+        ("kms:*",),
+        _lacks("KmsKeyArn"),
+        "no KmsKeyArn: Lambda encrypts the environment with its AWS-managed key",
+    ),
     Unused("AWS::Lambda::Function", ("elasticfilesystem:*",), _lacks("FileSystemConfigs"), "no EFS mounts"),
     Unused("AWS::Lambda::Function", ("lambda:GetLayerVersion",), _lacks("Layers"), "no layers"),
-    Unused("AWS::Lambda::Function",
-           ("lambda:GetCodeSigningConfig", "lambda:PutFunctionCodeSigningConfig",
-            "lambda:DeleteFunctionCodeSigningConfig"),
-           _lacks("CodeSigningConfigArn"), "no code signing config"),
-    Unused("AWS::S3::Bucket", ("iam:PassRole", "s3:PutReplicationConfiguration"), _lacks("ReplicationConfiguration"),
-           "no replication (the only role an S3 bucket passes)"),
-    Unused("AWS::Logs::LogGroup", ("logs:AssociateKmsKey", "logs:DisassociateKmsKey"), _lacks("KmsKeyId"),
-           "no KMS key on the log groups"),
-    Unused("AWS::Logs::LogGroup",
-           ("logs:CreateLogDelivery", "logs:PutResourcePolicy", "logs:DescribeResourcePolicies",
-            "firehose:TagDeliveryStream"),
-           _lacks("DataProtectionPolicy", "ResourcePolicyDocument"),
-           "no data protection audit destinations or resource policy"),
-    Unused("AWS::IAM::Role", ("iam:DeleteRolePermissionsBoundary",), lambda p: bool(p.get("PermissionsBoundary")),
-           "every role keeps its boundary (and the launch roles may never remove one)"),
-    Unused("AWS::IAM::User", ("iam:DeleteUserPermissionsBoundary",), lambda p: bool(p.get("PermissionsBoundary")),
-           "every user keeps its boundary (and the launch roles may never remove one)"),
-    Unused("AWS::IAM::Role", ("iam:AttachRolePolicy",), _lacks("ManagedPolicyArns"),
-           "no ManagedPolicyArns on the role: its managed policies attach themselves (AWS::IAM::ManagedPolicy Roles)"),
-    Unused("AWS::IAM::User", ("iam:AttachUserPolicy",), _lacks("ManagedPolicyArns"),
-           "no ManagedPolicyArns on the user: its managed policies attach themselves (AWS::IAM::ManagedPolicy Users)"),
-    Unused("AWS::IAM::User", ("iam:CreateLoginProfile", "iam:UpdateLoginProfile"), _lacks("LoginProfile"),
-           "CI users never get a console password"),
-    Unused("AWS::IAM::User", ("iam:AddUserToGroup", "iam:RemoveUserFromGroup"), _lacks("Groups"), "no groups"),
-    Unused("AWS::IAM::ManagedPolicy", ("iam:AttachGroupPolicy", "iam:DetachGroupPolicy"), _lacks("Groups"),
-           "no groups"),
-    Unused("AWS::IAM::ManagedPolicy", ("iam:AttachUserPolicy", "iam:DetachUserPolicy"), _lacks("Users"),
-           "attached to roles only (OIDC mode)"),
-    Unused("AWS::IAM::ManagedPolicy", ("iam:AttachRolePolicy", "iam:DetachRolePolicy"), _lacks("Roles"),
-           "attached to users only (access-keys mode)"),
-    Unused("AWS::SageMaker::ModelPackageGroup", ("sagemaker:PutModelPackageGroupPolicy",),
-           _lacks("ModelPackageGroupPolicy"), "no cross-account resource policy on the group"),
-    Unused("AWS::SecretsManager::Secret", ("secretsmanager:ReplicateSecretToRegions",), _lacks("ReplicaRegions"),
-           "no replicas in other Regions"),
+    Unused(
+        "AWS::Lambda::Function",
+        (
+            "lambda:GetCodeSigningConfig",
+            "lambda:PutFunctionCodeSigningConfig",
+            "lambda:DeleteFunctionCodeSigningConfig",
+        ),
+        _lacks("CodeSigningConfigArn"),
+        "no code signing config",
+    ),
+    Unused(
+        "AWS::S3::Bucket",
+        ("iam:PassRole", "s3:PutReplicationConfiguration"),
+        _lacks("ReplicationConfiguration"),
+        "no replication (the only role an S3 bucket passes)",
+    ),
+    Unused(
+        "AWS::Logs::LogGroup",
+        ("logs:AssociateKmsKey", "logs:DisassociateKmsKey"),
+        _lacks("KmsKeyId"),
+        "no KMS key on the log groups",
+    ),
+    Unused(
+        "AWS::Logs::LogGroup",
+        (
+            "logs:CreateLogDelivery",
+            "logs:PutResourcePolicy",
+            "logs:DescribeResourcePolicies",
+            "firehose:TagDeliveryStream",
+        ),
+        _lacks("DataProtectionPolicy", "ResourcePolicyDocument"),
+        "no data protection audit destinations or resource policy",
+    ),
+    Unused(
+        "AWS::IAM::Role",
+        ("iam:DeleteRolePermissionsBoundary",),
+        lambda p: bool(p.get("PermissionsBoundary")),
+        "every role keeps its boundary (and the launch roles may never remove one)",
+    ),
+    Unused(
+        "AWS::IAM::User",
+        ("iam:DeleteUserPermissionsBoundary",),
+        lambda p: bool(p.get("PermissionsBoundary")),
+        "every user keeps its boundary (and the launch roles may never remove one)",
+    ),
+    Unused(
+        "AWS::IAM::Role",
+        ("iam:AttachRolePolicy",),
+        _lacks("ManagedPolicyArns"),
+        "no ManagedPolicyArns on the role: its managed policies attach themselves (AWS::IAM::ManagedPolicy "
+        "Roles)",
+    ),
+    Unused(
+        "AWS::IAM::User",
+        ("iam:AttachUserPolicy",),
+        _lacks("ManagedPolicyArns"),
+        "no ManagedPolicyArns on the user: its managed policies attach themselves (AWS::IAM::ManagedPolicy "
+        "Users)",
+    ),
+    Unused(
+        "AWS::IAM::User",
+        ("iam:CreateLoginProfile", "iam:UpdateLoginProfile"),
+        _lacks("LoginProfile"),
+        "CI users never get a console password",
+    ),
+    Unused(
+        "AWS::IAM::User", ("iam:AddUserToGroup", "iam:RemoveUserFromGroup"), _lacks("Groups"), "no groups"
+    ),
+    Unused(
+        "AWS::IAM::ManagedPolicy",
+        ("iam:AttachGroupPolicy", "iam:DetachGroupPolicy"),
+        _lacks("Groups"),
+        "no groups",
+    ),
+    Unused(
+        "AWS::IAM::ManagedPolicy",
+        ("iam:AttachUserPolicy", "iam:DetachUserPolicy"),
+        _lacks("Users"),
+        "attached to roles only (OIDC mode)",
+    ),
+    Unused(
+        "AWS::IAM::ManagedPolicy",
+        ("iam:AttachRolePolicy", "iam:DetachRolePolicy"),
+        _lacks("Roles"),
+        "attached to users only (access-keys mode)",
+    ),
+    Unused(
+        "AWS::SageMaker::ModelPackageGroup",
+        ("sagemaker:PutModelPackageGroupPolicy",),
+        _lacks("ModelPackageGroupPolicy"),
+        "no cross-account resource policy on the group",
+    ),
+    Unused(
+        "AWS::SecretsManager::Secret",
+        ("secretsmanager:ReplicateSecretToRegions",),
+        _lacks("ReplicaRegions"),
+        "no replicas in other Regions",
+    ),
     Unused("AWS::Events::Rule", ("iam:PassRole",), _targets_without_roles, "no rule or target passes a role"),
-    Unused("AWS::SNS::Topic", ("iam:PassRole", "iam:GetRole"),
-           _lacks("DeliveryStatusLogging"), "no delivery status logging role"),
-    Unused("AWS::SNS::Topic", ("sns:PutDataProtectionPolicy", "sns:GetDataProtectionPolicy"),
-           _lacks("DataProtectionPolicy"), "no data protection policy"),
-    Unused("AWS::ApplicationAutoScaling::ScalableTarget", ("lambda:*",),
-           lambda p: p.get("ServiceNamespace") == "sagemaker", "scales SageMaker endpoints, not Lambda"),
-    Unused("AWS::ApplicationAutoScaling::ScalableTarget", ("iam:PassRole",), _lacks("RoleARN"),
-           "uses Application Auto Scaling's service-linked role"),
-    Unused("AWS::ApplicationAutoScaling::ScalableTarget",
-           ("application-autoscaling:PutScheduledAction", "application-autoscaling:DeleteScheduledAction"),
-           _lacks("ScheduledActions"), "no scheduled actions"),
+    Unused(
+        "AWS::SNS::Topic",
+        ("iam:PassRole", "iam:GetRole"),
+        _lacks("DeliveryStatusLogging"),
+        "no delivery status logging role",
+    ),
+    Unused(
+        "AWS::SNS::Topic",
+        ("sns:PutDataProtectionPolicy", "sns:GetDataProtectionPolicy"),
+        _lacks("DataProtectionPolicy"),
+        "no data protection policy",
+    ),
+    Unused(
+        "AWS::ApplicationAutoScaling::ScalableTarget",
+        ("lambda:*",),
+        lambda p: p.get("ServiceNamespace") == "sagemaker",
+        "scales SageMaker endpoints, not Lambda",
+    ),
+    Unused(
+        "AWS::ApplicationAutoScaling::ScalableTarget",
+        ("iam:PassRole",),
+        _lacks("RoleARN"),
+        "uses Application Auto Scaling's service-linked role",
+    ),
+    Unused(
+        "AWS::ApplicationAutoScaling::ScalableTarget",
+        ("application-autoscaling:PutScheduledAction", "application-autoscaling:DeleteScheduledAction"),
+        _lacks("ScheduledActions"),
+        "no scheduled actions",
+    ),
 )
 
 
@@ -131,14 +218,18 @@ class Skipped:
 
 def unused(resource_type: str, permission: str, props: Properties) -> Unused | None:
     for entry in FEATURES_NOT_USED:
-        if entry.resource_type == resource_type and any(fnmatch.fnmatch(permission, p) for p in entry.actions):
+        if entry.resource_type == resource_type and any(
+            fnmatch.fnmatch(permission, p) for p in entry.actions
+        ):
             return entry if entry.not_used(props) else None
     return None
 
 
-def _arn_of_type(stack: OfflineStack, logical_id: str, kind: str, props: Properties, resource: str) -> list[str]:
+def _arn_of_type(
+    stack: OfflineStack, logical_id: str, kind: str, props: Properties, resource: str
+) -> list[str]:
     """ARNs of one Service Authorization Reference resource type, for a resource of `kind`."""
-    arn, region, account = stack.arn, stack.region, stack.account
+    arn, account = stack.arn, stack.account
     physical = stack.physical_id(logical_id)
 
     def role(value: Any) -> list[str]:
@@ -152,10 +243,14 @@ def _arn_of_type(stack: OfflineStack, logical_id: str, kind: str, props: Propert
         ("AWS::IAM::Role", "policy"): lambda: [str(p) for p in props.get("ManagedPolicyArns", [])],
         ("AWS::IAM::User", "user"): lambda: [stack.user_arn(logical_id)],
         ("AWS::IAM::User", "policy"): lambda: [str(p) for p in props.get("ManagedPolicyArns", [])],
-        ("AWS::IAM::AccessKey", "user"): lambda: [f"arn:aws:iam::{account}:user/gitlab-mlops/{props['UserName']}"],
+        ("AWS::IAM::AccessKey", "user"): lambda: [
+            f"arn:aws:iam::{account}:user/gitlab-mlops/{props['UserName']}"
+        ],
         ("AWS::IAM::ManagedPolicy", "policy"): lambda: [physical],
         ("AWS::IAM::ManagedPolicy", "role"): lambda: [_role_arn(stack, r) for r in props.get("Roles", [])],
-        ("AWS::IAM::ManagedPolicy", "user"): lambda: [f"arn:aws:iam::{account}:user/gitlab-mlops/{u}" for u in props.get("Users", [])],
+        ("AWS::IAM::ManagedPolicy", "user"): lambda: [
+            f"arn:aws:iam::{account}:user/gitlab-mlops/{u}" for u in props.get("Users", [])
+        ],
         ("AWS::SecretsManager::Secret", "Secret"): lambda: [physical],
         ("AWS::Logs::LogGroup", "log-group"): lambda: [arn("logs", f"log-group:{physical}")],
         ("AWS::Lambda::Function", "function"): lambda: [arn("lambda", f"function:{physical}")],
@@ -170,9 +265,13 @@ def _arn_of_type(stack: OfflineStack, logical_id: str, kind: str, props: Propert
         ("AWS::Lambda::Permission", "function"): lambda: [arn("lambda", f"function:{props['FunctionName']}")],
         ("AWS::Events::Rule", "rule-on-default-event-bus"): lambda: [arn("events", f"rule/{physical}")],
         ("AWS::SQS::Queue", "queue"): lambda: [arn("sqs", physical.rsplit("/", 1)[-1])],
-        ("AWS::SQS::QueuePolicy", "queue"): lambda: [arn("sqs", str(q).rsplit("/", 1)[-1]) for q in props["Queues"]],
+        ("AWS::SQS::QueuePolicy", "queue"): lambda: [
+            arn("sqs", str(q).rsplit("/", 1)[-1]) for q in props["Queues"]
+        ],
         ("AWS::SageMaker::ModelPackageGroup", "model-package-group"): lambda: [physical],
-        ("AWS::SageMaker::CodeRepository", "code-repository"): lambda: [arn("sagemaker", f"code-repository/{physical}")],
+        ("AWS::SageMaker::CodeRepository", "code-repository"): lambda: [
+            arn("sagemaker", f"code-repository/{physical}")
+        ],
         ("AWS::SageMaker::Model", "model"): lambda: [physical],
         ("AWS::SageMaker::Model", "role"): lambda: role(props.get("ExecutionRoleArn")),
         ("AWS::SageMaker::EndpointConfig", "endpoint-config"): lambda: [physical],
@@ -214,8 +313,14 @@ def _context(kind: str, action: str, props: Properties, stack: OfflineStack) -> 
     context: dict[str, Any] = {"aws:SecureTransport": True}
     boundary = props.get("PermissionsBoundary")
     if boundary and action in (
-        "iam:CreateRole", "iam:PutRolePolicy", "iam:AttachRolePolicy", "iam:PutRolePermissionsBoundary",
-        "iam:CreateUser", "iam:PutUserPolicy", "iam:AttachUserPolicy", "iam:PutUserPermissionsBoundary",
+        "iam:CreateRole",
+        "iam:PutRolePolicy",
+        "iam:AttachRolePolicy",
+        "iam:PutRolePermissionsBoundary",
+        "iam:CreateUser",
+        "iam:PutUserPolicy",
+        "iam:AttachUserPolicy",
+        "iam:PutUserPermissionsBoundary",
     ):
         context["iam:PermissionsBoundary"] = boundary
     if action == "iam:PassRole":
@@ -232,11 +337,17 @@ def _context(kind: str, action: str, props: Properties, stack: OfflineStack) -> 
     return context
 
 
-def _attach_context(kind: str, props: Properties, stack: OfflineStack, action: str, principal_arn: str) -> dict[str, Any]:
+def _attach_context(
+    kind: str, props: Properties, stack: OfflineStack, action: str, principal_arn: str
+) -> dict[str, Any]:
     """Attaching a managed policy is checked on the role/user, with the policy and the role's boundary."""
     context: dict[str, Any] = {"iam:PolicyARN": stack.physical_id(_policy_logical_id(stack, props))}
     for logical_id in stack.of_type("AWS::IAM::Role") + stack.of_type("AWS::IAM::User"):
-        arn = stack.role_arn(logical_id) if logical_id in stack.of_type("AWS::IAM::Role") else stack.user_arn(logical_id)
+        arn = (
+            stack.role_arn(logical_id)
+            if logical_id in stack.of_type("AWS::IAM::Role")
+            else stack.user_arn(logical_id)
+        )
         if arn == principal_arn:
             boundary = stack.properties(logical_id).get("PermissionsBoundary")
             if boundary:
@@ -278,10 +389,18 @@ def handler_calls(
                 if entry is not None:
                     yield Skipped(logical_id, permission, entry.reason)
                     continue
-                yield HandlerCall(logical_id, kind, handler, permission, tuple(_requests(stack, logical_id, kind, props, action)))
+                yield HandlerCall(
+                    logical_id,
+                    kind,
+                    handler,
+                    permission,
+                    tuple(_requests(stack, logical_id, kind, props, action)),
+                )
 
 
-def _requests(stack: OfflineStack, logical_id: str, kind: str, props: Properties, action: str) -> list[Request]:
+def _requests(
+    stack: OfflineStack, logical_id: str, kind: str, props: Properties, action: str
+) -> list[Request]:
     types = catalog.resource_types(catalog.canonical(action))
     context = _context(kind, action, props, stack)
     arns: list[str] = []
@@ -291,13 +410,23 @@ def _requests(stack: OfflineStack, logical_id: str, kind: str, props: Properties
         required = [t.name for t in types if t.required]
         if required:
             raise LookupError(
-                f"{logical_id} ({kind}): {action} needs a {'/'.join(required)} ARN that handlers.py cannot build"
+                f"{logical_id} ({kind}): {action} needs a {'/'.join(required)} ARN that handlers.py cannot "
+                "build"
             )
         arns = ["*"]
     requests = []
     for arn in arns:
         extra = dict(context)
-        if action in ("iam:AttachRolePolicy", "iam:AttachUserPolicy", "iam:DetachRolePolicy", "iam:DetachUserPolicy") and kind == "AWS::IAM::ManagedPolicy":
+        if (
+            action
+            in (
+                "iam:AttachRolePolicy",
+                "iam:AttachUserPolicy",
+                "iam:DetachRolePolicy",
+                "iam:DetachUserPolicy",
+            )
+            and kind == "AWS::IAM::ManagedPolicy"
+        ):
             extra.update(_attach_context(kind, props, stack, action, arn))
         requests.append(Request(catalog.canonical(action), arn, extra))
     return requests

@@ -85,11 +85,12 @@ def iam_action(service: str, operation: str) -> str:
 
 def _flat(params: Mapping[str, Any]) -> dict[str, str]:
     """Top-level string parameters, plus the last path segment under its own name for REST calls."""
-    flat = {k: str(v) for k, v in params.items() if isinstance(v, str | int) and not isinstance(v, bool)}
-    return flat
+    return {k: str(v) for k, v in params.items() if isinstance(v, str | int) and not isinstance(v, bool)}
 
 
-def _fill(arn_format: str, values: Mapping[str, str], partition: str, region: str, account: str) -> str | None:
+def _fill(
+    arn_format: str, values: Mapping[str, str], partition: str, region: str, account: str
+) -> str | None:
     missing = False
 
     def replace(match: re.Match[str]) -> str:
@@ -109,7 +110,11 @@ def _fill(arn_format: str, values: Mapping[str, str], partition: str, region: st
 
 def _arn_params(params: Mapping[str, str], resource_type: catalog.ResourceType) -> list[str]:
     """Parameters that are already ARNs of `resource_type` (e.g. ModelPackageName given as an ARN)."""
-    return [v for v in params.values() if v.startswith("arn:") and catalog.arn_pattern_matches_type(v, resource_type)]
+    return [
+        v
+        for v in params.values()
+        if v.startswith("arn:") and catalog.arn_pattern_matches_type(v, resource_type)
+    ]
 
 
 def resources_for(
@@ -143,10 +148,10 @@ def resources_for(
     unresolved: list[str] = []
     for resource_type in types:
         direct = _arn_params(flat, resource_type)
-        arn = direct[0] if direct else _fill(resource_type.arn_format, flat, "aws", region, account)
-        if arn is not None:
-            if arn not in found:
-                found.append(arn)
+        filled = direct[0] if direct else _fill(resource_type.arn_format, flat, "aws", region, account)
+        if filled is not None:
+            if filled not in found:
+                found.append(filled)
         elif resource_type.required:
             unresolved.append(resource_type.name)
     if unresolved:
@@ -165,7 +170,10 @@ def context_for(action: str, params: Mapping[str, Any]) -> dict[str, Any]:
             context["cloudformation:TemplateUrl"] = flat["TemplateURL"]
         if "RoleARN" in flat:
             context["cloudformation:RoleArn"] = flat["RoleARN"]
-    if action in ("sagemaker:CreateModelPackage", "sagemaker:UpdateModelPackage") and "ModelApprovalStatus" in flat:
+    if (
+        action in ("sagemaker:CreateModelPackage", "sagemaker:UpdateModelPackage")
+        and "ModelApprovalStatus" in flat
+    ):
         context["sagemaker:ModelApprovalStatus"] = flat["ModelApprovalStatus"]
     tags = params.get("Tags")
     if isinstance(tags, list) and all(isinstance(t, Mapping) and "Key" in t for t in tags):
@@ -193,14 +201,22 @@ def authorize(
     if action in NO_PERMISSION or action in SANDBOX_ONLY:
         return Authorization((), (f"{action}: no permission needed",))
     if not catalog.action_exists(action):
-        raise UnresolvedCall(f"{action} is not an action in the Service Authorization Reference: map it in ACTION_NAMES")
+        raise UnresolvedCall(
+            f"{action} is not an action in the Service Authorization Reference: map it in ACTION_NAMES"
+        )
     action = catalog.canonical(action)
     context: Context = context_for(action, params)
-    requests = [Request(action, arn, context) for arn in resources_for(action, params, account, region, lookups, s3_resource)]
+    requests = [
+        Request(action, arn, context)
+        for arn in resources_for(action, params, account, region, lookups, s3_resource)
+    ]
     flat = _flat(params)
     for name in PASSED_ROLE_PARAMETERS:
         role = flat.get(name, "")
         if role.startswith("arn:") and ":role/" in role:
-            passed = {"aws:SecureTransport": True, "iam:PassedToService": SERVICE_PRINCIPALS.get(service, f"{service}.amazonaws.com")}
+            passed: Context = {
+                "aws:SecureTransport": True,
+                "iam:PassedToService": SERVICE_PRINCIPALS.get(service, f"{service}.amazonaws.com"),
+            }
             requests.append(Request("iam:PassRole", role, passed))
     return Authorization(tuple(requests))

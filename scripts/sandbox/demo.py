@@ -39,10 +39,9 @@ if _LAMBDAS not in sys.path:  # `python -m scripts.sandbox.demo`: mlops_common h
 from mlops_common import contract  # noqa: E402
 
 from scripts.gitlab_standin.runner import kill_leftover_runs  # noqa: E402
+from scripts.iam.audit import Audit  # noqa: E402
 
 from .exceptions import SandboxError  # noqa: E402
-from scripts.iam.audit import Audit
-
 from .lab import BUILD_REPO, DEPLOY_REPO, DemoError, Lab, Project  # noqa: E402
 from .services import REPO_ROOT, Services, State, new_project_id  # noqa: E402
 
@@ -617,8 +616,12 @@ def _options(with_defaults: bool) -> argparse.ArgumentParser:
         help="the project's RepositoryDeletionPolicy (default: delete)",
     )
     options.add_argument("--auth-mode", choices=("oidc", "access-keys"), default=default("oidc"))
-    options.add_argument("--keep", action="store_true", default=default(False),
-                         help="keep .sandbox after the run (logs, repos); `down --keep` keeps it too")
+    options.add_argument(
+        "--keep",
+        action="store_true",
+        default=default(False),
+        help="keep .sandbox after the run (logs, repos); `down --keep` keeps it too",
+    )
     return options
 
 
@@ -628,24 +631,34 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command")
     common = [_options(False)]
-    sub.add_parser("up", parents=common,
-                   help="start the sandbox in the background and bootstrap it with init.sh")
-    sub.add_parser("create-project", parents=common,
-                   help="create the project; wait for the first model build")
+    sub.add_parser(
+        "up", parents=common, help="start the sandbox in the background and bootstrap it with init.sh"
+    )
+    sub.add_parser(
+        "create-project", parents=common, help="create the project; wait for the first model build"
+    )
     for verb in ("approve", "reject"):
-        cmd = sub.add_parser(verb, parents=common,
-                             help=f"{verb} a model package (default: the newest pending one)")
+        cmd = sub.add_parser(
+            verb, parents=common, help=f"{verb} a model package (default: the newest pending one)"
+        )
         cmd.add_argument("--package-arn", default="")
     run_job = sub.add_parser(
-        "run-job", parents=common,
+        "run-job",
+        parents=common,
         help="play a manual job of a deploy pipeline (default: the newest where it waits), e.g. deploy-prod",
     )
     run_job.add_argument("job")
     run_job.add_argument("--pipeline", type=int, default=0, help="the deploy pipeline's id (default: newest)")
-    sub.add_parser("status", parents=common,
-                   help="clone line, pipelines, merge requests, model versions -> commit -> environments")
-    sub.add_parser("down", parents=common,
-                   help="delete the project (deletion policy), stop the servers, remove the state")
+    sub.add_parser(
+        "status",
+        parents=common,
+        help="clone line, pipelines, merge requests, model versions -> commit -> environments",
+    )
+    sub.add_parser(
+        "down",
+        parents=common,
+        help="delete the project (deletion policy), stop the servers, remove the state",
+    )
     sub.add_parser("serve", parents=common, help=argparse.SUPPRESS)
     return parser
 
@@ -680,11 +693,15 @@ def status(lab: Lab, out: Callable[[str], None]) -> None:
             out(f"  {label} {repo.path_with_namespace}: {repo.web_url}")
             out(f"    clone: {lab.clone_command(repo.http_url_to_repo)}")
             for mr in lab.merge_requests(project_id)[:5]:
-                out(f"    merge request !{mr['iid']} {mr['title']!r} ({mr['state']}, "
-                    f"{mr['source_branch']} -> {mr['target_branch']}): {mr['web_url']}")
+                out(
+                    f"    merge request !{mr['iid']} {mr['title']!r} ({mr['state']}, "
+                    f"{mr['source_branch']} -> {mr['target_branch']}): {mr['web_url']}"
+                )
             for pipeline in lab.pipelines(project_id)[:5]:
-                out(f"    pipeline #{pipeline['id']} ({pipeline['source']}, {pipeline['ref']}): "
-                    f"{pipeline['status']}  {pipeline['web_url']}")
+                out(
+                    f"    pipeline #{pipeline['id']} ({pipeline['source']}, {pipeline['ref']}): "
+                    f"{pipeline['status']}  {pipeline['web_url']}"
+                )
             for env in lab.environments(project_id):
                 last = env.get("last_deployment") or {}
                 model = serving.get(ENVIRONMENT_STAGES.get(env["name"], env["name"]), "no model version")
@@ -726,8 +743,10 @@ def _manual_pipeline(lab: Lab, project_id: int, job: str, wanted: int) -> int:
         if jobs.get(job) == "manual":
             return int(pipeline["id"])
         seen.append(f"#{pipeline['id']} ({pipeline['status']}, {job}: {jobs.get(job, 'absent')})")
-    raise DemoError(f"no deploy pipeline has {job} waiting to be played: {', '.join(seen[:5])}; "
-                    "approve a model package for a new one, or pass --pipeline N")
+    raise DemoError(
+        f"no deploy pipeline has {job} waiting to be played: {', '.join(seen[:5])}; "
+        "approve a model package for a new one, or pass --pipeline N"
+    )
 
 
 def down(root: Path, keep: bool, report: Report, out: Callable[[str], None]) -> int:
@@ -746,8 +765,10 @@ def down(root: Path, keep: bool, report: Report, out: Callable[[str], None]) -> 
         stop_detached(state)
     else:
         killed = kill_leftover_runs(root / "gitlab" / "live-runs.json")
-        out("the sandbox server was not running: nothing to delete in it"
-            + (f"; stopped leftover CI runs {killed}" if killed else ""))
+        out(
+            "the sandbox server was not running: nothing to delete in it"
+            + (f"; stopped leftover CI runs {killed}" if killed else "")
+        )
     if not keep:
         shutil.rmtree(root, ignore_errors=True)
     out(f"sandbox stopped{'' if keep else f' and {root} removed'}")

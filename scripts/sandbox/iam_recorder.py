@@ -18,6 +18,7 @@ credentials is judged from the templates' handler permissions instead).
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import threading
 from collections.abc import Iterator, Mapping
@@ -117,10 +118,8 @@ def install(path: Path) -> None:
         _installed["original"] = original
 
     def recording(self: Any, iam_request_cls: type, resource: str = "*") -> None:
-        try:
+        with contextlib.suppress(Exception):  # recording must never break the emulated service
             _record(self, resource)
-        except Exception:  # noqa: BLE001 - recording must never break the emulated service
-            pass
         original(self, iam_request_cls, resource)
 
     ActionAuthenticatorMixin._authenticate_and_authorize_action = recording  # type: ignore[method-assign]
@@ -152,16 +151,14 @@ def _record(response: Any, resource: str) -> None:
         region=region or str(getattr(response, "region", "us-east-1")),
     )
     line = json.dumps(asdict(call), default=str)
-    with _lock:
-        with Path(target).open("a", encoding="utf-8") as out:
-            out.write(line + "\n")
+    with _lock, Path(target).open("a", encoding="utf-8") as out:
+        out.write(line + "\n")
 
 
 def record_call(path: Path, call: Call) -> None:
     """Append a call served outside moto (the local sagemaker-runtime)."""
-    with _lock:
-        with path.open("a", encoding="utf-8") as out:
-            out.write(json.dumps(asdict(call), default=str) + "\n")
+    with _lock, path.open("a", encoding="utf-8") as out:
+        out.write(json.dumps(asdict(call), default=str) + "\n")
 
 
 def read(path: Path) -> Iterator[Call]:

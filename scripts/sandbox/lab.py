@@ -30,15 +30,15 @@ from typing import Any
 import gitlab
 from mlops_common import contract
 
+from scripts.iam.audit import Audit, StackSnapshot, installation, judge, load_snapshots, save_snapshots
+from scripts.iam.requests import Lookups
+
+from . import iam_recorder
 from .custom_resources import CustomResourceBridge, Deletion, ResponseEndpoint
 from .events import Emission, EventBridge, emit_model_package_change, set_approval
 from .exceptions import SandboxError
 from .inference import describe_model
 from .lambda_runner import LambdaRunner
-from scripts.iam.audit import Audit, StackSnapshot, installation, judge, load_snapshots, save_snapshots
-from scripts.iam.requests import Lookups
-
-from . import iam_recorder
 from .services import GROUP, IAM_CALLS_FILE, REPO_ROOT, State
 from .stack_gaps import fill_gaps
 from .tls import LocalCA
@@ -285,8 +285,9 @@ class Lab:
 
     # --- IAM, as AWS would evaluate it ----------------------------------------------------------------
 
-    def _snapshot(self, stack_name: str, physical_ids: Mapping[str, str],
-                  custom_data: Mapping[str, Mapping[str, str]]) -> StackSnapshot:
+    def _snapshot(
+        self, stack_name: str, physical_ids: Mapping[str, str], custom_data: Mapping[str, Mapping[str, str]]
+    ) -> StackSnapshot:
         stack = self.cfn.describe_stacks(StackName=stack_name)["Stacks"][0]
         template = self.cfn.get_template(StackName=stack_name)["TemplateBody"]
         body = template if isinstance(template, str) else json.dumps(template)
@@ -314,7 +315,9 @@ class Lab:
 
     def iam_audit(self) -> Audit:
         """Every recorded call of a product principal, judged as AWS would (scripts/iam)."""
-        world = installation(load_snapshots(self.root / IAM_MODEL_FILE), self.state.account, self.state.region)
+        world = installation(
+            load_snapshots(self.root / IAM_MODEL_FILE), self.state.account, self.state.region
+        )
         secrets_client = self.state.client("secretsmanager")
 
         def secret_arn(name: str) -> str:
@@ -344,13 +347,27 @@ class Lab:
         """A project access token for the model-build repository's merge request notes, in MR_NOTE_TOKEN."""
         repo = self.gitlab().projects.get(project.build_project_id)
         expires = (datetime.now(UTC) + timedelta(days=30)).date().isoformat()
-        token = repo.access_tokens.create({"name": REVIEW_TOKEN_NAME, "scopes": ["api"],
-                                           "access_level": REVIEW_TOKEN_ROLE, "expires_at": expires})
-        repo.variables.create({"key": contract.VAR_MR_NOTE_TOKEN, "value": token.token, "masked": True,
-                               "protected": False,
-                               "description": "project access token (Reporter, api) posting the model note"})
-        self.say(f"{BUILD_REPO}: project access token {REVIEW_TOKEN_NAME!r} (Reporter, api, expires "
-                 f"{expires}) in masked variable {contract.VAR_MR_NOTE_TOKEN}")
+        token = repo.access_tokens.create(
+            {
+                "name": REVIEW_TOKEN_NAME,
+                "scopes": ["api"],
+                "access_level": REVIEW_TOKEN_ROLE,
+                "expires_at": expires,
+            }
+        )
+        repo.variables.create(
+            {
+                "key": contract.VAR_MR_NOTE_TOKEN,
+                "value": token.token,
+                "masked": True,
+                "protected": False,
+                "description": "project access token (Reporter, api) posting the model note",
+            }
+        )
+        self.say(
+            f"{BUILD_REPO}: project access token {REVIEW_TOKEN_NAME!r} (Reporter, api, expires "
+            f"{expires}) in masked variable {contract.VAR_MR_NOTE_TOKEN}"
+        )
 
     def git_environment(self) -> dict[str, str]:
         """What git needs to trust the sandbox's HTTPS: the system's CAs plus the sandbox CA."""
@@ -541,18 +558,24 @@ class Lab:
             def known(value: str | None) -> str:
                 return "" if value in (None, "", contract.METADATA_UNKNOWN) else str(value)
 
-            found.append({
-                "arn": arn, "version": int(package.get("ModelPackageVersion", 0)),
-                "status": package["ModelApprovalStatus"],
-                "commit": known(package.get("MetadataProperties", {}).get("CommitId"))
-                or known(metadata.get(contract.METADATA_GIT_COMMIT)),
-                "branch": known(metadata.get(contract.METADATA_GIT_BRANCH)),
-                "pipeline_url": known(metadata.get(contract.METADATA_PIPELINE_URL)),
-                "merge_request_url": known(metadata.get(contract.METADATA_MERGE_REQUEST_URL)),
-                "description": package.get("ModelPackageDescription", ""),
-                "environments": sorted(t["Key"].removeprefix(contract.TAG_DEPLOYED_PREFIX) for t in tags
-                                       if t["Key"].startswith(contract.TAG_DEPLOYED_PREFIX)),
-            })
+            found.append(
+                {
+                    "arn": arn,
+                    "version": int(package.get("ModelPackageVersion", 0)),
+                    "status": package["ModelApprovalStatus"],
+                    "commit": known(package.get("MetadataProperties", {}).get("CommitId"))
+                    or known(metadata.get(contract.METADATA_GIT_COMMIT)),
+                    "branch": known(metadata.get(contract.METADATA_GIT_BRANCH)),
+                    "pipeline_url": known(metadata.get(contract.METADATA_PIPELINE_URL)),
+                    "merge_request_url": known(metadata.get(contract.METADATA_MERGE_REQUEST_URL)),
+                    "description": package.get("ModelPackageDescription", ""),
+                    "environments": sorted(
+                        t["Key"].removeprefix(contract.TAG_DEPLOYED_PREFIX)
+                        for t in tags
+                        if t["Key"].startswith(contract.TAG_DEPLOYED_PREFIX)
+                    ),
+                }
+            )
         return found
 
     def read_s3(self, uri: str) -> bytes:
@@ -594,8 +617,9 @@ class Lab:
         name = physical.rsplit("endpoint/", 1)[-1]  # moto's physical id is the endpoint ARN
         described = self.sm.describe_endpoint(EndpointName=name)
         config = self.sm.describe_endpoint_config(EndpointConfigName=described["EndpointConfigName"])
-        model = describe_model(self.sm, self.cfn, described["EndpointConfigName"],
-                               config["ProductionVariants"][0]["ModelName"])
+        model = describe_model(
+            self.sm, self.cfn, described["EndpointConfigName"], config["ProductionVariants"][0]["ModelName"]
+        )
         container = model.get("PrimaryContainer", {})
         return {
             "name": name,

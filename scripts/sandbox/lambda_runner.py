@@ -316,15 +316,29 @@ class LambdaRunner:
             "log_stream": log_stream,
             "deadline": started + config.timeout,
         }
-        command = [self.python, "-I", "-S", "-c", _BOOTSTRAP, str(code_dir),
-                   str(runtime_dir(self.work_dir / "code")), str(result_file), config.handler,
-                   json.dumps(meta)]
+        command = [
+            self.python,
+            "-I",
+            "-S",
+            "-c",
+            _BOOTSTRAP,
+            str(code_dir),
+            str(runtime_dir(self.work_dir / "code")),
+            str(result_file),
+            config.handler,
+            json.dumps(meta),
+        ]
         with log_file.open("w") as log:
             log.write(f"START RequestId: {request_id} Version: $LATEST\n")
             log.flush()
             process = subprocess.Popen(
-                command, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, env=env,
-                cwd=code_dir, start_new_session=True,
+                command,
+                stdin=subprocess.PIPE,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=code_dir,
+                start_new_session=True,
             )
             timed_out = False
             try:
@@ -373,7 +387,9 @@ class LambdaRunner:
     def _role_credentials(self, config: FunctionConfig) -> dict[str, str]:
         if self.sts_client is None or not config.role:
             return {}
-        creds = self.sts_client.assume_role(RoleArn=config.role, RoleSessionName=config.name[:64])["Credentials"]
+        creds = self.sts_client.assume_role(RoleArn=config.role, RoleSessionName=config.name[:64])[
+            "Credentials"
+        ]
         return {
             "AWS_ACCESS_KEY_ID": creds["AccessKeyId"],
             "AWS_SECRET_ACCESS_KEY": creds["SecretAccessKey"],
@@ -386,12 +402,16 @@ class LambdaRunner:
     ) -> Invocation:
         if timed_out:
             return Invocation(
-                config.name, request_id, error_type="Sandbox.Timedout",
+                config.name,
+                request_id,
+                error_type="Sandbox.Timedout",
                 error_message=f"Task timed out after {config.timeout:.2f} seconds",
             )
         if not result_file.exists():
             return Invocation(
-                config.name, request_id, error_type="Runtime.ExitError",
+                config.name,
+                request_id,
+                error_type="Runtime.ExitError",
                 error_message=f"RequestId: {request_id} Error: Runtime exited with error: exit status "
                 f"{returncode}",
             )
@@ -399,6 +419,9 @@ class LambdaRunner:
         if result["ok"]:
             return Invocation(config.name, request_id, payload=result["payload"])
         return Invocation(
-            config.name, request_id, error_type=result["errorType"], error_message=result["errorMessage"],
+            config.name,
+            request_id,
+            error_type=result["errorType"],
+            error_message=result["errorMessage"],
             stack_trace=tuple(result.get("stackTrace", ())),
         )

@@ -31,4 +31,4 @@ def honour_sagemaker_names() -> None:
     from moto.sagemaker import models
 
     for class_name, prop in NAME_PROPERTIES.items():
-        setattr(getattr(models, class_name), "cloudformation_name_type", staticmethod(_name_type(prop)))
+        getattr(models, class_name).cloudformation_name_type = staticmethod(_name_type(prop))

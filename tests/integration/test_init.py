@@ -99,7 +99,9 @@ def test_bootstrap_sets_up_bucket_artifacts_template_and_secret(
 
     secret = sm.get_secret_value(SecretId=SECRET_NAME)["SecretString"]
     assert json.loads(secret) == {"token": TOKEN}
-    assert {"Key": bootstrap.TOKEN_SERVER_TAG, "Value": GITLAB_URL} in sm.describe_secret(SecretId=SECRET_NAME)["Tags"]
+    assert {"Key": bootstrap.TOKEN_SERVER_TAG, "Value": GITLAB_URL} in sm.describe_secret(
+        SecretId=SECRET_NAME
+    )["Tags"]
 
     assert TOKEN not in done.stdout + done.stderr
     assert f"sagemaker:projectS3TemplatesLocation,Value=s3://{BUCKET}/project-templates/" in done.stdout
@@ -272,7 +274,9 @@ def test_missing_gitlab_url_fails_before_creating_anything(run_init, aws_client)
 
 def test_a_token_bound_to_another_server_is_not_silently_rebound(run_init, aws_client) -> None:  # type: ignore[no-untyped-def]
     assert_ok(run_init(*default_args()))
-    moved = run_init("--gitlab-url", "https://gitlab.other.example", "--oidc-provider-arn", OIDC_ARN, token=None)
+    moved = run_init(
+        "--gitlab-url", "https://gitlab.other.example", "--oidc-provider-arn", OIDC_ARN, token=None
+    )
     assert moved.returncode == 1
     assert f"holds a token for {GITLAB_URL}, not https://gitlab.other.example" in moved.stderr
     tags = aws_client("secretsmanager").describe_secret(SecretId=SECRET_NAME)["Tags"]

@@ -76,7 +76,9 @@ class World:
         for key in ("ResourceProperties", "OldResourceProperties"):
             if key in event:
                 event[key].update(
-                    GitLabUrl=self.gitlab_url, GitLabTokenSecretArn=self.token_arn, GitLabCaBundleS3Uri=CA_URI,
+                    GitLabUrl=self.gitlab_url,
+                    GitLabTokenSecretArn=self.token_arn,
+                    GitLabCaBundleS3Uri=CA_URI,
                     DeployTriggerSecretArn=self.trigger_arn,
                 )
         if props.get("CiAuthMode") == "access-keys":
@@ -117,7 +119,9 @@ def world(gitlab_server: Standin, aws_client: Any, local_ca: LocalCA) -> World:
             "AccessKeyId": f"AKIA{duty.upper():X<16}",
             "SecretAccessKey": f"wJalrXUtnFEMI/K7MDENG/{duty}/bPxRfiCYEXAMPLEKEY",
         }
-        keys_arns[duty] = sm.create_secret(Name=KEYS_SECRET.format(duty=duty), SecretString=json.dumps(keys))["ARN"]
+        keys_arns[duty] = sm.create_secret(Name=KEYS_SECRET.format(duty=duty), SecretString=json.dumps(keys))[
+            "ARN"
+        ]
     trigger_arn = sm.create_secret(
         Name=TRIGGER_SECRET, SecretString=json.dumps({"state": "pending", "placeholder": "Abc123"})
     )["ARN"]

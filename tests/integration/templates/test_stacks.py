@@ -15,12 +15,14 @@ from typing import Any
 import pytest
 import requests
 
-from scripts.render_template import Platform, bundle_values, render_project
 from lambdas.mlops_common.contract import TRIGGER_ENVIRONMENT
+from scripts.render_template import Platform, bundle_values, render_project
 from tests.unit.templates.cfn import TEMPLATES
 
 PROVIDER = "arn:aws:iam::123456789012:oidc-provider/gitlab.example.com"
-TOKEN_SECRET = "arn:aws:secretsmanager:us-east-1:123456789012:secret:gitlab-mlops-platform/gitlab-token-AbCdEf"
+TOKEN_SECRET = (
+    "arn:aws:secretsmanager:us-east-1:123456789012:secret:gitlab-mlops-platform/gitlab-token-AbCdEf"
+)
 ADMIN = "arn:aws:iam::123456789012:role/platform-admin"
 BOOTSTRAP_STACK = "gitlab-mlops-bootstrap"
 BOUNDARY_ARN = "arn:aws:iam::123456789012:policy/gitlab-mlops-platform/gitlab-mlops-project-boundary"
@@ -79,7 +81,9 @@ def _create_project(aws_client, bucket: str, mode: str) -> tuple[dict[str, str],
         data_access_principal_arns=(ADMIN,),
         oidc_provider_arn=PROVIDER,
     )
-    body = render_project((TEMPLATES / "project.yml").read_text(encoding="utf-8"), MANIFEST, bucket, "bundle", platform)
+    body = render_project(
+        (TEMPLATES / "project.yml").read_text(encoding="utf-8"), MANIFEST, bucket, "bundle", platform
+    )
     cfn = aws_client("cloudformation")
     stack_id = cfn.create_stack(
         StackName="SC-123456789012-pp-abalone",

@@ -92,7 +92,10 @@ class FakeSecrets:
 
     def describe_secret(self, SecretId: str) -> dict[str, Any]:  # noqa: N803 - boto3's name
         self._missing(SecretId, "DescribeSecret")
-        return {"ARN": SecretId, "Tags": [{"Key": k, "Value": v} for k, v in self.tags.get(SecretId, {}).items()]}
+        return {
+            "ARN": SecretId,
+            "Tags": [{"Key": k, "Value": v} for k, v in self.tags.get(SecretId, {}).items()],
+        }
 
     def put_secret_value(self, SecretId: str, SecretString: str) -> dict[str, Any]:  # noqa: N803
         self._missing(SecretId, "PutSecretValue")

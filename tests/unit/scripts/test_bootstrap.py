@@ -79,7 +79,10 @@ def test_no_token_is_allowed_at_parse_time() -> None:
         (["--no-oidc", "--oidc-provider-arn", "arn:aws:iam::1:oidc-provider/g"], "not both"),
         (["--admin-principal-arn", "arn:aws:sts::123456789012:assumed-role/Admin/me"], "session ARNs"),
         (["--lambda-subnet-ids", "subnet-0a1b2c3d"], "go together"),
-        (["--lambda-subnet-ids", "sub-1", "--lambda-security-group-ids", "sg-0a1b2c3d"], "are not subnet ids"),
+        (
+            ["--lambda-subnet-ids", "sub-1", "--lambda-security-group-ids", "sg-0a1b2c3d"],
+            "are not subnet ids",
+        ),
         (["--token-secret-name", "my/token"], "must start with gitlab-mlops-platform/"),
         (["--gitlab-ca-bundle", "/nonexistent/ca.pem"], "is not a PEM file"),
     ],
@@ -139,7 +142,9 @@ def test_defaults() -> None:
         "gitlab-mlops-platform/gitlab-token",
         True,
     )
-    assert bootstrap.bundle_bucket_name("123456789012", REGION) == f"gitlab-mlops-bundle-123456789012-{REGION}"
+    assert (
+        bootstrap.bundle_bucket_name("123456789012", REGION) == f"gitlab-mlops-bundle-123456789012-{REGION}"
+    )
     assert (
         bootstrap.oidc_provider_arn_for("aws", "123456789012", "https://gitlab.example.com")
         == "arn:aws:iam::123456789012:oidc-provider/gitlab.example.com"
@@ -163,12 +168,22 @@ def test_the_admin_principal_of_an_assumed_role_is_the_role_with_its_path() -> N
         role = "arn:aws:iam::123456789012:role/aws-reserved/sso.amazonaws.com/AWSReservedSSO_Admin_1"
         stub.add_response(
             "get_role",
-            {"Role": {"Path": "/aws-reserved/sso.amazonaws.com/", "RoleName": "AWSReservedSSO_Admin_1",
-                      "RoleId": "AROAEXAMPLE12345678", "Arn": role, "CreateDate": "2026-01-01T00:00:00Z",
-                      "AssumeRolePolicyDocument": "{}"}},
+            {
+                "Role": {
+                    "Path": "/aws-reserved/sso.amazonaws.com/",
+                    "RoleName": "AWSReservedSSO_Admin_1",
+                    "RoleId": "AROAEXAMPLE12345678",
+                    "Arn": role,
+                    "CreateDate": "2026-01-01T00:00:00Z",
+                    "AssumeRolePolicyDocument": "{}",
+                }
+            },
             {"RoleName": "AWSReservedSSO_Admin_1"},
         )
-        assert bootstrap.principal_arn(iam, "arn:aws:sts::123456789012:assumed-role/AWSReservedSSO_Admin_1/me") == role
+        assert (
+            bootstrap.principal_arn(iam, "arn:aws:sts::123456789012:assumed-role/AWSReservedSSO_Admin_1/me")
+            == role
+        )
 
 
 # --- template parameters -------------------------------------------------------------------------------
@@ -354,7 +369,9 @@ URL = "https://gitlab.example.com"
 BOUND = [{"Key": "gitlab-mlops:gitlab-url", "Value": URL}]
 
 
-def test_secret_is_created_as_json_bound_to_its_server_and_the_token_never_logged(sm: tuple[Any, Stubber]) -> None:
+def test_secret_is_created_as_json_bound_to_its_server_and_the_token_never_logged(
+    sm: tuple[Any, Stubber],
+) -> None:
     c, stub = sm
     stub.add_client_error("describe_secret", service_error_code="ResourceNotFoundException")
     stub.add_response(
@@ -389,7 +406,9 @@ def test_a_new_token_for_a_new_server_rebinds_the_secret(sm: tuple[Any, Stubber]
     stub.add_response("get_secret_value", {"ARN": ARN, "SecretString": json.dumps({"token": "old"})})
     stub.add_response("put_secret_value", {"ARN": ARN}, {"SecretId": SECRET, "SecretString": ANY})
     stub.add_response(
-        "tag_resource", {}, {"SecretId": SECRET, "Tags": [{"Key": "gitlab-mlops:gitlab-url", "Value": "https://new.example"}]}
+        "tag_resource",
+        {},
+        {"SecretId": SECRET, "Tags": [{"Key": "gitlab-mlops:gitlab-url", "Value": "https://new.example"}]},
     )
     log: list[str] = []
     bootstrap.ensure_token_secret(c, SECRET, TOKEN, "https://new.example", log.append)
@@ -399,7 +418,9 @@ def test_a_new_token_for_a_new_server_rebinds_the_secret(sm: tuple[Any, Stubber]
 def test_a_stored_token_is_never_moved_to_another_server_without_a_new_token(sm: tuple[Any, Stubber]) -> None:
     c, stub = sm
     stub.add_response("describe_secret", {"ARN": ARN, "Name": SECRET, "Tags": BOUND})
-    with pytest.raises(bootstrap.BootstrapError, match="holds a token for https://gitlab.example.com, not https://new"):
+    with pytest.raises(
+        bootstrap.BootstrapError, match="holds a token for https://gitlab.example.com, not https://new"
+    ):
         bootstrap.ensure_token_secret(c, SECRET, None, "https://new.example", lambda _: None)
 
 
@@ -418,5 +439,3 @@ def test_existing_secret_is_kept_when_no_token_is_given(sm: tuple[Any, Stubber])
     log: list[str] = []
     assert bootstrap.ensure_token_secret(c, SECRET, None, URL, log.append) == ARN
     assert "kept" in log[0]
-
-

@@ -1,4 +1,6 @@
-"""scripts/render_template.py: platform settings pinned through the YAML tree, the rest unchanged, lint-clean."""
+"""scripts/render_template.py: platform settings pinned through the YAML tree, the rest unchanged.
+
+The rendered template stays cfn-lint clean."""
 
 from __future__ import annotations
 
@@ -12,7 +14,14 @@ import pytest
 from cfnlint.api import ManualArgs, lint
 
 from scripts import render_template
-from scripts.render_template import Platform, RenderError, bundle_values, exact_pattern, render, render_project
+from scripts.render_template import (
+    Platform,
+    RenderError,
+    bundle_values,
+    exact_pattern,
+    render,
+    render_project,
+)
 from tests.unit.templates.cfn import TEMPLATES, load_text
 
 SOURCE = (TEMPLATES / "project.yml").read_text(encoding="utf-8")
@@ -70,9 +79,9 @@ def test_a_missing_manifest_entry_names_itself(section: str, entry: str) -> None
 
 
 def test_every_platform_parameter_allows_exactly_the_administrators_value() -> None:
-    params = load_text(rendered(subnet_ids=("subnet-0a1b2c3d", "subnet-4e5f6a7b"), security_group_ids=("sg-0a1b2c3d",)))[
-        "Parameters"
-    ]
+    params = load_text(
+        rendered(subnet_ids=("subnet-0a1b2c3d", "subnet-4e5f6a7b"), security_group_ids=("sg-0a1b2c3d",))
+    )["Parameters"]
     expected = {
         "GitLabServerUrl": ["https://gitlab.example.com"],
         "GitLabTokenSecretArn": [TOKEN],
@@ -125,7 +134,9 @@ def test_short_form_tags_survive_as_short_form() -> None:
 def test_render_is_deterministic_and_rendering_twice_changes_nothing() -> None:
     once = rendered()
     assert rendered() == once
-    assert load_text(render_project(once, MANIFEST, "my-bundle-bucket", "bundle", platform())) == load_text(once)
+    assert load_text(render_project(once, MANIFEST, "my-bundle-bucket", "bundle", platform())) == load_text(
+        once
+    )
 
 
 def test_unknown_parameters_are_refused() -> None:
@@ -162,8 +173,12 @@ def test_source_template_lints_clean() -> None:
 def test_rendered_template_lints_clean_in_every_setup() -> None:
     assert _lint(rendered()) == []
     assert _lint(rendered(oidc_provider_arn="")) == []
-    assert _lint(rendered(ca_bundle_s3_uri="s3://my-bundle-bucket/bundle/ca.pem",
-                          subnet_ids=("subnet-0a1b2c3d",), security_group_ids=("sg-0a1b2c3d",))) == []  # fmt: skip
+    private = rendered(
+        ca_bundle_s3_uri="s3://my-bundle-bucket/bundle/ca.pem",
+        subnet_ids=("subnet-0a1b2c3d",),
+        security_group_ids=("sg-0a1b2c3d",),
+    )
+    assert _lint(private) == []
 
 
 def test_cli_writes_the_rendered_template(tmp_path: Path) -> None:

@@ -16,14 +16,20 @@ BOUNDARY_ARN = f"arn:aws:iam::{ACCOUNT}:policy/gitlab-mlops-platform/gitlab-mlop
 EXISTING_PROVIDER = f"arn:aws:iam::{ACCOUNT}:oidc-provider/gitlab.com"
 GETATT = {
     "BundleBucket.Arn": "arn:aws:s3:::bundle-bucket",
-    "LaunchRole.Arn": f"arn:aws:iam::{ACCOUNT}:role/gitlab-mlops-platform/gitlab-mlops-service-catalog-launch",
-    "S3TemplateRole.Arn": f"arn:aws:iam::{ACCOUNT}:role/gitlab-mlops-platform/gitlab-mlops-s3-template-launch",
+    "LaunchRole.Arn": (
+        f"arn:aws:iam::{ACCOUNT}:role/gitlab-mlops-platform/gitlab-mlops-service-catalog-launch"
+    ),
+    "S3TemplateRole.Arn": (
+        f"arn:aws:iam::{ACCOUNT}:role/gitlab-mlops-platform/gitlab-mlops-s3-template-launch"
+    ),
     "ProjectPermissionsBoundary": BOUNDARY_ARN,
 }
 
 
 REQUIRED = {
-    "GitLabTokenSecretArn": f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:gitlab-mlops-platform/gitlab-token-AbCdEf",
+    "GitLabTokenSecretArn": (
+        f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:gitlab-mlops-platform/gitlab-token-AbCdEf"
+    ),
     "AdminPrincipalArns": f"arn:aws:iam::{ACCOUNT}:role/PlatformAdmin",
 }
 
@@ -63,7 +69,10 @@ def test_boundary_has_the_name_and_path_project_roles_reference() -> None:
     props = bootstrap().properties("ProjectPermissionsBoundary")
     assert f"arn:aws:iam::{ACCOUNT}:policy{props['Path']}{props['ManagedPolicyName']}" == BOUNDARY_ARN
     assert project_evaluator().properties("CiProdRole")["PermissionsBoundary"] == BOUNDARY_ARN
-    assert props["Path"] == contract.PLATFORM_IAM_PATH and props["ManagedPolicyName"] == contract.BOUNDARY_POLICY_NAME
+    assert (
+        props["Path"] == contract.PLATFORM_IAM_PATH
+        and props["ManagedPolicyName"] == contract.BOUNDARY_POLICY_NAME
+    )
 
 
 def test_boundary_names_every_action_and_grants_no_iam_writes() -> None:

@@ -46,10 +46,18 @@ SEED_DATA = {
     "SeedRepositories.ModelBuildCloneUrl": "https://gitlab.example.com/ml/team/abalone-model-build.git",
     "SeedRepositories.ModelDeployCloneUrl": "https://gitlab.example.com/ml/team/abalone-model-deploy.git",
     "ArtifactsBucket.Arn": "arn:aws:s3:::gitlab-mlops-p-abc123def456-123456789012-us-east-1",
-    "SageMakerExecutionRole.Arn": f"arn:aws:iam::{ACCOUNT}:role/gitlab-mlops/gitlab-mlops-p-abc123def456-sagemaker-execution",
-    "TriggerDeadLetterQueue.Arn": f"arn:aws:sqs:{REGION}:{ACCOUNT}:gitlab-mlops-p-abc123def456-pipeline-trigger-dlq",
-    "ModelApprovedRule.Arn": f"arn:aws:events:{REGION}:{ACCOUNT}:rule/gitlab-mlops-p-abc123def456-model-approved",
-    "DeployTriggerSecret": f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:gitlab-mlops/p-abc123def456/deploy-trigger-AbCdEf",
+    "SageMakerExecutionRole.Arn": (
+        f"arn:aws:iam::{ACCOUNT}:role/gitlab-mlops/gitlab-mlops-p-abc123def456-sagemaker-execution"
+    ),
+    "TriggerDeadLetterQueue.Arn": (
+        f"arn:aws:sqs:{REGION}:{ACCOUNT}:gitlab-mlops-p-abc123def456-pipeline-trigger-dlq"
+    ),
+    "ModelApprovedRule.Arn": (
+        f"arn:aws:events:{REGION}:{ACCOUNT}:rule/gitlab-mlops-p-abc123def456-model-approved"
+    ),
+    "DeployTriggerSecret": (
+        f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:gitlab-mlops/p-abc123def456/deploy-trigger-AbCdEf"
+    ),
 }
 
 
@@ -165,7 +173,7 @@ def test_the_longest_names_fit_every_service_limit() -> None:
     assert ev.properties("ModelPackageGroup")["ModelPackageGroupName"] == contract.model_package_group_name(
         name, project_id
     )
-    for logical_id, resource in RESOURCES.items():
+    for logical_id in RESOURCES:
         if not ev.resource_exists(logical_id):
             continue
         props = ev.properties(logical_id)
@@ -231,7 +239,9 @@ def test_oidc_mode_creates_three_roles_and_no_users_or_keys() -> None:
 def test_the_role_arns_handed_to_gitlab_are_the_arns_the_roles_get() -> None:
     ev = evaluator(CiAuthMode="oidc")
     props = ev.properties("SeedRepositories")
-    for logical_id, key in zip(DUTY_ROLES, ("CiBuildRoleArn", "CiStagingRoleArn", "CiProdRoleArn"), strict=True):
+    for logical_id, key in zip(
+        DUTY_ROLES, ("CiBuildRoleArn", "CiStagingRoleArn", "CiProdRoleArn"), strict=True
+    ):
         role = ev.properties(logical_id)
         assert props[key] == f"arn:aws:iam::{ACCOUNT}:role{role['Path']}{role['RoleName']}"
         assert props[key.replace("Role", "AccessKeySecret")] == ""
@@ -245,11 +255,14 @@ def test_access_key_mode_creates_a_user_key_and_secret_per_duty_and_no_roles() -
     assert props["CiProdAccessKeySecretArn"] == "<CiProdAccessKeySecret>"
     assert props["CiProdRoleArn"] == ""
     secret = json.loads(
-        Evaluator(TEMPLATE, ev.refs, {"CiProdAccessKey.SecretAccessKey": "S3CR3T", "CiProdAccessKey": "AKIA1"})
-        .properties("CiProdAccessKeySecret")["SecretString"]
+        Evaluator(
+            TEMPLATE, ev.refs, {"CiProdAccessKey.SecretAccessKey": "S3CR3T", "CiProdAccessKey": "AKIA1"}
+        ).properties("CiProdAccessKeySecret")["SecretString"]
     )
     assert secret == {"AccessKeyId": "AKIA1", "SecretAccessKey": "S3CR3T"}
-    assert ev.properties("CiProdPolicy")["Users"] == ["<CiProdUser>"] and "Roles" not in ev.properties("CiProdPolicy")
+    assert ev.properties("CiProdPolicy")["Users"] == ["<CiProdUser>"] and "Roles" not in ev.properties(
+        "CiProdPolicy"
+    )
 
 
 def test_raising_the_serial_replaces_every_key_and_reruns_the_check_in() -> None:
@@ -258,15 +271,18 @@ def test_raising_the_serial_replaces_every_key_and_reruns_the_check_in() -> None
     after = evaluator(CiAuthMode="access-keys", CiAccessKeySerial="2")
     for key in DUTY_KEYS:
         assert before.properties(key)["Serial"] != after.properties(key)["Serial"]
-    assert before.properties("SeedRepositories")["CiAccessKeySerial"] != after.properties("SeedRepositories")[
-        "CiAccessKeySerial"
-    ]
+    assert (
+        before.properties("SeedRepositories")["CiAccessKeySerial"]
+        != after.properties("SeedRepositories")["CiAccessKeySerial"]
+    )
 
 
 def test_vpc_config_only_when_subnets_are_given() -> None:
     for function in ("SeedCheckinFunction", "TriggerFunction"):
         assert "VpcConfig" not in evaluator().properties(function)
-        vpc = evaluator(LambdaSubnetIds="subnet-1,subnet-2", LambdaSecurityGroupIds="sg-1").properties(function)
+        vpc = evaluator(LambdaSubnetIds="subnet-1,subnet-2", LambdaSecurityGroupIds="sg-1").properties(
+            function
+        )
         assert vpc["VpcConfig"] == {"SubnetIds": ["subnet-1", "subnet-2"], "SecurityGroupIds": ["sg-1"]}
 
 
@@ -274,7 +290,9 @@ def test_repository_names_default_to_the_project_name() -> None:
     props = evaluator().properties("SeedRepositories")
     assert props["ModelBuildRepositoryName"] == "abalone-model-build"
     assert props["ModelDeployRepositoryName"] == "abalone-model-deploy"
-    props = evaluator(ModelBuildRepositoryName="b", ModelDeployRepositoryName="d").properties("SeedRepositories")
+    props = evaluator(ModelBuildRepositoryName="b", ModelDeployRepositoryName="d").properties(
+        "SeedRepositories"
+    )
     assert (props["ModelBuildRepositoryName"], props["ModelDeployRepositoryName"]) == ("b", "d")
 
 
@@ -282,9 +300,9 @@ def test_ca_bundle_object_is_readable_only_when_configured() -> None:
     for role in ("SeedCheckinRole", "TriggerRole"):
         sids = {s["Sid"] for s in evaluator().properties(role)["Policies"][0]["PolicyDocument"]["Statement"]}
         assert "ReadCaBundle" not in sids
-        statements = evaluator(GitLabCaBundleS3Uri="s3://certs/gitlab/ca.pem").properties(role)["Policies"][0][
-            "PolicyDocument"
-        ]["Statement"]
+        statements = evaluator(GitLabCaBundleS3Uri="s3://certs/gitlab/ca.pem").properties(role)["Policies"][
+            0
+        ]["PolicyDocument"]["Statement"]
         ca = next(s for s in statements if s["Sid"] == "ReadCaBundle")
         assert ca["Resource"] == "arn:aws:s3:::certs/gitlab/ca.pem"
 
@@ -298,7 +316,8 @@ CUSTOM_RESOURCE_PROPERTIES = {
     "SeedBucket", "ModelBuildSeedKey", "ModelDeploySeedKey",
     "ArtifactBucket", "ModelPackageGroupName", "SageMakerExecutionRoleArn", "DeployTriggerSecretArn",
     "CiAuthMode", "CiBuildRoleArn", "CiStagingRoleArn", "CiProdRoleArn",
-    "CiBuildAccessKeySecretArn", "CiStagingAccessKeySecretArn", "CiProdAccessKeySecretArn", "CiAccessKeySerial",
+    "CiBuildAccessKeySecretArn", "CiStagingAccessKeySecretArn", "CiProdAccessKeySecretArn",
+    "CiAccessKeySerial",
 }  # fmt: skip
 
 
@@ -315,7 +334,9 @@ def test_the_fixture_events_carry_the_templates_properties() -> None:
 
 
 def test_custom_resource_values() -> None:
-    props = evaluator(GitLabGroup="ml/team", RepositoryDeletionPolicy="archive").properties("SeedRepositories")
+    props = evaluator(GitLabGroup="ml/team", RepositoryDeletionPolicy="archive").properties(
+        "SeedRepositories"
+    )
     assert props["ProjectName"] == "abalone" and props["ProjectId"] == "p-abc123def456"
     assert props["ProjectArn"] == f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:project/abalone"
     assert props["GitLabUrl"] == RENDERED["GitLabServerUrl"] and props["GitLabGroup"] == "ml/team"
@@ -376,7 +397,9 @@ def test_trigger_environment_is_the_contracts_and_parses() -> None:
 
 def test_trigger_failures_are_retried_and_end_in_the_dead_letter_queue() -> None:
     ev = evaluator()
-    assert ev.properties("TriggerFunction")["DeadLetterConfig"] == {"TargetArn": SEED_DATA["TriggerDeadLetterQueue.Arn"]}
+    assert ev.properties("TriggerFunction")["DeadLetterConfig"] == {
+        "TargetArn": SEED_DATA["TriggerDeadLetterQueue.Arn"]
+    }
     assert ev.properties("TriggerInvokeConfig")["MaximumRetryAttempts"] >= 1
     target = ev.properties("ModelApprovedRule")["Targets"][0]
     assert target["Arn"] == "<TriggerFunction.Arn>"
@@ -390,7 +413,10 @@ def test_rule_matches_only_approvals_in_this_projects_group() -> None:
     assert pattern == {
         "source": [contract.EVENT_SOURCE],
         "detail-type": [contract.EVENT_DETAIL_TYPE],
-        "detail": {"ModelPackageGroupName": ["abalone-p-abc123def456"], "ModelApprovalStatus": [contract.APPROVED]},
+        "detail": {
+            "ModelPackageGroupName": ["abalone-p-abc123def456"],
+            "ModelApprovalStatus": [contract.APPROVED],
+        },
     }
 
 
@@ -403,7 +429,10 @@ def test_artifacts_bucket_is_encrypted_private_versioned_tls_only_and_retained()
     props = evaluator().properties("ArtifactsBucket")
     sse = props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]
     assert sse["SSEAlgorithm"] in ("aws:kms", "AES256")
-    assert all(props["PublicAccessBlockConfiguration"].values()) and len(props["PublicAccessBlockConfiguration"]) == 4
+    assert (
+        all(props["PublicAccessBlockConfiguration"].values())
+        and len(props["PublicAccessBlockConfiguration"]) == 4
+    )
     assert props["VersioningConfiguration"] == {"Status": "Enabled"}
     assert any("NoncurrentVersionExpiration" in r for r in props["LifecycleConfiguration"]["Rules"])
     assert props["BucketName"] == contract.artifacts_bucket_name("p-abc123def456", ACCOUNT, REGION)
@@ -442,19 +471,27 @@ def test_taggable_resources_carry_the_sagemaker_project_tags() -> None:
 
 def test_studio_code_repositories_point_at_the_clone_urls() -> None:
     ev = evaluator()
-    assert ev.properties("ModelBuildCodeRepository")["GitConfig"]["RepositoryUrl"] == SEED_DATA[
-        "SeedRepositories.ModelBuildCloneUrl"
-    ]
-    assert ev.properties("ModelDeployCodeRepository")["GitConfig"]["RepositoryUrl"] == SEED_DATA[
-        "SeedRepositories.ModelDeployCloneUrl"
-    ]
+    assert (
+        ev.properties("ModelBuildCodeRepository")["GitConfig"]["RepositoryUrl"]
+        == SEED_DATA["SeedRepositories.ModelBuildCloneUrl"]
+    )
+    assert (
+        ev.properties("ModelDeployCodeRepository")["GitConfig"]["RepositoryUrl"]
+        == SEED_DATA["SeedRepositories.ModelDeployCloneUrl"]
+    )
 
 
 def test_trust_paths_come_from_gitlab_not_from_parameters() -> None:
     """An empty or numeric GitLabGroup still yields exact paths: GitLab reports them."""
-    for role, key in (("CiBuildRole", "BuildPath"), ("CiStagingRole", "DeployPath"), ("CiProdRole", "DeployPath")):
+    for role, key in (
+        ("CiBuildRole", "BuildPath"),
+        ("CiStagingRole", "DeployPath"),
+        ("CiProdRole", "DeployPath"),
+    ):
         values = RESOURCES[role]["Properties"]["AssumeRolePolicyDocument"]["Fn::Sub"][1]
-        assert values[key] == {"Fn::GetAtt": ["SeedRepositories", "ModelBuildPath" if key == "BuildPath" else "ModelDeployPath"]}
+        assert values[key] == {
+            "Fn::GetAtt": ["SeedRepositories", "ModelBuildPath" if key == "BuildPath" else "ModelDeployPath"]
+        }
 
 
 def test_ci_trust_condition_keys_follow_an_issuer_with_a_path() -> None:

@@ -36,7 +36,15 @@ from scripts.iam.bundle import (
     build_installation,
     load,
 )
-from scripts.iam.engine import Decision, Policy, Principal, Request, evaluate, evaluate_service, evaluate_trust
+from scripts.iam.engine import (
+    Decision,
+    Policy,
+    Principal,
+    Request,
+    evaluate,
+    evaluate_service,
+    evaluate_trust,
+)
 from scripts.iam.handlers import HandlerCall, Skipped, handler_calls
 
 ACCOUNT, REGION = "123456789012", "us-east-1"
@@ -84,7 +92,9 @@ def secret(name: str) -> str:
     return f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{name}-AbCdEf"
 
 
-def decide(world: Installation, principal: str | Principal, action: str, resource: str, **context: Any) -> Decision:
+def decide(
+    world: Installation, principal: str | Principal, action: str, resource: str, **context: Any
+) -> Decision:
     who = principal if isinstance(principal, Principal) else world.principal(principal)
     request = Request(action, resource, {"aws:SecureTransport": True, **context})
     return evaluate(who, request, world.resource_policy_for(resource))
@@ -95,18 +105,32 @@ def studio_role(world: Installation) -> Principal:
     studio_policy = next(
         p for arn, p in world.managed_policies().items() if arn.endswith("/gitlab-mlops-studio-s3-templates")
     )
-    broad = Policy("broad SageMaker-user rights", {"Version": "2012-10-17", "Statement": [
-        {"Effect": "Allow", "Action": ["cloudformation:*", "s3:*", "sagemaker:*", "iam:PassRole"], "Resource": "*"},
-    ]})
+    broad = Policy(
+        "broad SageMaker-user rights",
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Action": ["cloudformation:*", "s3:*", "sagemaker:*", "iam:PassRole"],
+                    "Resource": "*",
+                },
+            ],
+        },
+    )
     return Principal(f"arn:aws:iam::{ACCOUNT}:role/StudioUsers", (studio_policy, broad))
 
 
 def escalator(world: Installation, project: ProjectSpec) -> Principal:
     """A principal of `project` whose own policy (wrongly) allows everything: only the boundary stops it."""
     boundary = world.principal(role(project, "ci-build")).boundary
-    allow_all = Policy("allow everything", {"Version": "2012-10-17", "Statement": [
-        {"Effect": "Allow", "Action": "*", "Resource": "*"}]})
-    return Principal(role(project, "ci-build"), (allow_all,), boundary, {"gitlab-mlops-project-id": project.project_id})
+    allow_all = Policy(
+        "allow everything",
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]},
+    )
+    return Principal(
+        role(project, "ci-build"), (allow_all,), boundary, {"gitlab-mlops-project-id": project.project_id}
+    )
 
 
 @dataclass(frozen=True)
@@ -115,8 +139,13 @@ class Probe:
     check: Callable[[Installation], Decision]
 
 
-def _probe(name: str, principal: str | Callable[[Installation], Principal], action: str, resource: str,
-           **context: Any) -> Probe:
+def _probe(
+    name: str,
+    principal: str | Callable[[Installation], Principal],
+    action: str,
+    resource: str,
+    **context: Any,
+) -> Probe:
     def check(world: Installation) -> Decision:
         who = principal(world) if callable(principal) else principal
         return decide(world, who, action, resource, **context)
@@ -124,7 +153,9 @@ def _probe(name: str, principal: str | Callable[[Installation], Principal], acti
     return Probe(name, check)
 
 
-def _trust(name: str, target: str, sub: str, aud: str = "sts.amazonaws.com", provider: str = PROVIDER) -> Probe:
+def _trust(
+    name: str, target: str, sub: str, aud: str = "sts.amazonaws.com", provider: str = PROVIDER
+) -> Probe:
     def check(world: Installation) -> Decision:
         context = {f"{ISSUER}:sub": sub, f"{ISSUER}:aud": aud}
         return evaluate_trust(world.trust(target), provider, "sts:AssumeRoleWithWebIdentity", context)
@@ -140,166 +171,485 @@ BOUNDED = {"iam:PermissionsBoundary": BOUNDARY}
 DENIED = [
     # The launch roles reach beyond projects (issue: "The launch role reaches beyond projects").
     _probe("launch role rewrites the permissions boundary", SC_LAUNCH, "iam:CreatePolicyVersion", BOUNDARY),
-    _probe("S3 template role rewrites the permissions boundary", S3_LAUNCH, "iam:CreatePolicyVersion", BOUNDARY),
-    _probe("launch role removes a project role's boundary", SC_LAUNCH, "iam:DeleteRolePermissionsBoundary",
-           role(A, "ci-prod")),
+    _probe(
+        "S3 template role rewrites the permissions boundary", S3_LAUNCH, "iam:CreatePolicyVersion", BOUNDARY
+    ),
+    _probe(
+        "launch role removes a project role's boundary",
+        SC_LAUNCH,
+        "iam:DeleteRolePermissionsBoundary",
+        role(A, "ci-prod"),
+    ),
     _probe("launch role creates a role without the boundary", SC_LAUNCH, "iam:CreateRole", role(A, "extra")),
-    _probe("launch role creates a bounded role outside the project path", SC_LAUNCH, "iam:CreateRole",
-           f"arn:aws:iam::{ACCOUNT}:role/admin-helper", **BOUNDED),
-    _probe("launch role attaches AdministratorAccess to a project role", SC_LAUNCH, "iam:AttachRolePolicy",
-           role(A, "ci-prod"), **BOUNDED, **{"iam:PolicyARN": "arn:aws:iam::aws:policy/AdministratorAccess"}),
-    _probe("launch role rewrites the trust of a non-project role", SC_LAUNCH, "iam:UpdateAssumeRolePolicy",
-           f"arn:aws:iam::{ACCOUNT}:role/PlatformAdmin"),
+    _probe(
+        "launch role creates a bounded role outside the project path",
+        SC_LAUNCH,
+        "iam:CreateRole",
+        f"arn:aws:iam::{ACCOUNT}:role/admin-helper",
+        **BOUNDED,
+    ),
+    _probe(
+        "launch role attaches AdministratorAccess to a project role",
+        SC_LAUNCH,
+        "iam:AttachRolePolicy",
+        role(A, "ci-prod"),
+        **BOUNDED,
+        **{"iam:PolicyARN": "arn:aws:iam::aws:policy/AdministratorAccess"},
+    ),
+    _probe(
+        "launch role rewrites the trust of a non-project role",
+        SC_LAUNCH,
+        "iam:UpdateAssumeRolePolicy",
+        f"arn:aws:iam::{ACCOUNT}:role/PlatformAdmin",
+    ),
     _probe("launch role rewrites its own trust", SC_LAUNCH, "iam:UpdateAssumeRolePolicy", SC_LAUNCH),
-    _probe("launch role passes a non-project role to Lambda", SC_LAUNCH, "iam:PassRole",
-           f"arn:aws:iam::{ACCOUNT}:role/PlatformAdmin", **{"iam:PassedToService": "lambda.amazonaws.com"}),
-    _probe("launch role creates access keys for a non-project user", SC_LAUNCH, "iam:CreateAccessKey",
-           f"arn:aws:iam::{ACCOUNT}:user/alice"),
-    _probe("launch role replaces a non-project function's code", SC_LAUNCH, "lambda:UpdateFunctionCode",
-           f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:payments"),
-    _probe("launch role invokes a non-project function", SC_LAUNCH, "lambda:InvokeFunction",
-           f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:payments"),
-    _probe("launch role opens a non-project function to others", S3_LAUNCH, "lambda:AddPermission",
-           f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:payments"),
-    _probe("launch role changes a non-project queue", SC_LAUNCH, "sqs:SetQueueAttributes",
-           f"arn:aws:sqs:{REGION}:{ACCOUNT}:orders"),
-    _probe("launch role adds targets to a non-project rule", SC_LAUNCH, "events:PutTargets",
-           f"arn:aws:events:{REGION}:{ACCOUNT}:rule/billing"),
-    _probe("launch role rewrites the bundle bucket's policy", SC_LAUNCH, "s3:PutBucketPolicy", f"arn:aws:s3:::{BUNDLE}"),
-    _probe("launch role replaces Lambda code in the bundle", S3_LAUNCH, "s3:PutObject",
-           f"arn:aws:s3:::{BUNDLE}/bundle/seedcode_checkin-0.zip"),
-    _probe("launch role rewrites another bucket's policy", SC_LAUNCH, "s3:PutBucketPolicy", "arn:aws:s3:::company-data"),
+    _probe(
+        "launch role passes a non-project role to Lambda",
+        SC_LAUNCH,
+        "iam:PassRole",
+        f"arn:aws:iam::{ACCOUNT}:role/PlatformAdmin",
+        **{"iam:PassedToService": "lambda.amazonaws.com"},
+    ),
+    _probe(
+        "launch role creates access keys for a non-project user",
+        SC_LAUNCH,
+        "iam:CreateAccessKey",
+        f"arn:aws:iam::{ACCOUNT}:user/alice",
+    ),
+    _probe(
+        "launch role replaces a non-project function's code",
+        SC_LAUNCH,
+        "lambda:UpdateFunctionCode",
+        f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:payments",
+    ),
+    _probe(
+        "launch role invokes a non-project function",
+        SC_LAUNCH,
+        "lambda:InvokeFunction",
+        f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:payments",
+    ),
+    _probe(
+        "launch role opens a non-project function to others",
+        S3_LAUNCH,
+        "lambda:AddPermission",
+        f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:payments",
+    ),
+    _probe(
+        "launch role changes a non-project queue",
+        SC_LAUNCH,
+        "sqs:SetQueueAttributes",
+        f"arn:aws:sqs:{REGION}:{ACCOUNT}:orders",
+    ),
+    _probe(
+        "launch role adds targets to a non-project rule",
+        SC_LAUNCH,
+        "events:PutTargets",
+        f"arn:aws:events:{REGION}:{ACCOUNT}:rule/billing",
+    ),
+    _probe(
+        "launch role rewrites the bundle bucket's policy",
+        SC_LAUNCH,
+        "s3:PutBucketPolicy",
+        f"arn:aws:s3:::{BUNDLE}",
+    ),
+    _probe(
+        "launch role replaces Lambda code in the bundle",
+        S3_LAUNCH,
+        "s3:PutObject",
+        f"arn:aws:s3:::{BUNDLE}/bundle/seedcode_checkin-0.zip",
+    ),
+    _probe(
+        "launch role rewrites another bucket's policy",
+        SC_LAUNCH,
+        "s3:PutBucketPolicy",
+        "arn:aws:s3:::company-data",
+    ),
     _probe("launch role overwrites the platform token", SC_LAUNCH, "secretsmanager:PutSecretValue", TOKEN),
     _probe("launch role deletes the platform token", S3_LAUNCH, "secretsmanager:DeleteSecret", TOKEN),
     _probe("launch role reads the platform token", SC_LAUNCH, "secretsmanager:GetSecretValue", TOKEN),
     # S3-template mode: no template but the published one runs with the template role.
-    _probe("Studio user runs another template with the template role", studio_role, "cloudformation:CreateStack",
-           stack("SP-evil"), **{"cloudformation:RoleArn": S3_LAUNCH,
-                                "cloudformation:TemplateUrl": "https://evil.s3.amazonaws.com/t.yml"}),
-    _probe("Studio user runs an inline template body with the template role", studio_role,
-           "cloudformation:CreateStack", stack("anything"), **{"cloudformation:RoleArn": S3_LAUNCH}),
-    _probe("Studio user updates a project stack with another template", studio_role, "cloudformation:UpdateStack",
-           stack("SP-foo-p-aaaaaaaaaaaa"), **{"cloudformation:TemplateUrl": "https://evil.s3.amazonaws.com/t.yml"}),
-    _probe("Studio user updates a project stack keeping its role, no template URL", studio_role,
-           "cloudformation:UpdateStack", stack("SP-foo-p-aaaaaaaaaaaa")),
-    _probe("Studio user executes a change set on a project stack", studio_role, "cloudformation:ExecuteChangeSet",
-           stack("SP-foo-p-aaaaaaaaaaaa")),
-    _probe("Studio user passes the template role to SageMaker", studio_role, "iam:PassRole", S3_LAUNCH,
-           **{"iam:PassedToService": "sagemaker.amazonaws.com"}),
-    _probe("Studio user with s3:* reads a project's data", studio_role, "s3:GetObject",
-           f"{bucket(A)}/pipelines/model.tar.gz", **{"aws:PrincipalArn": "arn:aws:iam::123456789012:role/Other"}),
-    _probe("Studio user writes the bundle (Lambda code)", studio_role, "s3:PutObject",
-           f"arn:aws:s3:::{BUNDLE}/bundle/pipeline_trigger-0.zip"),
+    _probe(
+        "Studio user runs another template with the template role",
+        studio_role,
+        "cloudformation:CreateStack",
+        stack("SP-evil"),
+        **{
+            "cloudformation:RoleArn": S3_LAUNCH,
+            "cloudformation:TemplateUrl": "https://evil.s3.amazonaws.com/t.yml",
+        },
+    ),
+    _probe(
+        "Studio user runs an inline template body with the template role",
+        studio_role,
+        "cloudformation:CreateStack",
+        stack("anything"),
+        **{"cloudformation:RoleArn": S3_LAUNCH},
+    ),
+    _probe(
+        "Studio user updates a project stack with another template",
+        studio_role,
+        "cloudformation:UpdateStack",
+        stack("SP-foo-p-aaaaaaaaaaaa"),
+        **{"cloudformation:TemplateUrl": "https://evil.s3.amazonaws.com/t.yml"},
+    ),
+    _probe(
+        "Studio user updates a project stack keeping its role, no template URL",
+        studio_role,
+        "cloudformation:UpdateStack",
+        stack("SP-foo-p-aaaaaaaaaaaa"),
+    ),
+    _probe(
+        "Studio user executes a change set on a project stack",
+        studio_role,
+        "cloudformation:ExecuteChangeSet",
+        stack("SP-foo-p-aaaaaaaaaaaa"),
+    ),
+    _probe(
+        "Studio user passes the template role to SageMaker",
+        studio_role,
+        "iam:PassRole",
+        S3_LAUNCH,
+        **{"iam:PassedToService": "sagemaker.amazonaws.com"},
+    ),
+    _probe(
+        "Studio user with s3:* reads a project's data",
+        studio_role,
+        "s3:GetObject",
+        f"{bucket(A)}/pipelines/model.tar.gz",
+        **{"aws:PrincipalArn": "arn:aws:iam::123456789012:role/Other"},
+    ),
+    _probe(
+        "Studio user writes the bundle (Lambda code)",
+        studio_role,
+        "s3:PutObject",
+        f"arn:aws:s3:::{BUNDLE}/bundle/pipeline_trigger-0.zip",
+    ),
     # The boundary bounds: even a project principal allowed everything stays in its project.
-    _probe("bounded principal deletes another project's endpoint", lambda w: escalator(w, A),
-           "sagemaker:DeleteEndpoint", endpoint(B, "prod")),
-    _probe("bounded principal reads another project's trigger token", lambda w: escalator(w, A),
-           "secretsmanager:GetSecretValue", secret(f"gitlab-mlops/{B.project_id}/deploy-trigger")),
-    _probe("bounded principal reads another project's data", lambda w: escalator(w, A), "s3:GetObject",
-           f"{bucket(B)}/k"),
-    _probe("bounded principal creates IAM roles", lambda w: escalator(w, A), "iam:CreateRole", role(A, "more")),
-    _probe("bounded principal re-tags itself into another project", lambda w: escalator(w, A), "iam:TagRole",
-           role(A, "ci-build")),
-    _probe("bounded principal opens Studio", lambda w: escalator(w, A), "sagemaker:CreatePresignedDomainUrl",
-           sm("user-profile/d-1/alice")),
-    _probe("bounded principal reads any secret", lambda w: escalator(w, A), "secretsmanager:GetSecretValue",
-           secret("prod/database")),
-    _probe("bounded principal passes another project's execution role", lambda w: escalator(w, A), "iam:PassRole",
-           role(B, "sagemaker-execution"), **{"iam:PassedToService": "sagemaker.amazonaws.com"}),
+    _probe(
+        "bounded principal deletes another project's endpoint",
+        lambda w: escalator(w, A),
+        "sagemaker:DeleteEndpoint",
+        endpoint(B, "prod"),
+    ),
+    _probe(
+        "bounded principal reads another project's trigger token",
+        lambda w: escalator(w, A),
+        "secretsmanager:GetSecretValue",
+        secret(f"gitlab-mlops/{B.project_id}/deploy-trigger"),
+    ),
+    _probe(
+        "bounded principal reads another project's data",
+        lambda w: escalator(w, A),
+        "s3:GetObject",
+        f"{bucket(B)}/k",
+    ),
+    _probe(
+        "bounded principal creates IAM roles", lambda w: escalator(w, A), "iam:CreateRole", role(A, "more")
+    ),
+    _probe(
+        "bounded principal re-tags itself into another project",
+        lambda w: escalator(w, A),
+        "iam:TagRole",
+        role(A, "ci-build"),
+    ),
+    _probe(
+        "bounded principal opens Studio",
+        lambda w: escalator(w, A),
+        "sagemaker:CreatePresignedDomainUrl",
+        sm("user-profile/d-1/alice"),
+    ),
+    _probe(
+        "bounded principal reads any secret",
+        lambda w: escalator(w, A),
+        "secretsmanager:GetSecretValue",
+        secret("prod/database"),
+    ),
+    _probe(
+        "bounded principal passes another project's execution role",
+        lambda w: escalator(w, A),
+        "iam:PassRole",
+        role(B, "sagemaker-execution"),
+        **{"iam:PassedToService": "sagemaker.amazonaws.com"},
+    ),
     # Cross-project reach of the real policies, by name prefix and by id.
-    _probe("A's staging CI deletes foo-bar's production endpoint", role(A, "ci-staging"), "sagemaker:DeleteEndpoint",
-           endpoint(B, "prod")),
-    _probe("A's staging CI invokes B's staging endpoint", role(A, "ci-staging"), "sagemaker:InvokeEndpoint",
-           endpoint(B, "staging")),
-    _probe("A's staging CI updates B's deploy stack", role(A, "ci-staging"), "cloudformation:UpdateStack",
-           stack(f"{B.name}-{B.project_id}-deploy-staging")),
-    _probe("A's staging CI creates a model under B's names", role(A, "ci-staging"), "sagemaker:CreateModel",
-           sm(f"model/gitlab-mlops-{B.project_id}-staging-0123456789")),
-    _probe("A's staging CI deletes B's endpoint config", role(A, "ci-staging"), "sagemaker:DeleteEndpointConfig",
-           sm(f"endpoint-config/gitlab-mlops-{B.project_id}-staging-0123456789")),
-    _probe("A's build CI reads B's model packages", role(A, "ci-build"), "sagemaker:DescribeModelPackage",
-           sm(f"model-package/{B.name}-{B.project_id}/1")),
-    _probe("A's execution role reads B's data", role(A, "sagemaker-execution"), "s3:GetObject", f"{bucket(B)}/k"),
-    _probe("A's trigger reads the platform token", role(A, "pipeline-trigger"), "secretsmanager:GetSecretValue", TOKEN),
-    _probe("A's trigger reads B's trigger token", role(A, "pipeline-trigger"), "secretsmanager:GetSecretValue",
-           secret(f"gitlab-mlops/{B.project_id}/deploy-trigger")),
-    _probe("A's check-in writes B's trigger token", role(A, "seed-checkin"), "secretsmanager:PutSecretValue",
-           secret(f"gitlab-mlops/{B.project_id}/deploy-trigger")),
-    _probe("A's check-in overwrites the platform token", role(A, "seed-checkin"), "secretsmanager:PutSecretValue", TOKEN),
+    _probe(
+        "A's staging CI deletes foo-bar's production endpoint",
+        role(A, "ci-staging"),
+        "sagemaker:DeleteEndpoint",
+        endpoint(B, "prod"),
+    ),
+    _probe(
+        "A's staging CI invokes B's staging endpoint",
+        role(A, "ci-staging"),
+        "sagemaker:InvokeEndpoint",
+        endpoint(B, "staging"),
+    ),
+    _probe(
+        "A's staging CI updates B's deploy stack",
+        role(A, "ci-staging"),
+        "cloudformation:UpdateStack",
+        stack(f"{B.name}-{B.project_id}-deploy-staging"),
+    ),
+    _probe(
+        "A's staging CI creates a model under B's names",
+        role(A, "ci-staging"),
+        "sagemaker:CreateModel",
+        sm(f"model/gitlab-mlops-{B.project_id}-staging-0123456789"),
+    ),
+    _probe(
+        "A's staging CI deletes B's endpoint config",
+        role(A, "ci-staging"),
+        "sagemaker:DeleteEndpointConfig",
+        sm(f"endpoint-config/gitlab-mlops-{B.project_id}-staging-0123456789"),
+    ),
+    _probe(
+        "A's build CI reads B's model packages",
+        role(A, "ci-build"),
+        "sagemaker:DescribeModelPackage",
+        sm(f"model-package/{B.name}-{B.project_id}/1"),
+    ),
+    _probe(
+        "A's execution role reads B's data", role(A, "sagemaker-execution"), "s3:GetObject", f"{bucket(B)}/k"
+    ),
+    _probe(
+        "A's trigger reads the platform token",
+        role(A, "pipeline-trigger"),
+        "secretsmanager:GetSecretValue",
+        TOKEN,
+    ),
+    _probe(
+        "A's trigger reads B's trigger token",
+        role(A, "pipeline-trigger"),
+        "secretsmanager:GetSecretValue",
+        secret(f"gitlab-mlops/{B.project_id}/deploy-trigger"),
+    ),
+    _probe(
+        "A's check-in writes B's trigger token",
+        role(A, "seed-checkin"),
+        "secretsmanager:PutSecretValue",
+        secret(f"gitlab-mlops/{B.project_id}/deploy-trigger"),
+    ),
+    _probe(
+        "A's check-in overwrites the platform token",
+        role(A, "seed-checkin"),
+        "secretsmanager:PutSecretValue",
+        TOKEN,
+    ),
     # Duties: staging cannot touch production, build cannot deploy or approve.
-    _probe("staging CI updates the production stack", role(A, "ci-staging"), "cloudformation:UpdateStack",
-           stack(f"{A.name}-{A.project_id}-deploy-prod")),
-    _probe("staging CI deletes the production endpoint", role(A, "ci-staging"), "sagemaker:DeleteEndpoint",
-           endpoint(A, "prod")),
-    _probe("build CI deploys a stack", role(A, "ci-build"), "cloudformation:CreateChangeSet",
-           stack(f"{A.name}-{A.project_id}-deploy-staging")),
-    _probe("build CI registers a model as Approved", role(A, "ci-build"), "sagemaker:CreateModelPackage",
-           sm(f"model-package/{A.name}-{A.project_id}/9"), **{"sagemaker:ModelApprovalStatus": "Approved"}),
-    _probe("the pipeline's execution role approves its own model", role(A, "sagemaker-execution"),
-           "sagemaker:UpdateModelPackage", sm(f"model-package/{A.name}-{A.project_id}/1"),
-           **{"sagemaker:ModelApprovalStatus": "Approved"}),
-    _probe("access-key staging user updates production", f"arn:aws:iam::{ACCOUNT}:user/gitlab-mlops/gitlab-mlops-{C.project_id}-ci-staging",
-           "cloudformation:UpdateStack", stack(f"{C.name}-{C.project_id}-deploy-prod")),
+    _probe(
+        "staging CI updates the production stack",
+        role(A, "ci-staging"),
+        "cloudformation:UpdateStack",
+        stack(f"{A.name}-{A.project_id}-deploy-prod"),
+    ),
+    _probe(
+        "staging CI deletes the production endpoint",
+        role(A, "ci-staging"),
+        "sagemaker:DeleteEndpoint",
+        endpoint(A, "prod"),
+    ),
+    _probe(
+        "build CI deploys a stack",
+        role(A, "ci-build"),
+        "cloudformation:CreateChangeSet",
+        stack(f"{A.name}-{A.project_id}-deploy-staging"),
+    ),
+    _probe(
+        "build CI registers a model as Approved",
+        role(A, "ci-build"),
+        "sagemaker:CreateModelPackage",
+        sm(f"model-package/{A.name}-{A.project_id}/9"),
+        **{"sagemaker:ModelApprovalStatus": "Approved"},
+    ),
+    _probe(
+        "the pipeline's execution role approves its own model",
+        role(A, "sagemaker-execution"),
+        "sagemaker:UpdateModelPackage",
+        sm(f"model-package/{A.name}-{A.project_id}/1"),
+        **{"sagemaker:ModelApprovalStatus": "Approved"},
+    ),
+    _probe(
+        "access-key staging user updates production",
+        f"arn:aws:iam::{ACCOUNT}:user/gitlab-mlops/gitlab-mlops-{C.project_id}-ci-staging",
+        "cloudformation:UpdateStack",
+        stack(f"{C.name}-{C.project_id}-deploy-prod"),
+    ),
     # OIDC trust: only the deploy repository's default branch gets production credentials.
-    _trust("production role for a feature branch", role(A, "ci-prod"), f"{A_DEPLOY}:ref_type:branch:ref:feature"),
-    _trust("production role for a merge request pipeline (it runs for its source branch)", role(A, "ci-prod"),
-           f"{A_DEPLOY}:ref_type:branch:ref:feature/new-model"),
+    _trust(
+        "production role for a feature branch", role(A, "ci-prod"), f"{A_DEPLOY}:ref_type:branch:ref:feature"
+    ),
+    _trust(
+        "production role for a merge request pipeline (it runs for its source branch)",
+        role(A, "ci-prod"),
+        f"{A_DEPLOY}:ref_type:branch:ref:feature/new-model",
+    ),
     _trust("production role for a tag named main", role(A, "ci-prod"), f"{A_DEPLOY}:ref_type:tag:ref:main"),
-    _trust("production role for another project's main", role(A, "ci-prod"),
-           "project_path:ml-team/foo-bar-model-deploy:ref_type:branch:ref:main"),
-    _trust("production role for the build repository's main", role(A, "ci-prod"), f"{A_BUILD}:ref_type:branch:ref:main"),
-    _trust("production role with another audience", role(A, "ci-prod"), f"{A_DEPLOY}:ref_type:branch:ref:main",
-           aud="https://gitlab.example.com"),
-    _trust("production role from another OIDC provider", role(A, "ci-prod"), f"{A_DEPLOY}:ref_type:branch:ref:main",
-           provider=f"arn:aws:iam::{ACCOUNT}:oidc-provider/evil.example.com"),
-    _trust("staging role for the build repository", role(A, "ci-staging"), f"{A_BUILD}:ref_type:branch:ref:main"),
-    _trust("build role for the deploy repository", role(A, "ci-build"), f"{A_DEPLOY}:ref_type:branch:ref:main"),
-    _trust("A's build role for B's build repository", role(A, "ci-build"),
-           "project_path:ml-team/foo-bar-model-build:ref_type:branch:ref:main"),
+    _trust(
+        "production role for another project's main",
+        role(A, "ci-prod"),
+        "project_path:ml-team/foo-bar-model-deploy:ref_type:branch:ref:main",
+    ),
+    _trust(
+        "production role for the build repository's main",
+        role(A, "ci-prod"),
+        f"{A_BUILD}:ref_type:branch:ref:main",
+    ),
+    _trust(
+        "production role with another audience",
+        role(A, "ci-prod"),
+        f"{A_DEPLOY}:ref_type:branch:ref:main",
+        aud="https://gitlab.example.com",
+    ),
+    _trust(
+        "production role from another OIDC provider",
+        role(A, "ci-prod"),
+        f"{A_DEPLOY}:ref_type:branch:ref:main",
+        provider=f"arn:aws:iam::{ACCOUNT}:oidc-provider/evil.example.com",
+    ),
+    _trust(
+        "staging role for the build repository", role(A, "ci-staging"), f"{A_BUILD}:ref_type:branch:ref:main"
+    ),
+    _trust(
+        "build role for the deploy repository", role(A, "ci-build"), f"{A_DEPLOY}:ref_type:branch:ref:main"
+    ),
+    _trust(
+        "A's build role for B's build repository",
+        role(A, "ci-build"),
+        "project_path:ml-team/foo-bar-model-build:ref_type:branch:ref:main",
+    ),
     # Which version a stage serves is written by that stage's deploy job only.
-    _probe("staging CI marks a version as serving production", role(A, "ci-staging"), "sagemaker:AddTags",
-           sm(f"model-package/{A.name}-{A.project_id}/3"), **{"aws:TagKeys": ["deployed-to:prod"]}),
-    _probe("staging CI slips the production tag in with its own", role(A, "ci-staging"), "sagemaker:AddTags",
-           sm(f"model-package/{A.name}-{A.project_id}/3"), **{"aws:TagKeys": ["deployed-to:staging", "deployed-to:prod"]}),
-    _probe("build CI marks its candidate as serving production", role(A, "ci-build"), "sagemaker:AddTags",
-           sm(f"model-package/{A.name}-{A.project_id}/3"), **{"aws:TagKeys": ["deployed-to:prod"]}),
-    _probe("build CI removes the production tag", role(A, "ci-build"), "sagemaker:DeleteTags",
-           sm(f"model-package/{A.name}-{A.project_id}/3"), **{"aws:TagKeys": ["deployed-to:prod"]}),
-    _probe("A's production CI tags B's version", role(A, "ci-prod"), "sagemaker:AddTags",
-           sm(f"model-package/{B.name}-{B.project_id}/1"), **{"aws:TagKeys": ["deployed-to:prod"]}),
+    _probe(
+        "staging CI marks a version as serving production",
+        role(A, "ci-staging"),
+        "sagemaker:AddTags",
+        sm(f"model-package/{A.name}-{A.project_id}/3"),
+        **{"aws:TagKeys": ["deployed-to:prod"]},
+    ),
+    _probe(
+        "staging CI slips the production tag in with its own",
+        role(A, "ci-staging"),
+        "sagemaker:AddTags",
+        sm(f"model-package/{A.name}-{A.project_id}/3"),
+        **{"aws:TagKeys": ["deployed-to:staging", "deployed-to:prod"]},
+    ),
+    _probe(
+        "build CI marks its candidate as serving production",
+        role(A, "ci-build"),
+        "sagemaker:AddTags",
+        sm(f"model-package/{A.name}-{A.project_id}/3"),
+        **{"aws:TagKeys": ["deployed-to:prod"]},
+    ),
+    _probe(
+        "build CI removes the production tag",
+        role(A, "ci-build"),
+        "sagemaker:DeleteTags",
+        sm(f"model-package/{A.name}-{A.project_id}/3"),
+        **{"aws:TagKeys": ["deployed-to:prod"]},
+    ),
+    _probe(
+        "A's production CI tags B's version",
+        role(A, "ci-prod"),
+        "sagemaker:AddTags",
+        sm(f"model-package/{B.name}-{B.project_id}/1"),
+        **{"aws:TagKeys": ["deployed-to:prod"]},
+    ),
 ]
 
 # ... and the duties that must keep working.
 ALLOWED = [
-    _trust("production role for the deploy repository's default branch", role(A, "ci-prod"),
-           f"{A_DEPLOY}:ref_type:branch:ref:main"),
-    _trust("staging role for any branch of the deploy repository", role(A, "ci-staging"),
-           f"{A_DEPLOY}:ref_type:branch:ref:feature"),
-    _trust("build role for a merge request branch of the build repository", role(A, "ci-build"),
-           f"{A_BUILD}:ref_type:branch:ref:feature"),
-    _probe("Studio user creates a project stack from the published template", studio_role,
-           "cloudformation:CreateStack", stack("SP-foo-p-aaaaaaaaaaaa"),
-           **{"cloudformation:RoleArn": S3_LAUNCH, "cloudformation:TemplateUrl": PUBLISHED}),
-    _probe("Studio user passes the template role to CloudFormation", studio_role, "iam:PassRole", S3_LAUNCH,
-           **{"iam:PassedToService": "cloudformation.amazonaws.com"}),
-    _probe("the Service Catalog launch role creates a provisioned product's stack", SC_LAUNCH,
-           "cloudformation:CreateStack", stack(f"SC-{ACCOUNT}-pp-abc123")),
-    _probe("the Service Catalog launch role reads Service Catalog's template copy", SC_LAUNCH, "s3:GetObject",
-           "arn:aws:s3:::cf-templates-servicecatalog/t.yml", **{"s3:ExistingObjectTag/servicecatalog:provisioning": "true"}),
-    _probe("A's staging CI invokes its staging endpoint", role(A, "ci-staging"), "sagemaker:InvokeEndpoint",
-           endpoint(A, "staging")),
-    _probe("the data readers the administrator named read project data", studio_role, "s3:GetObject",
-           f"{bucket(A)}/evaluation.json"),
-    _probe("the check-in reads the platform token", role(A, "seed-checkin"), "secretsmanager:GetSecretValue", TOKEN),
-    _probe("staging CI records the version staging serves", role(A, "ci-staging"), "sagemaker:AddTags",
-           sm(f"model-package/{A.name}-{A.project_id}/3"), **{"aws:TagKeys": ["deployed-to:staging"]}),
-    _probe("production CI untags the version production served before", role(A, "ci-prod"), "sagemaker:DeleteTags",
-           sm(f"model-package/{A.name}-{A.project_id}/3"), **{"aws:TagKeys": ["deployed-to:prod"]}),
-    _probe("build CI reads which version production serves", role(A, "ci-build"), "sagemaker:ListTags", sm(f"model-package/{A.name}-{A.project_id}/3")),
-    _probe("build CI tags its package with provenance", role(A, "ci-build"), "sagemaker:AddTags",
-           sm(f"model-package/{A.name}-{A.project_id}/3"), **{"aws:TagKeys": ["git-commit"]}),
-    _probe("the trigger reads its own trigger token", role(A, "pipeline-trigger"), "secretsmanager:GetSecretValue",
-           secret(f"gitlab-mlops/{A.project_id}/deploy-trigger")),
+    _trust(
+        "production role for the deploy repository's default branch",
+        role(A, "ci-prod"),
+        f"{A_DEPLOY}:ref_type:branch:ref:main",
+    ),
+    _trust(
+        "staging role for any branch of the deploy repository",
+        role(A, "ci-staging"),
+        f"{A_DEPLOY}:ref_type:branch:ref:feature",
+    ),
+    _trust(
+        "build role for a merge request branch of the build repository",
+        role(A, "ci-build"),
+        f"{A_BUILD}:ref_type:branch:ref:feature",
+    ),
+    _probe(
+        "Studio user creates a project stack from the published template",
+        studio_role,
+        "cloudformation:CreateStack",
+        stack("SP-foo-p-aaaaaaaaaaaa"),
+        **{"cloudformation:RoleArn": S3_LAUNCH, "cloudformation:TemplateUrl": PUBLISHED},
+    ),
+    _probe(
+        "Studio user passes the template role to CloudFormation",
+        studio_role,
+        "iam:PassRole",
+        S3_LAUNCH,
+        **{"iam:PassedToService": "cloudformation.amazonaws.com"},
+    ),
+    _probe(
+        "the Service Catalog launch role creates a provisioned product's stack",
+        SC_LAUNCH,
+        "cloudformation:CreateStack",
+        stack(f"SC-{ACCOUNT}-pp-abc123"),
+    ),
+    _probe(
+        "the Service Catalog launch role reads Service Catalog's template copy",
+        SC_LAUNCH,
+        "s3:GetObject",
+        "arn:aws:s3:::cf-templates-servicecatalog/t.yml",
+        **{"s3:ExistingObjectTag/servicecatalog:provisioning": "true"},
+    ),
+    _probe(
+        "A's staging CI invokes its staging endpoint",
+        role(A, "ci-staging"),
+        "sagemaker:InvokeEndpoint",
+        endpoint(A, "staging"),
+    ),
+    _probe(
+        "the data readers the administrator named read project data",
+        studio_role,
+        "s3:GetObject",
+        f"{bucket(A)}/evaluation.json",
+    ),
+    _probe(
+        "the check-in reads the platform token",
+        role(A, "seed-checkin"),
+        "secretsmanager:GetSecretValue",
+        TOKEN,
+    ),
+    _probe(
+        "staging CI records the version staging serves",
+        role(A, "ci-staging"),
+        "sagemaker:AddTags",
+        sm(f"model-package/{A.name}-{A.project_id}/3"),
+        **{"aws:TagKeys": ["deployed-to:staging"]},
+    ),
+    _probe(
+        "production CI untags the version production served before",
+        role(A, "ci-prod"),
+        "sagemaker:DeleteTags",
+        sm(f"model-package/{A.name}-{A.project_id}/3"),
+        **{"aws:TagKeys": ["deployed-to:prod"]},
+    ),
+    _probe(
+        "build CI reads which version production serves",
+        role(A, "ci-build"),
+        "sagemaker:ListTags",
+        sm(f"model-package/{A.name}-{A.project_id}/3"),
+    ),
+    _probe(
+        "build CI tags its package with provenance",
+        role(A, "ci-build"),
+        "sagemaker:AddTags",
+        sm(f"model-package/{A.name}-{A.project_id}/3"),
+        **{"aws:TagKeys": ["git-commit"]},
+    ),
+    _probe(
+        "the trigger reads its own trigger token",
+        role(A, "pipeline-trigger"),
+        "secretsmanager:GetSecretValue",
+        secret(f"gitlab-mlops/{A.project_id}/deploy-trigger"),
+    ),
 ]
 
 
@@ -346,7 +696,10 @@ def test_the_launch_roles_hold_every_handler_permission_of_the_project_stack(lau
                     checked += 1
                     decision = evaluate(principal, request)
                     if not decision:
-                        denied.append(f"{item.logical_id} {item.handler} {request.action} {request.resource}: {decision.reason}")
+                        denied.append(
+                            f"{item.logical_id} {item.handler} {request.action} {request.resource}: "
+                            f"{decision.reason}"
+                        )
     assert checked > 500
     assert not denied, "\n".join(denied)
 
@@ -362,7 +715,11 @@ def test_every_skipped_handler_permission_says_which_property_it_waits_for() -> 
 def test_a_skipped_permission_comes_back_when_the_template_uses_its_feature() -> None:
     template = PROJECT_TEMPLATE_WITH_KMS()
     world = build_installation(PLATFORM, [A], template)
-    calls = [c for c in handler_calls(world.stacks[1]) if isinstance(c, HandlerCall) and c.permission.startswith("kms:")]
+    calls = [
+        c
+        for c in handler_calls(world.stacks[1])
+        if isinstance(c, HandlerCall) and c.permission.startswith("kms:")
+    ]
     assert calls, "a function with KmsKeyArn must need the kms handler permissions"
     launch = world.principal(SC_LAUNCH)
     assert not all(evaluate(launch, r) for c in calls for r in c.requests)
@@ -372,7 +729,8 @@ def PROJECT_TEMPLATE_WITH_KMS() -> str:  # noqa: N802 - a fixture-like builder
     text = (REPO_ROOT / "templates" / "project.yml").read_text(encoding="utf-8")
     return text.replace(
         "      Handler: seedcode_checkin.handler.handler\n",
-        "      Handler: seedcode_checkin.handler.handler\n      KmsKeyArn: arn:aws:kms:us-east-1:123456789012:key/k\n",
+        "      Handler: seedcode_checkin.handler.handler\n      KmsKeyArn: "
+        "arn:aws:kms:us-east-1:123456789012:key/k\n",
     )
 
 
@@ -389,11 +747,18 @@ def _deploy_stack(project: ProjectSpec, stage: str, **settings: str) -> OfflineS
         "EnableDataCapture": "true",
         **settings,
     }
-    return OfflineStack(load(DEPLOY_TEMPLATE), parameters, ACCOUNT, REGION,
-                        f"{project.name}-{project.project_id}-deploy-{stage}")
+    return OfflineStack(
+        load(DEPLOY_TEMPLATE),
+        parameters,
+        ACCOUNT,
+        REGION,
+        f"{project.name}-{project.project_id}-deploy-{stage}",
+    )
 
 
-@pytest.mark.parametrize(("stage", "duty", "other"), [("staging", "ci-staging", "ci-prod"), ("prod", "ci-prod", "ci-staging")])
+@pytest.mark.parametrize(
+    ("stage", "duty", "other"), [("staging", "ci-staging", "ci-prod"), ("prod", "ci-prod", "ci-staging")]
+)
 def test_each_deploy_duty_holds_the_handler_permissions_of_its_stage_only(
     world: Installation, stage: str, duty: str, other: str
 ) -> None:
@@ -406,9 +771,15 @@ def test_each_deploy_duty_holds_the_handler_permissions_of_its_stage_only(
         for request in item.requests:
             decision = evaluate(own, request, world.resource_policy_for(request.resource))
             if not decision:
-                denied.append(f"{item.logical_id} {item.handler} {request.action} {request.resource}: {decision.reason}")
+                denied.append(
+                    f"{item.logical_id} {item.handler} {request.action} {request.resource}: {decision.reason}"
+                )
             # The execution role and autoscaling's service-linked role serve both stages by design.
-            if request.resource != "*" and "scalable-target" not in request.resource and ":iam::" not in request.resource:
+            if (
+                request.resource != "*"
+                and "scalable-target" not in request.resource
+                and ":iam::" not in request.resource
+            ):
                 scoped += 1
                 if evaluate(foreign, request):
                     leaked.append(f"{other} may {request.action} {request.resource}")
@@ -424,15 +795,24 @@ def test_only_the_projects_approval_rule_invokes_its_trigger(world: Installation
     function = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:gitlab-mlops-{A.project_id}-pipeline-trigger"
     policy = world.resource_policy_for(function)
     assert policy is not None
-    own_rule = {"aws:SourceArn": f"arn:aws:events:{REGION}:{ACCOUNT}:rule/gitlab-mlops-{A.project_id}-model-approved",
-                "aws:SourceAccount": ACCOUNT}
-    other_rule = {**own_rule, "aws:SourceArn": f"arn:aws:events:{REGION}:{ACCOUNT}:rule/gitlab-mlops-{B.project_id}-model-approved"}
-    assert evaluate_service(policy, "events.amazonaws.com", Request("lambda:InvokeFunction", function, own_rule))
-    assert not evaluate_service(policy, "events.amazonaws.com", Request("lambda:InvokeFunction", function, other_rule))
+    own_rule = {
+        "aws:SourceArn": f"arn:aws:events:{REGION}:{ACCOUNT}:rule/gitlab-mlops-{A.project_id}-model-approved",
+        "aws:SourceAccount": ACCOUNT,
+    }
+    other_rule = {
+        **own_rule,
+        "aws:SourceArn": f"arn:aws:events:{REGION}:{ACCOUNT}:rule/gitlab-mlops-{B.project_id}-model-approved",
+    }
+    assert evaluate_service(
+        policy, "events.amazonaws.com", Request("lambda:InvokeFunction", function, own_rule)
+    )
+    assert not evaluate_service(
+        policy, "events.amazonaws.com", Request("lambda:InvokeFunction", function, other_rule)
+    )
 
 
 def test_trust_policies_never_allow_session_tags(world: Installation) -> None:
-    """Session tags override role tags (STS AssumeRole API reference): no token may bring its own project id."""
+    """Session tags override role tags (STS AssumeRole API reference): no token brings its own project id."""
     for arn, model in world.principals().items():
         if model.trust is None:
             continue
@@ -446,7 +826,10 @@ def test_every_project_principal_carries_the_boundary_and_its_project_tag(world:
         if "/gitlab-mlops/" not in arn:
             continue
         project_id = arn.split("gitlab-mlops-", 2)[-1][:14]
-        assert model.principal.boundary is not None and model.principal.boundary.name == "ProjectPermissionsBoundary", arn
+        assert (
+            model.principal.boundary is not None
+            and model.principal.boundary.name == "ProjectPermissionsBoundary"
+        ), arn
         assert model.principal.tags.get("gitlab-mlops-project-id") == project_id, arn
 
 
@@ -454,12 +837,20 @@ def test_every_project_principal_carries_the_boundary_and_its_project_tag(world:
 
 # (issue, policy, a detail fragment) -> why it stays
 EXPLAINED_FINDINGS = {
-    ("RESOURCE_MISMATCH", "ProjectPermissionsBoundary"):
-        "parliament does not expand policy variables: ${aws:PrincipalTag/gitlab-mlops-project-id} inside an ARN "
-        "reads to it as a malformed resource; the engine evaluates those ARNs (test_engine.py)",
-    ("RESOURCE_POLICY_PRIVILEGE_ESCALATION", "ProjectProvisioningPolicy"):
-        "CloudFormation must write project bucket policies (AWS::S3::BucketPolicy); the launch roles can only be "
-        "driven with the published template, whose bucket policy admits the project's principals only",
+    (
+        "RESOURCE_MISMATCH",
+        "ProjectPermissionsBoundary",
+    ): (
+        "parliament does not expand policy variables: ${aws:PrincipalTag/gitlab-mlops-project-id} inside an "
+        "ARN reads to it as a malformed resource; the engine evaluates those ARNs (test_engine.py)"
+    ),
+    (
+        "RESOURCE_POLICY_PRIVILEGE_ESCALATION",
+        "ProjectProvisioningPolicy",
+    ): (
+        "CloudFormation must write project bucket policies (AWS::S3::BucketPolicy); the launch roles can "
+        "only be driven with the published template, whose bucket policy admits the project's principals only"
+    ),
 }
 
 
@@ -485,7 +876,9 @@ def test_every_action_in_every_policy_exists(world: Installation) -> None:
 
 
 def test_parliament_reports_nothing_above_low_unexplained(world: Installation) -> None:
-    severities = yaml.safe_load((Path(analyze_policy_string.__globals__["__file__"]).parent / "config.yaml").read_text())
+    severities = yaml.safe_load(
+        (Path(analyze_policy_string.__globals__["__file__"]).parent / "config.yaml").read_text()
+    )
     unexplained = []
     for policy in _policies(world):
         for finding in analyze_policy_string(json.dumps(policy.document)).findings:
@@ -520,7 +913,9 @@ def rendered() -> dict[str, Any]:
         ("DataAccessPrincipalArns", f"arn:aws:iam::{ACCOUNT}:role/Attacker"),
     ],
 )
-def test_a_project_cannot_redirect_a_platform_setting(rendered: dict[str, Any], parameter: str, attack: str) -> None:
+def test_a_project_cannot_redirect_a_platform_setting(
+    rendered: dict[str, Any], parameter: str, attack: str
+) -> None:
     """CloudFormation refuses a value its AllowedPattern does not match (for a list: each element)."""
     spec = rendered["Parameters"][parameter]
     pattern = re.compile(spec["AllowedPattern"])
@@ -531,8 +926,18 @@ def test_a_project_cannot_redirect_a_platform_setting(rendered: dict[str, Any], 
 
 def test_no_project_parameter_names_a_secret_bucket_or_server(rendered: dict[str, Any]) -> None:
     """Every parameter a project creator may choose is one of these; all others are pinned."""
-    free = {name for name, spec in rendered["Parameters"].items() if "set by the platform administrator" not in str(spec.get("ConstraintDescription", ""))}
+    free = {
+        name
+        for name, spec in rendered["Parameters"].items()
+        if "set by the platform administrator" not in str(spec.get("ConstraintDescription", ""))
+    }
     assert free == {
-        "SageMakerProjectName", "SageMakerProjectId", "GitLabGroup", "ModelBuildRepositoryName",
-        "ModelDeployRepositoryName", "CiAuthMode", "CiAccessKeySerial", "RepositoryDeletionPolicy",
+        "SageMakerProjectName",
+        "SageMakerProjectId",
+        "GitLabGroup",
+        "ModelBuildRepositoryName",
+        "ModelDeployRepositoryName",
+        "CiAuthMode",
+        "CiAccessKeySerial",
+        "RepositoryDeletionPolicy",
     }

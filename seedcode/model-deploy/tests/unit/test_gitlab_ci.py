@@ -212,11 +212,16 @@ def test_auth_modes_fail_clearly_without_their_credentials(ci: dict[str, Any], t
 
 
 def test_only_the_production_job_uses_the_production_credentials(ci: dict[str, Any], tmp_path: Path):
-    duties = {name: job.get("variables", {}).get("AWS_CI_DUTY") for name, job in ci.items() if isinstance(job, dict)}
+    duties = {
+        name: job.get("variables", {}).get("AWS_CI_DUTY") for name, job in ci.items() if isinstance(job, dict)
+    }
     assert ci[".aws"]["variables"]["AWS_CI_DUTY"] == "staging"
     assert [name for name, duty in duties.items() if duty == "production"] == ["deploy-prod"]
-    staging = {"AWS_ROLE_ARN": "arn:aws:iam::1:role/ci-staging", "AWS_PROD_ROLE_ARN": "arn:aws:iam::1:role/ci-prod",
-               "AWS_ID_TOKEN": "jwt"}  # fmt: skip
+    staging = {
+        "AWS_ROLE_ARN": "arn:aws:iam::1:role/ci-staging",
+        "AWS_PROD_ROLE_ARN": "arn:aws:iam::1:role/ci-prod",
+        "AWS_ID_TOKEN": "jwt",
+    }
     done = run_auth(ci, staging, tmp_path)
     assert done.returncode == 0 and "role=arn:aws:iam::1:role/ci-staging" in done.stdout
     prod = run_auth(ci, {**staging, "AWS_CI_DUTY": "production"}, tmp_path)
@@ -224,8 +229,14 @@ def test_only_the_production_job_uses_the_production_credentials(ci: dict[str, A
     # Without the production role (an unprotected ref never gets it) the job stops; it never falls back.
     unprotected = run_auth(ci, {**staging, "AWS_CI_DUTY": "production", "AWS_PROD_ROLE_ARN": ""}, tmp_path)
     assert unprotected.returncode == 1 and "production role" in unprotected.stderr
-    keys = {"AWS_AUTH_MODE": "access-keys", "AWS_ACCESS_KEY_ID": "staging-id", "AWS_SECRET_ACCESS_KEY": "s",
-            "AWS_PROD_ACCESS_KEY_ID": "prod-id", "AWS_PROD_SECRET_ACCESS_KEY": "p", "AWS_CI_DUTY": "production"}  # fmt: skip
+    keys = {
+        "AWS_AUTH_MODE": "access-keys",
+        "AWS_ACCESS_KEY_ID": "staging-id",
+        "AWS_SECRET_ACCESS_KEY": "s",
+        "AWS_PROD_ACCESS_KEY_ID": "prod-id",
+        "AWS_PROD_SECRET_ACCESS_KEY": "p",
+        "AWS_CI_DUTY": "production",
+    }
     assert "key=prod-id" in run_auth(ci, keys, tmp_path).stdout
     unknown = run_auth(ci, {**staging, "AWS_CI_DUTY": "admin"}, tmp_path)
     assert unknown.returncode == 1 and "must be staging or production" in unknown.stderr

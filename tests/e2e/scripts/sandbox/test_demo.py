@@ -36,9 +36,13 @@ NAME = "abalone-e2e"
 SUMMARY = re.compile(r"^demo: OK stages=(\d+)/(\d+) seconds=(\d+\.\d) test_mse=(\d+\.\d\d)$")
 NOTE_MARKER = "<!-- sagemaker-model-review -->"
 BRANCH = "tune-depth"
-ENGINEER = {"GIT_AUTHOR_NAME": "Ada ML", "GIT_AUTHOR_EMAIL": "ada@example.invalid",
-            "GIT_COMMITTER_NAME": "Ada ML", "GIT_COMMITTER_EMAIL": "ada@example.invalid",
-            "GIT_TERMINAL_PROMPT": "0"}
+ENGINEER = {
+    "GIT_AUTHOR_NAME": "Ada ML",
+    "GIT_AUTHOR_EMAIL": "ada@example.invalid",
+    "GIT_COMMITTER_NAME": "Ada ML",
+    "GIT_COMMITTER_EMAIL": "ada@example.invalid",
+    "GIT_TERMINAL_PROMPT": "0",
+}
 
 
 @dataclass
@@ -50,8 +54,15 @@ class Outcome:
 
 
 def _git(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> str:
-    done = subprocess.run(["git", *args], cwd=cwd, env={**os.environ, **ENGINEER, **(env or {})},
-                          capture_output=True, text=True, timeout=120, check=False)
+    done = subprocess.run(
+        ["git", *args],
+        cwd=cwd,
+        env={**os.environ, **ENGINEER, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, f"git {' '.join(args)}: {done.stderr}"
     return done.stdout + done.stderr
 
@@ -74,15 +85,24 @@ def _work_in_a_merge_request(run: demo.Run, lab: Lab, found: dict[str, Any], wor
         {"key": "PIPELINE_INPUT_DATA", "value": f"s3://{project.artifact_bucket}/data/abalone-half.csv"}
     )
     found["status_before"] = status_before = _status(lab)
-    [clone_line] = [line.split("clone: ", 1)[1] for line in status_before
-                    if line.strip().startswith("clone:") and project.build_path in line]
+    [clone_line] = [
+        line.split("clone: ", 1)[1]
+        for line in status_before
+        if line.strip().startswith("clone:") and project.build_path in line
+    ]
     [export] = [line.strip() for line in status_before if line.strip().startswith("export GIT_SSL_CAINFO=")]
     shell = dict([export.removeprefix("export ").split("=", 1)])  # as after the `export` status prints
     clone = workdir / "model-build"
     # The copy-paste line as it is, in a shell whose environment sets GIT_SSL_CAINFO (as this machine's does)
     system_ca = {"GIT_SSL_CAINFO": "/etc/ssl/certs/ca-certificates.crt"}
-    pasted = subprocess.run(["bash", "-c", f"{clone_line} {shlex.quote(str(clone))}"], capture_output=True,
-                            text=True, timeout=120, check=False, env={**os.environ, **ENGINEER, **system_ca})
+    pasted = subprocess.run(
+        ["bash", "-c", f"{clone_line} {shlex.quote(str(clone))}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, **ENGINEER, **system_ca},
+    )
     assert pasted.returncode == 0, pasted.stderr
     hyperparameters = clone / "pipelines" / "abalone" / "hyperparameters.py"
     text = hyperparameters.read_text()
@@ -95,10 +115,17 @@ def _work_in_a_merge_request(run: demo.Run, lab: Lab, found: dict[str, Any], wor
 
     before = {p["ModelPackageArn"] for p in lab.packages(project)}
     newest = max(p["id"] for p in lab.pipelines(project.build_project_id))
-    mr = repo.mergerequests.create({"source_branch": BRANCH, "target_branch": repo.default_branch,
-                                    "title": "Shallower trees", "description": "max_depth 4 -> 3"})
+    mr = repo.mergerequests.create(
+        {
+            "source_branch": BRANCH,
+            "target_branch": repo.default_branch,
+            "title": "Shallower trees",
+            "description": "max_depth 4 -> 3",
+        }
+    )
     found["mr_pipeline"] = review = lab.wait_for_pipeline(
-        project.build_project_id, BUILD_REPO, newer_than=newest, source="merge_request_event", timeout=900)
+        project.build_project_id, BUILD_REPO, newer_than=newest, source="merge_request_event", timeout=900
+    )
     found["registered_by_mr"] = {p["ModelPackageArn"] for p in lab.packages(project)} - before
     notes = [n for n in repo.mergerequests.get(mr.iid).notes.list(get_all=True) if NOTE_MARKER in n.body]
     found["mr_notes"] = [(n.body, n.author["username"]) for n in notes]
@@ -158,7 +185,12 @@ def outcome(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Outcome]:
     found: dict[str, Any] = {}
     workdir = tmp_path_factory.mktemp("engineer")
     code = demo.full_run(
-        root, NAME, "archive", "oidc", keep=False, run=run,
+        root,
+        NAME,
+        "archive",
+        "oidc",
+        keep=False,
+        run=run,
         extra=lambda r, lab: _extra(r, lab, found, workdir),
     )
     Path(tmp_path_factory.getbasetemp() / "demo-output.txt").write_text("\n".join(lines))
@@ -211,8 +243,12 @@ def test_seeded_repositories_and_ci_variables(outcome: Outcome) -> None:
     deploy_vars = {k: v["value"] for k, v in repos[DEPLOY_REPO]["variables"].items()}
     assert build_vars[contract.VAR_CI_ROLE].endswith(f"role/gitlab-mlops/gitlab-mlops-{project.id}-ci-build")
     assert contract.VAR_CI_PROD_ROLE not in build_vars
-    assert deploy_vars[contract.VAR_CI_ROLE].endswith(f"role/gitlab-mlops/gitlab-mlops-{project.id}-ci-staging")
-    assert deploy_vars[contract.VAR_CI_PROD_ROLE].endswith(f"role/gitlab-mlops/gitlab-mlops-{project.id}-ci-prod")
+    assert deploy_vars[contract.VAR_CI_ROLE].endswith(
+        f"role/gitlab-mlops/gitlab-mlops-{project.id}-ci-staging"
+    )
+    assert deploy_vars[contract.VAR_CI_PROD_ROLE].endswith(
+        f"role/gitlab-mlops/gitlab-mlops-{project.id}-ci-prod"
+    )
 
 
 def test_the_build_registers_a_pending_package_with_real_metrics(outcome: Outcome) -> None:
@@ -364,8 +400,12 @@ def _note_table(body: str) -> dict[str, list[str]]:
 def test_plain_git_clones_and_pushes_with_what_demo_status_prints(outcome: Outcome) -> None:
     project = _project(outcome)
     clone_lines = [line for line in outcome.extra["status_before"] if line.strip().startswith("clone: ")]
-    assert any(project.build_path in line and "credential.helper=store --file=" in line
-               and line.strip().startswith("clone: GIT_SSL_CAINFO=") for line in clone_lines)
+    assert any(
+        project.build_path in line
+        and "credential.helper=store --file=" in line
+        and line.strip().startswith("clone: GIT_SSL_CAINFO=")
+        for line in clone_lines
+    )
     assert any(line.strip().startswith("export GIT_SSL_CAINFO=") for line in outcome.extra["status_before"])
     push = outcome.extra["push_output"]
     assert f"To create a merge request for {BRANCH}, visit:" in push  # GitLab's hint after a push
@@ -376,7 +416,10 @@ def test_the_merge_request_pipeline_reviews_the_candidate_without_registering_it
     review = outcome.extra["mr_pipeline"]
     assert review["source"] == "merge_request_event" and review["sha"] == outcome.extra["branch_sha"]
     assert {n: j["status"] for n, j in review["jobs"].items()} == {
-        "unit-tests": "success", "pipeline-e2e": "success", "run-pipeline": "success"}
+        "unit-tests": "success",
+        "pipeline-e2e": "success",
+        "run-pipeline": "success",
+    }
     assert outcome.extra["registered_by_mr"] == set()
     assert outcome.extra["mr_job_log_file"].is_file()  # every CI job's log under logs/ci/
     page = outcome.extra["mr_pipeline_page"]

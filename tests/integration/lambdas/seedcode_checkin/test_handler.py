@@ -63,7 +63,9 @@ def test_create_makes_and_seeds_both_repositories(world: World, checkin: Any) ->
         assert [level["access_level"] for level in protection.push_access_levels] == [40]
         assert [level["access_level"] for level in protection.merge_access_levels] == [40]
     # the deploy repository's pipeline trigger is stored for the approval trigger
-    stored = json.loads(world.aws_client("secretsmanager").get_secret_value(SecretId=world.trigger_arn)["SecretString"])
+    stored = json.loads(
+        world.aws_client("secretsmanager").get_secret_value(SecretId=world.trigger_arn)["SecretString"]
+    )
     assert stored["project_id"] == deploy.id and stored["gitlab_url"] == world.gitlab_url
     assert [t.id for t in deploy.triggers.list(get_all=True)] == [stored["trigger_id"]]
     # nothing was triggered by the check-in itself
@@ -133,8 +135,12 @@ def test_update_reconciles_variables_and_keeps_the_id(world: World, checkin: Any
         assert secret.masked and secret.protected
         assert variables[contract.VAR_AUTH_MODE].value == "access-keys"
     deploy = {v.key: v for v in world.gl.projects.get(DEPLOY).variables.list(get_all=True)}
-    assert deploy[contract.VAR_PROD_ACCESS_KEY_ID].masked and deploy[contract.VAR_PROD_ACCESS_KEY_ID].protected
-    assert contract.VAR_PROD_ACCESS_KEY_ID not in {v.key for v in world.gl.projects.get(BUILD).variables.list(get_all=True)}
+    assert (
+        deploy[contract.VAR_PROD_ACCESS_KEY_ID].masked and deploy[contract.VAR_PROD_ACCESS_KEY_ID].protected
+    )
+    assert contract.VAR_PROD_ACCESS_KEY_ID not in {
+        v.key for v in world.gl.projects.get(BUILD).variables.list(get_all=True)
+    }
     assert len(commits(world, BUILD)) == 1  # the team's code is not re-seeded on update
 
 
@@ -142,7 +148,10 @@ def test_rotated_access_keys_reach_gitlab_on_update(world: World, checkin: Any) 
     """Raising CiAccessKeySerial replaces the keys and their secrets; the update sets the new ones."""
     checkin(world.event("cfn_create", CiAuthMode="access-keys"))
     sm = world.aws_client("secretsmanager")
-    rotated = {"AccessKeyId": "AKIAROTATEDKEY000001", "SecretAccessKey": "rotated/secret/key/value/0123456789abcdef"}
+    rotated = {
+        "AccessKeyId": "AKIAROTATEDKEY000001",
+        "SecretAccessKey": "rotated/secret/key/value/0123456789abcdef",
+    }
     sm.put_secret_value(SecretId=world.keys_arns["prod"], SecretString=json.dumps(rotated))
     answer = checkin(world.event("cfn_update", CiAuthMode="access-keys", CiAccessKeySerial="2"))
     assert answer["Status"] == "SUCCESS", answer["Reason"]
@@ -204,7 +213,9 @@ def test_rejected_token(world: World, checkin: Any) -> None:
     )
     answer = checkin(world.event("cfn_create"))
     assert answer["Status"] == "FAILED"
-    label = secret_label(world.token_arn)  # the name CloudFormation shows: gitlab-mlops-platform/gitlab-token-<suffix>
+    label = secret_label(
+        world.token_arn
+    )  # the name CloudFormation shows: gitlab-mlops-platform/gitlab-token-<suffix>
     assert label.startswith("gitlab-mlops-platform/gitlab-token-")
     assert (
         answer["Reason"] == f"GitLab token rejected (401) while reading group 'ml-team': check secret {label}"

@@ -8,7 +8,9 @@ from pipeline_trigger.config import TriggerConfig
 
 ENV = {
     "GITLAB_URL": "https://gitlab.example.com/",
-    "TRIGGER_TOKEN_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:1:secret:gitlab-mlops/p-1/deploy-trigger-AbCdEf",
+    "TRIGGER_TOKEN_SECRET_ARN": (
+        "arn:aws:secretsmanager:us-east-1:1:secret:gitlab-mlops/p-1/deploy-trigger-AbCdEf"
+    ),
     "GITLAB_CA_BUNDLE_S3_URI": "",
     "DEPLOY_PROJECT_ID": "12",
     "MODEL_PACKAGE_GROUP_NAME": "abalone-p-1",

@@ -41,7 +41,8 @@ def test_approved_event_starts_the_deploy_pipeline_with_the_package(
     gl: GitLab, rsps: responses.RequestsMock
 ) -> None:
     rsps.post(
-        f"{API}/projects/12/trigger/pipeline", status=201,
+        f"{API}/projects/12/trigger/pipeline",
+        status=201,
         json={"id": 77, "web_url": "https://g/ml/d/-/pipelines/77"},
     )
     result = core.handle(connect(gl), CFG, load_event("model_package_approved"))
@@ -64,7 +65,9 @@ def test_approved_event_starts_the_deploy_pipeline_with_the_package(
 def test_the_trigger_never_sends_a_private_token(rsps: responses.RequestsMock) -> None:
     from mlops_common.gitlab_client import GitLabSettings
 
-    tokenless = GitLab(GitLabSettings(url="https://gitlab.example.com", token_source="t", max_retries=0), None)
+    tokenless = GitLab(
+        GitLabSettings(url="https://gitlab.example.com", token_source="t", max_retries=0), None
+    )
     rsps.post(f"{API}/projects/12/trigger/pipeline", status=201, json={"id": 1, "web_url": "w"})
     core.handle(connect(tokenless), CFG, load_event("model_package_approved"))
     assert "PRIVATE-TOKEN" not in rsps.calls[0].request.headers
@@ -72,7 +75,10 @@ def test_the_trigger_never_sends_a_private_token(rsps: responses.RequestsMock) -
 
 @pytest.mark.parametrize(
     "stored",
-    [StoredTrigger("glptt-x", 7, 99, "https://gitlab.example.com"), StoredTrigger("glptt-x", 7, 12, "https://evil.example.com")],
+    [
+        StoredTrigger("glptt-x", 7, 99, "https://gitlab.example.com"),
+        StoredTrigger("glptt-x", 7, 12, "https://evil.example.com"),
+    ],
 )
 def test_a_trigger_token_of_another_project_or_server_is_refused_before_use(
     gl: GitLab, rsps: responses.RequestsMock, stored: StoredTrigger
@@ -141,6 +147,8 @@ def test_gitlab_failure_is_raised_not_returned(gl: GitLab, rsps: responses.Reque
 
 
 def test_missing_branch_names_the_settings(gl: GitLab, rsps: responses.RequestsMock) -> None:
-    rsps.post(f"{API}/projects/12/trigger/pipeline", status=400, json={"message": {"base": ["Reference not found"]}})
+    rsps.post(
+        f"{API}/projects/12/trigger/pipeline", status=400, json={"message": {"base": ["Reference not found"]}}
+    )
     with pytest.raises(GitLabRejected, match=r"400: base Reference not found"):
         core.handle(connect(gl), CFG, load_event("model_package_approved"))

@@ -14,9 +14,13 @@ from pipeline_trigger.config import TriggerConfig
 
 from tests.unit.lambdas.helpers import API, FakeContext, FakeSecrets, load_event
 
-TOKEN_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:gitlab-mlops/p-abc123def456/deploy-trigger-AbCdEf"
+TOKEN_ARN = (
+    "arn:aws:secretsmanager:us-east-1:123456789012:secret:gitlab-mlops/p-abc123def456/deploy-trigger-AbCdEf"
+)
 TOKEN = "glptt-deploy-trigger-0123456789"
-STORED = json.dumps({"token": TOKEN, "trigger_id": 7, "project_id": 12, "gitlab_url": "https://gitlab.example.com"})
+STORED = json.dumps(
+    {"token": TOKEN, "trigger_id": 7, "project_id": 12, "gitlab_url": "https://gitlab.example.com"}
+)
 ENV = {
     "GITLAB_URL": "https://gitlab.example.com",
     "TRIGGER_TOKEN_SECRET_ARN": TOKEN_ARN,
@@ -74,7 +78,9 @@ def test_rejected_token_raises_and_is_read_again_next_time(
     module, secrets = trigger
     rsps.post(f"{API}/projects/12/trigger/pipeline", status=401, json={"message": "401 Unauthorized"})
     for _ in range(2):
-        with pytest.raises(GitLabAuthError, match="check secret gitlab-mlops/p-abc123def456/deploy-trigger-AbCdEf"):
+        with pytest.raises(
+            GitLabAuthError, match="check secret gitlab-mlops/p-abc123def456/deploy-trigger-AbCdEf"
+        ):
             module.handler(load_event("model_package_approved"), FakeContext(30))
     assert secrets.calls == 2
     assert TOKEN not in caplog.text

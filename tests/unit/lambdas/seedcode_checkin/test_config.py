@@ -46,13 +46,21 @@ def test_access_key_mode_needs_a_key_secret_per_duty() -> None:
         CheckinConfig.from_properties(props(CiAuthMode="access-keys"))
     arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:gitlab-mlops/p-1/ci-{}-access-key-AbCdEf"
     cfg = CheckinConfig.from_properties(
-        props(CiAuthMode="access-keys", **{f"Ci{d}AccessKeySecretArn": arn.format(d) for d in ("Build", "Staging", "Prod")})
+        props(
+            CiAuthMode="access-keys",
+            **{f"Ci{d}AccessKeySecretArn": arn.format(d) for d in ("Build", "Staging", "Prod")},
+        )
     )
-    assert cfg.duty("staging").access_key_secret_id == arn.format("Staging") and cfg.duty("staging").role_arn == ""
+    assert (
+        cfg.duty("staging").access_key_secret_id == arn.format("Staging")
+        and cfg.duty("staging").role_arn == ""
+    )
 
 
 def test_secret_properties_must_be_secret_arns() -> None:
-    with pytest.raises(ConfigError, match="GitLabTokenSecretArn is 'gitlab-token': expected a Secrets Manager secret ARN"):
+    with pytest.raises(
+        ConfigError, match="GitLabTokenSecretArn is 'gitlab-token': expected a Secrets Manager secret ARN"
+    ):
         CheckinConfig.from_properties(props(GitLabTokenSecretArn="gitlab-token"))
 
 

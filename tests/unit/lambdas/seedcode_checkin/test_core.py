@@ -36,8 +36,10 @@ BUILD_URL, DEPLOY_URL = (
 PHYSICAL_ID = f"gitlab.example.com|{BUILD}|{DEPLOY}"
 IDS = {BUILD: 11, DEPLOY: 12}
 TRIGGER_DESCRIPTION = "SageMaker project p-abc123def456 approval trigger"
-ROLES = {duty: f"arn:aws:iam::123456789012:role/gitlab-mlops/gitlab-mlops-p-abc123def456-ci-{duty}"
-         for duty in contract.CI_DUTIES}
+ROLES = {
+    duty: f"arn:aws:iam::123456789012:role/gitlab-mlops/gitlab-mlops-p-abc123def456-ci-{duty}"
+    for duty in contract.CI_DUTIES
+}
 
 
 class MemoryTriggers:
@@ -94,8 +96,11 @@ def new_world(rsps: responses.RequestsMock) -> None:
         protection(rsps, pid)
     rsps.put(f"{API}/projects/12", json=project_json(12, DEPLOY, [OWNER]))
     rsps.get(f"{API}/projects/12/triggers", json=[])
-    rsps.post(f"{API}/projects/12/triggers", status=201,
-              json={"id": 7, "token": "glptt-0123456789abcdef", "description": TRIGGER_DESCRIPTION})
+    rsps.post(
+        f"{API}/projects/12/triggers",
+        status=201,
+        json={"id": 7, "token": "glptt-0123456789abcdef", "description": TRIGGER_DESCRIPTION},
+    )
 
 
 def protection(rsps: responses.RequestsMock, pid: int, existing: int | None = None) -> None:
@@ -193,8 +198,11 @@ def test_oidc_variables_are_plain_and_carry_each_repositorys_duty_roles(
 
 def access_key_config() -> CheckinConfig:
     arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:gitlab-mlops/p-abc123def456/ci-{}-key-AbCdEf"
-    return config(CiAuthMode="access-keys", **{f"Ci{d.capitalize()}RoleArn": "" for d in contract.CI_DUTIES},
-                  **{f"Ci{d.capitalize()}AccessKeySecretArn": arn.format(d) for d in contract.CI_DUTIES})
+    return config(
+        CiAuthMode="access-keys",
+        **{f"Ci{d.capitalize()}RoleArn": "" for d in contract.CI_DUTIES},
+        **{f"Ci{d.capitalize()}AccessKeySecretArn": arn.format(d) for d in contract.CI_DUTIES},
+    )
 
 
 def test_access_keys_per_duty_are_masked_and_protected() -> None:
@@ -212,20 +220,27 @@ def test_access_keys_per_duty_are_masked_and_protected() -> None:
     assert build[contract.VAR_AUTH_MODE].value == "access-keys"
 
 
-def test_create_protects_both_default_branches_for_maintainers(gl: GitLab, rsps: responses.RequestsMock) -> None:
+def test_create_protects_both_default_branches_for_maintainers(
+    gl: GitLab, rsps: responses.RequestsMock
+) -> None:
     new_world(rsps)
     core.create(gl, config(), seeds, None, MemoryTriggers())
     protections = [body(c) for c in rsps.calls if c.request.url.endswith("/protected_branches")]
     assert protections == [{"name": "main", "push_access_level": 40, "merge_access_level": 40}] * 2
     sequence = calls(rsps)
-    assert sequence.index("POST /projects/12/protected_branches") > sequence.index("POST /projects/12/repository/commits")
+    assert sequence.index("POST /projects/12/protected_branches") > sequence.index(
+        "POST /projects/12/repository/commits"
+    )
 
 
 def test_a_weaker_existing_protection_is_replaced(gl: GitLab, rsps: responses.RequestsMock) -> None:
     protection(rsps, 12, existing=30)
     assert gl.protect_branch(12, "main", core.MAINTAINER) == "tightened"
-    assert calls(rsps) == ["GET /projects/12/protected_branches/main", "DELETE /projects/12/protected_branches/main",
-                           "POST /projects/12/protected_branches"]
+    assert calls(rsps) == [
+        "GET /projects/12/protected_branches/main",
+        "DELETE /projects/12/protected_branches/main",
+        "POST /projects/12/protected_branches",
+    ]
 
 
 def test_an_existing_maintainer_protection_is_kept(gl: GitLab, rsps: responses.RequestsMock) -> None:
@@ -234,21 +249,33 @@ def test_an_existing_maintainer_protection_is_kept(gl: GitLab, rsps: responses.R
     assert calls(rsps) == ["GET /projects/12/protected_branches/main"]
 
 
-def test_create_gives_the_deploy_repository_a_trigger_and_stores_it(gl: GitLab, rsps: responses.RequestsMock) -> None:
+def test_create_gives_the_deploy_repository_a_trigger_and_stores_it(
+    gl: GitLab, rsps: responses.RequestsMock
+) -> None:
     new_world(rsps)
     store = MemoryTriggers()
     core.create(gl, config(), seeds, None, store)
     assert store.stored == StoredTrigger("glptt-0123456789abcdef", 7, 12, "https://gitlab.example.com")
-    created = [body(c) for c in rsps.calls if c.request.url.endswith("/projects/12/triggers") and c.request.method == "POST"]
+    created = [
+        body(c)
+        for c in rsps.calls
+        if c.request.url.endswith("/projects/12/triggers") and c.request.method == "POST"
+    ]
     assert created == [{"description": TRIGGER_DESCRIPTION}]
     assert not any("/projects/11/triggers" in c for c in calls(rsps))
 
 
-def test_a_valid_stored_trigger_is_kept_and_strays_are_revoked(gl: GitLab, rsps: responses.RequestsMock) -> None:
-    rsps.get(f"{API}/projects/12/triggers", json=[
-        {"id": 7, "description": TRIGGER_DESCRIPTION}, {"id": 8, "description": TRIGGER_DESCRIPTION},
-        {"id": 9, "description": "the team's own trigger"},
-    ])
+def test_a_valid_stored_trigger_is_kept_and_strays_are_revoked(
+    gl: GitLab, rsps: responses.RequestsMock
+) -> None:
+    rsps.get(
+        f"{API}/projects/12/triggers",
+        json=[
+            {"id": 7, "description": TRIGGER_DESCRIPTION},
+            {"id": 8, "description": TRIGGER_DESCRIPTION},
+            {"id": 9, "description": "the team's own trigger"},
+        ],
+    )
     rsps.delete(f"{API}/projects/12/triggers/8", status=204)
     store = MemoryTriggers(StoredTrigger("glptt-kept", 7, 12, "https://gitlab.example.com"))
     assert core.ensure_deploy_trigger(gl, project(12, DEPLOY), config().target, store) == "kept"
@@ -259,7 +286,9 @@ def test_a_valid_stored_trigger_is_kept_and_strays_are_revoked(gl: GitLab, rsps:
 
 def test_a_stored_trigger_that_gitlab_forgot_is_replaced(gl: GitLab, rsps: responses.RequestsMock) -> None:
     rsps.get(f"{API}/projects/12/triggers", json=[])
-    rsps.post(f"{API}/projects/12/triggers", status=201, json={"id": 10, "token": "glptt-new", "description": "x"})
+    rsps.post(
+        f"{API}/projects/12/triggers", status=201, json={"id": 10, "token": "glptt-new", "description": "x"}
+    )
     store = MemoryTriggers(StoredTrigger("glptt-revoked", 7, 12, "https://gitlab.example.com"))
     assert core.ensure_deploy_trigger(gl, project(12, DEPLOY), config().target, store) == "created"
     assert store.stored is not None and store.stored.trigger_id == 10 and store.stored.token == "glptt-new"
@@ -348,14 +377,18 @@ def test_repeat_create_adopts_own_projects_and_does_not_push_again(
     assert "POST /projects" not in sequence
     assert not any(c.endswith("/commits") for c in sequence)
     assert not any(c.startswith("POST") and c.endswith("/variables") for c in sequence)
-    assert not any(c.startswith("POST") and ("/protected_branches" in c or "/triggers" in c) for c in sequence)
+    assert not any(
+        c.startswith("POST") and ("/protected_branches" in c or "/triggers" in c) for c in sequence
+    )
 
 
 def test_repeat_create_pushes_one_update_commit_when_files_differ(
     gl: GitLab, rsps: responses.RequestsMock
 ) -> None:
     owned_world(rsps, seed_in_repo=False)
-    core.create(gl, config(), seeds, None, MemoryTriggers(StoredTrigger("t", 7, 12, "https://gitlab.example.com")))
+    core.create(
+        gl, config(), seeds, None, MemoryTriggers(StoredTrigger("t", 7, 12, "https://gitlab.example.com"))
+    )
     commits = [body(c) for c in rsps.calls if c.request.url.endswith("/commits")]
     assert len(commits) == 2
     assert all(len(c["actions"]) == 1 and c["actions"][0]["action"] == "update" for c in commits)
@@ -363,7 +396,9 @@ def test_repeat_create_pushes_one_update_commit_when_files_differ(
 
 def test_update_does_not_overwrite_existing_code(gl: GitLab, rsps: responses.RequestsMock) -> None:
     owned_world(rsps, seed_in_repo=False)
-    core.update(gl, config(), seeds, None, MemoryTriggers(StoredTrigger("t", 7, 12, "https://gitlab.example.com")))
+    core.update(
+        gl, config(), seeds, None, MemoryTriggers(StoredTrigger("t", 7, 12, "https://gitlab.example.com"))
+    )
     assert not any(c.endswith("/commits") or c.endswith("/tree") for c in calls(rsps))
 
 
@@ -429,7 +464,11 @@ def test_delete_applies_the_policy_to_our_projects(
     for pid in (11, 12):
         rsps.add(method, f"{API}/projects/{pid}{suffix}", status=202 if method == "DELETE" else 201, json={})
     report = core.delete(gl, target(policy), PHYSICAL_ID)
-    assert report == [f"{BUILD}: {policy}d", f"{DEPLOY}: 1 approval pipeline trigger(s) revoked", f"{DEPLOY}: {policy}d"]
+    assert report == [
+        f"{BUILD}: {policy}d",
+        f"{DEPLOY}: 1 approval pipeline trigger(s) revoked",
+        f"{DEPLOY}: {policy}d",
+    ]
     assert "DELETE /projects/12/triggers/7" in calls(rsps)
     assert f"{method} /projects/11{suffix}" in calls(rsps) and f"{method} /projects/12{suffix}" in calls(rsps)
 

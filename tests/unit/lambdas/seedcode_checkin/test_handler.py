@@ -91,11 +91,17 @@ def fresh_gitlab(rsps: responses.RequestsMock) -> None:
         rsps.post(f"{API}/projects/{pid}/variables", status=201, json={})
         rsps.get(f"{API}/projects/{pid}/repository/branches/main", status=404, json={"message": "404"})
         rsps.post(f"{API}/projects/{pid}/repository/commits", status=201, json={"id": "c0ffee"})
-        rsps.get(f"{API}/projects/{pid}/protected_branches/main", status=404, json={"message": "404 Not found"})
+        rsps.get(
+            f"{API}/projects/{pid}/protected_branches/main", status=404, json={"message": "404 Not found"}
+        )
         rsps.post(f"{API}/projects/{pid}/protected_branches", status=201, json={"name": "main"})
     rsps.put(f"{API}/projects/12", json={})
     rsps.get(f"{API}/projects/12/triggers", json=[])
-    rsps.post(f"{API}/projects/12/triggers", status=201, json={"id": 7, "token": "glptt-deploy-0123456789", "description": "d"})
+    rsps.post(
+        f"{API}/projects/12/triggers",
+        status=201,
+        json={"id": 7, "token": "glptt-deploy-0123456789", "description": "d"},
+    )
 
 
 def test_create_answers_success_with_stable_id_and_data(
@@ -111,8 +117,12 @@ def test_create_answers_success_with_stable_id_and_data(
     )
     assert len(json.dumps(answer)) < 4096
     stored = json.loads(checkin.secrets.values[TRIGGER_ARN])
-    assert stored == {"token": "glptt-deploy-0123456789", "trigger_id": 7, "project_id": 12,
-                      "gitlab_url": "https://gitlab.example.com"}
+    assert stored == {
+        "token": "glptt-deploy-0123456789",
+        "trigger_id": 7,
+        "project_id": 12,
+        "gitlab_url": "https://gitlab.example.com",
+    }
     assert "glptt-deploy-0123456789" not in json.dumps(answer)
 
 
@@ -184,7 +194,10 @@ def test_delete_with_retain_keeps_the_repositories_and_revokes_the_trigger(
     marker, owner = core.resource_topic(PHYSICAL_ID), "sagemaker-project-p-abc123def456"
     rsps.get(BUILD_URL, json=project_json(11, "ml-team/abalone-model-build", [owner, marker]))
     rsps.get(DEPLOY_URL, json=project_json(12, "ml-team/abalone-model-deploy", [owner, marker]))
-    rsps.get(f"{API}/projects/12/triggers", json=[{"id": 7, "description": "SageMaker project p-abc123def456 approval trigger"}])
+    rsps.get(
+        f"{API}/projects/12/triggers",
+        json=[{"id": 7, "description": "SageMaker project p-abc123def456 approval trigger"}],
+    )
     rsps.delete(f"{API}/projects/12/triggers/7", status=204)
     event = load_event("cfn_delete")
     event["ResourceProperties"]["DeletionPolicy"] = "retain"

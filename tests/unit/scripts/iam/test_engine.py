@@ -10,7 +10,15 @@ from typing import Any
 
 import pytest
 
-from scripts.iam.engine import Policy, PolicyError, Principal, Request, evaluate, evaluate_service, evaluate_trust
+from scripts.iam.engine import (
+    Policy,
+    PolicyError,
+    Principal,
+    Request,
+    evaluate,
+    evaluate_service,
+    evaluate_trust,
+)
 
 ROLE = "arn:aws:iam::111122223333:role/app/worker"
 
@@ -69,9 +77,15 @@ def test_not_action_and_not_resource_match_the_complement() -> None:
 
 def test_arn_segments_do_not_bleed_into_each_other() -> None:
     # A wildcard in the account segment matches that segment only; in the resource part it spans '/'.
-    principal = who(policy(allow("sagemaker:DescribeEndpoint", "arn:aws:sagemaker:us-east-1:*:endpoint/foo-*")))
-    assert evaluate(principal, Request("sagemaker:DescribeEndpoint", "arn:aws:sagemaker:us-east-1:1:endpoint/foo-a/b"))
-    assert not evaluate(principal, Request("sagemaker:DescribeEndpoint", "arn:aws:sagemaker:eu-west-1:1:endpoint/foo-a"))
+    principal = who(
+        policy(allow("sagemaker:DescribeEndpoint", "arn:aws:sagemaker:us-east-1:*:endpoint/foo-*"))
+    )
+    assert evaluate(
+        principal, Request("sagemaker:DescribeEndpoint", "arn:aws:sagemaker:us-east-1:1:endpoint/foo-a/b")
+    )
+    assert not evaluate(
+        principal, Request("sagemaker:DescribeEndpoint", "arn:aws:sagemaker:eu-west-1:1:endpoint/foo-a")
+    )
 
 
 def test_a_resource_scoped_statement_never_matches_a_resourceless_request() -> None:
@@ -85,7 +99,12 @@ def test_a_resource_scoped_statement_never_matches_a_resourceless_request() -> N
         ("StringEquals", "a", "a", True),
         ("StringEquals", "a", "A", False),
         ("StringEqualsIgnoreCase", "a", "A", True),
-        ("StringLike", "project_path:g/p:ref_type:branch:ref:*", "project_path:g/p:ref_type:branch:ref:x", True),
+        (
+            "StringLike",
+            "project_path:g/p:ref_type:branch:ref:*",
+            "project_path:g/p:ref_type:branch:ref:x",
+            True,
+        ),
         ("StringLike", "project_path:g/p:*", "project_path:g/q:ref_type:branch:ref:x", False),
         ("StringNotEquals", "a", "b", True),
         ("StringNotLike", ["x*", "y*"], "y1", False),
@@ -118,8 +137,14 @@ def test_null_tests_whether_the_key_is_present() -> None:
 
 
 def test_set_operators_on_multivalued_keys() -> None:
-    any_value = who(policy(allow("sagemaker:AddTags", Condition={"ForAnyValue:StringEquals": {"aws:TagKeys": "a"}})))
-    all_values = who(policy(allow("sagemaker:AddTags", Condition={"ForAllValues:StringEquals": {"aws:TagKeys": ["a", "b"]}})))
+    any_value = who(
+        policy(allow("sagemaker:AddTags", Condition={"ForAnyValue:StringEquals": {"aws:TagKeys": "a"}}))
+    )
+    all_values = who(
+        policy(
+            allow("sagemaker:AddTags", Condition={"ForAllValues:StringEquals": {"aws:TagKeys": ["a", "b"]}})
+        )
+    )
     assert evaluate(any_value, Request("sagemaker:AddTags", "*", {"aws:TagKeys": ["x", "a"]}))
     assert not evaluate(any_value, Request("sagemaker:AddTags", "*"))
     assert not evaluate(all_values, Request("sagemaker:AddTags", "*", {"aws:TagKeys": ["a", "c"]}))
@@ -127,13 +152,21 @@ def test_set_operators_on_multivalued_keys() -> None:
 
 
 def test_every_key_and_every_operator_block_must_match() -> None:
-    principal = who(policy(allow("s3:GetObject", Condition={"StringEquals": {"k:a": "1", "k:b": "2"}, "Bool": {"k:c": "true"}})))
+    principal = who(
+        policy(
+            allow(
+                "s3:GetObject", Condition={"StringEquals": {"k:a": "1", "k:b": "2"}, "Bool": {"k:c": "true"}}
+            )
+        )
+    )
     assert evaluate(principal, Request("s3:GetObject", "*", {"k:a": "1", "k:b": "2", "k:c": True}))
     assert not evaluate(principal, Request("s3:GetObject", "*", {"k:a": "1", "k:b": "2", "k:c": False}))
 
 
 def test_condition_key_names_are_case_insensitive() -> None:
-    principal = who(policy(allow("s3:GetObject", Condition={"StringEquals": {"AWS:PrincipalTag/Team": "ml"}})))
+    principal = who(
+        policy(allow("s3:GetObject", Condition={"StringEquals": {"AWS:PrincipalTag/Team": "ml"}}))
+    )
     assert evaluate(Principal(ROLE, principal.policies, tags={"team": "ml"}), Request("s3:GetObject", "*"))
 
 
@@ -147,19 +180,31 @@ def test_policy_variables_resolve_from_the_principals_tags() -> None:
 def test_a_variable_without_value_matches_nothing_unless_it_has_a_default() -> None:
     untagged = who(policy(allow("s3:GetObject", "arn:aws:s3:::data-${aws:PrincipalTag/project}/*")))
     assert not evaluate(untagged, Request("s3:GetObject", "arn:aws:s3:::data-/k"))
-    defaulted = who(policy(allow("s3:GetObject", "arn:aws:s3:::data-${aws:PrincipalTag/project, 'shared'}/*")))
+    defaulted = who(
+        policy(allow("s3:GetObject", "arn:aws:s3:::data-${aws:PrincipalTag/project, 'shared'}/*"))
+    )
     assert evaluate(defaulted, Request("s3:GetObject", "arn:aws:s3:::data-shared/k"))
 
 
 def test_a_variable_value_is_literal_never_a_wildcard() -> None:
-    principal = who(policy(allow("s3:GetObject", "arn:aws:s3:::data-${aws:PrincipalTag/project}/*")), tags={"project": "*"})
+    principal = who(
+        policy(allow("s3:GetObject", "arn:aws:s3:::data-${aws:PrincipalTag/project}/*")),
+        tags={"project": "*"},
+    )
     assert not evaluate(principal, Request("s3:GetObject", "arn:aws:s3:::data-anything/k"))
     assert evaluate(principal, Request("s3:GetObject", "arn:aws:s3:::data-*/k"))
 
 
 def test_a_resource_policy_deny_applies_to_every_principal() -> None:
-    bucket = policy({"Effect": "Deny", "Principal": "*", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::b/*",
-                     "Condition": {"ArnNotLike": {"aws:PrincipalArn": "arn:aws:iam::111122223333:role/app/*"}}})
+    bucket = policy(
+        {
+            "Effect": "Deny",
+            "Principal": "*",
+            "Action": "s3:GetObject",
+            "Resource": "arn:aws:s3:::b/*",
+            "Condition": {"ArnNotLike": {"aws:PrincipalArn": "arn:aws:iam::111122223333:role/app/*"}},
+        }
+    )
     outsider = Principal("arn:aws:iam::111122223333:role/studio", (policy(allow("s3:*")),))
     insider = who(policy(allow("s3:*")))
     assert not evaluate(outsider, Request("s3:GetObject", "arn:aws:s3:::b/k"), bucket)
@@ -167,32 +212,59 @@ def test_a_resource_policy_deny_applies_to_every_principal() -> None:
 
 
 def test_a_resource_policy_naming_the_principal_grants_in_the_same_account() -> None:
-    queue = policy({"Effect": "Allow", "Principal": {"AWS": ROLE}, "Action": "sqs:SendMessage", "Resource": "*"})
+    queue = policy(
+        {"Effect": "Allow", "Principal": {"AWS": ROLE}, "Action": "sqs:SendMessage", "Resource": "*"}
+    )
     assert evaluate(who(), Request("sqs:SendMessage", "arn:aws:sqs:us-east-1:111122223333:q"), queue)
 
 
 def test_trust_policies_match_the_federated_principal_and_its_claims() -> None:
-    trust = policy({
-        "Effect": "Allow", "Principal": {"Federated": "arn:aws:iam::1:oidc-provider/gitlab.example.com"},
-        "Action": "sts:AssumeRoleWithWebIdentity",
-        "Condition": {"StringEquals": {"gitlab.example.com:aud": "sts.amazonaws.com",
-                                       "gitlab.example.com:sub": "project_path:g/d:ref_type:branch:ref:main"}},
-    })
+    trust = policy(
+        {
+            "Effect": "Allow",
+            "Principal": {"Federated": "arn:aws:iam::1:oidc-provider/gitlab.example.com"},
+            "Action": "sts:AssumeRoleWithWebIdentity",
+            "Condition": {
+                "StringEquals": {
+                    "gitlab.example.com:aud": "sts.amazonaws.com",
+                    "gitlab.example.com:sub": "project_path:g/d:ref_type:branch:ref:main",
+                }
+            },
+        }
+    )
     provider = "arn:aws:iam::1:oidc-provider/gitlab.example.com"
-    good = {"gitlab.example.com:aud": "sts.amazonaws.com", "gitlab.example.com:sub": "project_path:g/d:ref_type:branch:ref:main"}
+    good = {
+        "gitlab.example.com:aud": "sts.amazonaws.com",
+        "gitlab.example.com:sub": "project_path:g/d:ref_type:branch:ref:main",
+    }
     assert evaluate_trust(trust, provider, "sts:AssumeRoleWithWebIdentity", good)
-    assert not evaluate_trust(trust, "arn:aws:iam::1:oidc-provider/other", "sts:AssumeRoleWithWebIdentity", good)
-    assert not evaluate_trust(trust, provider, "sts:AssumeRoleWithWebIdentity",
-                              {**good, "gitlab.example.com:sub": "project_path:g/d:ref_type:branch:ref:dev"})
+    assert not evaluate_trust(
+        trust, "arn:aws:iam::1:oidc-provider/other", "sts:AssumeRoleWithWebIdentity", good
+    )
+    assert not evaluate_trust(
+        trust,
+        provider,
+        "sts:AssumeRoleWithWebIdentity",
+        {**good, "gitlab.example.com:sub": "project_path:g/d:ref_type:branch:ref:dev"},
+    )
     assert not evaluate_trust(trust, provider, "sts:TagSession", good)
 
 
 def test_service_principals_need_the_resource_policy() -> None:
-    function = policy({"Effect": "Allow", "Principal": {"Service": "events.amazonaws.com"},
-                       "Action": "lambda:InvokeFunction", "Resource": "arn:aws:lambda:us-east-1:1:function:f",
-                       "Condition": {"ArnLike": {"aws:SourceArn": "arn:aws:events:us-east-1:1:rule/r"}}})
-    request = Request("lambda:InvokeFunction", "arn:aws:lambda:us-east-1:1:function:f",
-                      {"aws:SourceArn": "arn:aws:events:us-east-1:1:rule/r"})
+    function = policy(
+        {
+            "Effect": "Allow",
+            "Principal": {"Service": "events.amazonaws.com"},
+            "Action": "lambda:InvokeFunction",
+            "Resource": "arn:aws:lambda:us-east-1:1:function:f",
+            "Condition": {"ArnLike": {"aws:SourceArn": "arn:aws:events:us-east-1:1:rule/r"}},
+        }
+    )
+    request = Request(
+        "lambda:InvokeFunction",
+        "arn:aws:lambda:us-east-1:1:function:f",
+        {"aws:SourceArn": "arn:aws:events:us-east-1:1:rule/r"},
+    )
     assert evaluate_service(function, "events.amazonaws.com", request)
     assert not evaluate_service(function, "sns.amazonaws.com", request)
     assert not evaluate_service(function, "events.amazonaws.com", Request(request.action, request.resource))
@@ -202,5 +274,7 @@ def test_unreadable_policies_are_an_error_not_a_decision() -> None:
     with pytest.raises(PolicyError, match="Effect"):
         evaluate(who(policy({"Action": "s3:*", "Resource": "*"})), Request("s3:GetObject", "*"))
     with pytest.raises(PolicyError, match="unsupported condition operator"):
-        evaluate(who(policy(allow("s3:*", Condition={"DateGreaterThan": {"aws:CurrentTime": "2020"}}))),
-                 Request("s3:GetObject", "*", {"aws:CurrentTime": "2021"}))
+        evaluate(
+            who(policy(allow("s3:*", Condition={"DateGreaterThan": {"aws:CurrentTime": "2020"}}))),
+            Request("s3:GetObject", "*", {"aws:CurrentTime": "2021"}),
+        )
