@@ -107,10 +107,11 @@ class GitRepo:
         # is set, which the server does after checking the token (http.receivepack's default).
         self._git("config", "http.uploadpack", "true")
         self._git("config", "receive.denyDeleteCurrent", "true")
-        hook = self.path / "hooks" / "post-receive"
-        hook.parent.mkdir(exist_ok=True)
-        hook.write_text(_POST_RECEIVE)
-        hook.chmod(0o755)
+        hooks = self.path / "hooks"
+        hooks.mkdir(exist_ok=True)
+        for name, script in (("pre-receive", _PRE_RECEIVE), ("post-receive", _POST_RECEIVE)):
+            (hooks / name).write_text(script)
+            (hooks / name).chmod(0o755)
 
     def remove(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
@@ -306,6 +307,33 @@ class GitRepo:
         oid = self._git("hash-object", "-w", "--no-filters", "--stdin", input=content).decode().strip()
         self._git("update-index", "--add", "--cacheinfo", f"{mode},{oid},{path}", env=env)
 
+
+# Protected branches refuse a push below their push level, any force push and any delete, with GitLab's
+# messages (models.Protection). STANDIN_PROTECTED is "branch=level ..."; STANDIN_ACCESS_LEVEL the pusher's.
+_PRE_RECEIVE = """#!/bin/sh
+zero=0000000000000000000000000000000000000000
+refuse() { echo "GitLab: $1" >&2; status=1; }
+status=0
+while read -r old new ref; do
+  branch=${ref#refs/heads/}
+  [ "$branch" != "$ref" ] || continue
+  required=""
+  for pair in $STANDIN_PROTECTED; do
+    [ "${pair%=*}" = "$branch" ] && required=${pair##*=}
+  done
+  [ -n "$required" ] || continue
+  if [ "$new" = "$zero" ]; then
+    refuse "You can only delete protected branches using the web interface."; continue
+  fi
+  if [ "$required" = 0 ] || [ "${STANDIN_ACCESS_LEVEL:-0}" -lt "$required" ]; then
+    refuse "You are not allowed to push code to protected branches on this project."; continue
+  fi
+  if [ "$old" != "$zero" ] && ! git merge-base --is-ancestor "$old" "$new"; then
+    refuse "You are not allowed to force push code to a protected branch on this project."
+  fi
+done
+exit $status
+"""
 
 # GitLab's hints after a push to a branch other than the default one; git relays hook output to the
 # pusher as "remote:" lines. The server sets the STANDIN_* variables for receive-pack.

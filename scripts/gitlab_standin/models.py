@@ -1509,6 +1509,27 @@ def expand_variables(text: str, values: Mapping[str, str]) -> str:
 ACCESS_LEVELS = {0: "No one", 30: "Developers + Maintainers", 40: "Maintainers", 60: "Admins"}
 
 
+# GitLab's refusals for protected branches (gitlab-org/gitlab lib/gitlab/checks/branch_check.rb, and the
+# commits API's 403 "You are not allowed to push into this branch").
+PUSH_PROTECTED = "You are not allowed to push code to protected branches on this project."
+FORCE_PUSH_PROTECTED = "You are not allowed to force push code to a protected branch on this project."
+DELETE_PROTECTED = "You can only delete protected branches using the web interface."
+COMMIT_PROTECTED = "You are not allowed to push into this branch"
+ADMIN_LEVEL = 60  # the instance administrator (the stand-in's own token owner)
+
+
+def effective_level(principal: Principal | None) -> int:
+    """The access level protected-branch rules compare: the admin token acts as the instance admin."""
+    if principal is None:
+        return 0
+    return ADMIN_LEVEL if principal.project_id is None else principal.access_level
+
+
+def level_allows(required: int, level: int) -> bool:
+    """GitLab's access-level check: 0 is "No one", otherwise the role must reach the level."""
+    return required != 0 and level >= required
+
+
 class Protection:
     """Protected branches and pipeline triggers of the stand-in's projects, as GitLab's API has them.
 
@@ -1518,8 +1539,14 @@ class Protection:
     list, create (the response carries the token), delete; POST /projects/:id/trigger/pipeline with
     `token`, `ref` and `variables[KEY]` starts a pipeline with source "trigger" as the trigger's owner,
     without a private token, and answers 404 for a token of another project or a revoked one.
-    Left out: wildcard branch patterns, per-user/group access, unprotect_access_level, code owners,
-    trigger ownership by other users.
+    What a protected branch refuses (https://docs.gitlab.com/user/project/repository/branches/protected/):
+    a push (git or the commits API) by a role below its push level (git: PUSH_PROTECTED through the
+    pre-receive hook, "pre-receive hook declined"; API: 403 COMMIT_PROTECTED), a force push and a delete
+    over git whoever pushes (FORCE_PUSH_PROTECTED, DELETE_PROTECTED: force push is off by default), and a
+    merge request merge into it by a role below its merge level (401, as the merge API documents).
+    Level 0 is "No one"; the stand-in's admin token is the instance administrator (level 60).
+    Left out: wildcard branch patterns, per-user/group access, allow_force_push, unprotect_access_level,
+    code owners, trigger ownership by other users.
     """
 
 

@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlencode
 
 from . import models
-from .exceptions import BadRequest, Forbidden, MissingParameter, NotFound
+from .exceptions import BadRequest, Forbidden, MissingParameter, NotFound, Unauthorized
 from .gitrepo import FileAction, decode_content, validate_file_path
 from .models import (
     DEVELOPER,
@@ -431,6 +431,11 @@ def create_commit(b: Backend, req: Request, m: dict[str, str]) -> Response:
     if missing:
         raise MissingParameter(*missing)
     author = (str(req.get("author_name")), str(req.get("author_email"))) if req.get("author_email") else None
+    protected = project.protected_branches.get(str(req.get("branch")))
+    if protected is not None and not models.level_allows(
+        protected.push_access_level, models.effective_level(req.principal)
+    ):
+        raise Forbidden({"message": models.COMMIT_PROTECTED})
     sha = b.commit(
         project,
         branch=str(req.get("branch")),
@@ -850,6 +855,12 @@ def update_merge_request(b: Backend, req: Request, m: dict[str, str]) -> Respons
 def merge_merge_request(b: Backend, req: Request, m: dict[str, str]) -> Response:
     project = b.project(m["id"])
     req.need(DEVELOPER)
+    target = b.merge_request(project, m["iid"]).target_branch
+    protected = project.protected_branches.get(target)
+    if protected is not None and not models.level_allows(
+        protected.merge_access_level, models.effective_level(req.principal)
+    ):
+        raise Unauthorized()
     mr = b.merge(
         project,
         b.merge_request(project, m["iid"]),

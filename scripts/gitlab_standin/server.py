@@ -12,9 +12,10 @@ Authentication as GitLab does it:
   password (https://docs.gitlab.com/user/profile/personal_access_tokens/#clone-repository-using-personal-access-token).
   Without valid credentials GitLab answers 401 with `WWW-Authenticate: Basic realm="GitLab"`, so git asks
   for them; private projects need them to clone, every project to push. A token without the scope or
-  role for the operation gets 403 with GitLab's message. After a push, receive-pack's post-receive hook
-  prints GitLab's "To create a merge request for <branch>, visit: ..." (or "View merge request ...")
-  lines, and the push is handled as GitLab's PostReceive worker does, after git has its answer
+  role for the operation gets 403 with GitLab's message. The repository's pre-receive hook applies the
+  protected-branch rules with the pusher's level (models.Protection). After a push, receive-pack's
+  post-receive hook prints GitLab's "To create a merge request for <branch>, visit: ..." (or "View merge
+  request ...") lines, and the push is handled as GitLab's PostReceive worker does, after git has its answer
   (models.Backend.pushed).
 Left out: sessions (the web pages need no sign-in, which GitLab's would), SSH, deploy keys and tokens.
 """
@@ -44,7 +45,7 @@ from . import urls, web
 from .exceptions import Forbidden, InsufficientScope, NotFound, RouteNotFound, StandinError, Unauthorized
 from .faults import Fault, FaultInjector
 from .gitrepo import ZERO_SHA
-from .models import Backend, Principal, Project
+from .models import Backend, Principal, Project, effective_level
 from .responses import Request, Response
 from .runner import PipelineRunner
 
@@ -367,6 +368,10 @@ class Standin:
             assert principal is not None
             env["REMOTE_USER"] = str(principal.user.get("username"))
             env.update(self._hook_environment(project))
+            env["STANDIN_PROTECTED"] = " ".join(
+                f"{name}={branch.push_access_level}" for name, branch in project.protected_branches.items()
+            )
+            env["STANDIN_ACCESS_LEVEL"] = str(effective_level(principal))
             before = project.repo.branches()
         result = subprocess.run(["git", "http-backend"], input=body, env=env, capture_output=True,
                                 check=False, timeout=300)
