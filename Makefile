@@ -7,6 +7,8 @@ REQUIREMENTS := requirements/dev.txt scripts/sandbox/requirements.txt $(wildcard
 STAMP := $(VENV)/.installed
 IAM_DATA := $(VENV)/share/iam-data/.installed
 NODE_STAMP := node_modules/.installed
+# Parallel test workers for the bundle's tests (each test module stays on one worker).
+TEST_WORKERS ?= 2
 # Regions the templates are checked against (resource types, properties and instance types per Region).
 LINT_REGIONS := us-east-1 us-east-2 us-west-2 eu-west-1 eu-central-1 ap-southeast-2 ap-northeast-1
 TEMPLATES := $(wildcard templates/*.yml) $(wildcard seedcode/model-deploy/*-template.yml)
@@ -57,7 +59,7 @@ checkov: $(CHECKOV_VENV)/.installed ## Security scan of the templates (each skip
 	$(CHECKOV_VENV)/bin/checkov --skip-download --quiet --compact --config-file .checkov.yaml
 
 test-bundle: venv
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest tests
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile tests
 
 test-seeds: venv
 	@for seed in $(SEEDS); do \
