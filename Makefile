@@ -24,11 +24,12 @@ help: ## List the targets
 prerequisites:
 	@scripts/prerequisites.sh
 
-$(STAMP): $(REQUIREMENTS) | prerequisites
+$(STAMP): $(REQUIREMENTS) pyproject.toml | prerequisites
 	@command -v python3 >/dev/null || { echo "python3 (3.11+) is required: apt-get install python3 python3-venv" >&2; exit 1; }
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
 	$(VENV)/bin/pip install --quiet $(foreach r,$(REQUIREMENTS),-r $(r))
+	$(VENV)/bin/pip install --quiet --no-deps --editable .
 	@touch $@
 
 # CloudFormation resource schemas with handler permissions, read as data by scripts/iam (not installed).

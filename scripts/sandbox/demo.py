@@ -32,18 +32,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-_LAMBDAS = str(Path(__file__).resolve().parents[2] / "lambdas")
-if _LAMBDAS not in sys.path:  # `python -m scripts.sandbox.demo`: mlops_common holds the shared names
-    sys.path.insert(0, _LAMBDAS)
+from mlops_common import contract
 
-from mlops_common import contract  # noqa: E402
+from scripts.gitlab_standin.runner import kill_leftover_runs
+from scripts.iam.audit import Audit
 
-from scripts.gitlab_standin.runner import kill_leftover_runs  # noqa: E402
-from scripts.iam.audit import Audit  # noqa: E402
-
-from .exceptions import SandboxError  # noqa: E402
-from .lab import BUILD_REPO, DEPLOY_REPO, DemoError, Lab, Project  # noqa: E402
-from .services import REPO_ROOT, Services, State, new_project_id  # noqa: E402
+from .exceptions import SandboxError
+from .lab import BUILD_REPO, DEPLOY_REPO, DemoError, Lab, Project
+from .services import REPO_ROOT, Services, State, new_project_id
 
 DEFAULT_ROOT = REPO_ROOT / ".sandbox"
 DEFAULT_PROJECT = "abalone-demo"
@@ -371,7 +367,6 @@ def start_detached(root: Path, timeout: float = 60) -> State:
             stderr=out,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
-            env={**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), str(REPO_ROOT / "lambdas")])},
         )
     deadline = time.monotonic() + timeout
     while not (root / "ready").exists():
