@@ -6,13 +6,13 @@
 #   ./init.sh --help
 #
 # This wrapper checks the prerequisites (Python 3.11+, the AWS CLI), finds or makes a Python environment
-# with boto3, and hands over to scripts/bootstrap.py, which checks the arguments, then the credentials
-# (telling an unreachable endpoint from bad credentials), then does the AWS work with boto3 (testable with
-# stubbed clients; it honours AWS_REGION, AWS_DEFAULT_REGION, AWS_PROFILE and AWS_ENDPOINT_URL).
+# with boto3 and the bundle installed, and hands over to `python -m scripts.bootstrap`, which checks the
+# arguments, then the credentials (telling an unreachable endpoint from bad credentials), then does the AWS
+# work with boto3 (testable with stubbed clients; it honours AWS_REGION, AWS_DEFAULT_REGION, AWS_PROFILE and
+# AWS_ENDPOINT_URL).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-BOOTSTRAP="$ROOT/scripts/bootstrap.py"
 OWN_VENV="$ROOT/.venv-bootstrap"
 
 die() {
@@ -41,12 +41,13 @@ done
 
 # --- Python with boto3 and PyYAML ----------------------------------------------------------------------
 python_ok() { "$1" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' 2>/dev/null; }
-has_deps() { "$1" -c 'import boto3, yaml' 2>/dev/null; }
+# The bundle itself is installed (editable) in that Python, so it imports from any directory.
+has_deps() { "$1" -P -c 'import boto3, yaml, scripts.bootstrap' 2>/dev/null; }
 
 PY=""
 if [ -n "${BOOTSTRAP_PYTHON:-}" ]; then
   python_ok "$BOOTSTRAP_PYTHON" && has_deps "$BOOTSTRAP_PYTHON" ||
-    die "BOOTSTRAP_PYTHON=$BOOTSTRAP_PYTHON must be Python 3.11+ with boto3 and PyYAML installed"
+    die "BOOTSTRAP_PYTHON=$BOOTSTRAP_PYTHON must be Python 3.11+ with boto3, PyYAML and this bundle installed (pip install -e $ROOT)"
   PY="$BOOTSTRAP_PYTHON"
 else
   for candidate in "$ROOT/.venv/bin/python" "$OWN_VENV/bin/python"; do
@@ -69,15 +70,17 @@ if [ -z "$PY" ]; then
     die "could not create $OWN_VENV: install the venv module (apt-get install python3-venv) and rerun"
   "$OWN_VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${pins[@]}" ||
     die "could not install ${pins[*]} into $OWN_VENV: check access to PyPI (or set BOOTSTRAP_PYTHON)"
+  "$OWN_VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps --editable "$ROOT" ||
+    die "could not install the bundle into $OWN_VENV: check access to PyPI (setuptools is fetched to build it)"
   PY="$OWN_VENV/bin/python"
 fi
 
 if [ "$want_help" -eq 1 ]; then
-  exec "$PY" "$BOOTSTRAP" --help
+  exec "$PY" -P -m scripts.bootstrap --help
 fi
 
 # --- AWS CLI --------------------------------------------------------------------------------------------
-# The next steps init.sh prints are AWS CLI commands. The credentials are checked by bootstrap.py with boto3,
+# The next steps init.sh prints are AWS CLI commands. The credentials are checked by scripts.bootstrap with boto3,
 # which reads AWS_REGION as well as AWS_DEFAULT_REGION (AWS CLI v1 ignores AWS_REGION).
 command -v aws >/dev/null 2>&1 ||
   die "the AWS CLI is required (the next steps init.sh prints use it): install it from" \
@@ -89,4 +92,4 @@ if [ -n "$region" ] && ! [[ "$region" =~ ^[a-z]{2}(-[a-z]+)+-[0-9]+$ ]]; then
 fi
 
 echo "Checking the arguments, then AWS credentials ..."
-exec "$PY" "$BOOTSTRAP" "$@"
+exec "$PY" -P -m scripts.bootstrap "$@"

@@ -64,7 +64,7 @@ def test_service_catalog_mode_uploads_the_rendered_template_and_deploys_the_port
 ) -> None:
     catalog = tmp_path / "service-catalog.yml"
     catalog.write_text(CATALOG_TEMPLATE)
-    monkeypatch.setattr(bootstrap, "CATALOG_TEMPLATE_PATH", catalog)
+    monkeypatch.setattr(bootstrap.workflow, "CATALOG_TEMPLATE_PATH", catalog)
     cfn = boto3.client("cloudformation", region_name=REGION)
     s3 = aws_client("s3")
     clients = bootstrap.Clients(aws_client("sts"), s3, aws_client("secretsmanager"), cfn, aws_client("iam"))

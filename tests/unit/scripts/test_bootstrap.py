@@ -1,4 +1,4 @@
-"""scripts/bootstrap.py pure parts and AWS call shapes, with botocore's Stubber (no network, no moto)."""
+"""scripts/bootstrap (the package behind init.sh): pure parts and AWS call shapes, with botocore's Stubber."""
 
 from __future__ import annotations
 
