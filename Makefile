@@ -9,13 +9,15 @@ IAM_DATA := $(VENV)/share/iam-data/.installed
 NODE_STAMP := node_modules/.installed
 # Parallel test workers for the bundle's tests (each test module stays on one worker).
 TEST_WORKERS ?= 2
+# make test fails when the bundle's line+branch coverage (lambdas/ and scripts/) falls below this.
+COVERAGE_FLOOR := 0
 # Regions the templates are checked against (resource types, properties and instance types per Region).
 LINT_REGIONS := us-east-1 us-east-2 us-west-2 eu-west-1 eu-central-1 ap-southeast-2 ap-northeast-1
 TEMPLATES := $(wildcard templates/*.yml) $(wildcard seedcode/model-deploy/*-template.yml)
 SEEDS := $(wildcard seedcode/*)
 
 .DEFAULT_GOAL := help
-.PHONY: help prerequisites venv lint checkov test test-bundle test-seeds package bench demo clean
+.PHONY: help prerequisites venv lint checkov unit test test-bundle test-seeds package bench demo clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -59,8 +61,12 @@ $(CHECKOV_VENV)/.installed: requirements/checkov.txt
 checkov: $(CHECKOV_VENV)/.installed ## Security scan of the templates (each skip sits in the resource's Metadata with its reason)
 	$(CHECKOV_VENV)/bin/checkov --skip-download --quiet --compact --config-file .checkov.yaml
 
+unit: venv ## The fast unit tests of the Lambdas and the tooling (seconds; no cfn-lint, pip or sandbox)
+	$(PY) -m pytest -q -m "not slow" tests/unit
+
 test-bundle: venv
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile tests
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile \
+	  --cov --cov-report=term --cov-fail-under=$(COVERAGE_FLOOR) tests
 
 test-seeds: venv
 	@for seed in $(SEEDS); do \

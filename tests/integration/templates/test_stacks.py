@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 import requests
+from mlops_common.contract import TRIGGER_ENVIRONMENT
 
-from lambdas.mlops_common.contract import TRIGGER_ENVIRONMENT
 from scripts.render_template import Platform, bundle_values, render_project
 from tests.unit.templates.cfn import TEMPLATES
 

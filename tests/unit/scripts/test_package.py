@@ -14,6 +14,8 @@ import pytest
 
 from scripts import package
 
+pytestmark = pytest.mark.slow  # runs pip to build the zips
+
 BINARY = bytes(range(256)) * 4 + b"\x00\r\n\x89PNG"
 
 

@@ -166,10 +166,12 @@ def _lint(text: str) -> list[str]:
     return [str(m) for m in lint(text, config=ManualArgs(regions=["us-east-1"]))]
 
 
+@pytest.mark.slow  # cfn-lint
 def test_source_template_lints_clean() -> None:
     assert _lint(SOURCE) == []
 
 
+@pytest.mark.slow  # cfn-lint, once per setup
 def test_rendered_template_lints_clean_in_every_setup() -> None:
     assert _lint(rendered()) == []
     assert _lint(rendered(oidc_provider_arn="")) == []

@@ -47,6 +47,8 @@ from scripts.iam.engine import (
 )
 from scripts.iam.handlers import HandlerCall, Skipped, handler_calls
 
+pytestmark = pytest.mark.slow  # evaluates every IAM probe with AWS's data
+
 ACCOUNT, REGION = "123456789012", "us-east-1"
 A = ProjectSpec("foo", "p-aaaaaaaaaaaa")
 B = ProjectSpec("foo-bar", "p-bbbbbbbbbbbb")  # its name starts with A's: name prefixes must not leak

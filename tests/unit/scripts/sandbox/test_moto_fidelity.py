@@ -6,9 +6,12 @@ from __future__ import annotations
 import json
 
 import boto3
+import pytest
 from moto import mock_aws
 
 from scripts.sandbox import moto_fidelity
+
+pytestmark = pytest.mark.slow  # starts moto's CloudFormation for each case
 
 TEMPLATE = {
     "Resources": {
