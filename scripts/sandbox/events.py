@@ -3,10 +3,10 @@
 Reproduces: the event SageMaker emits when a model package's approval changes (source aws.sagemaker,
 detail-type "SageMaker Model Package State Change", account, region, resources [package ARN], time,
 `detail` = the package's description with times as epoch milliseconds); matching it against every
-enabled rule's EventPattern on the bus (exact values, nested fields, arrays, `prefix`, `suffix`,
-`anything-but`, `exists`, `equals-ignore-case`, `numeric`, `wildcard`, `$or`) — moto does not implement
-TestEventPattern, and its put_events cannot reach Lambda targets without Docker; the target's `Input` /
-`InputPath`; the permission check EventBridge depends on (the function's resource policy must allow
+enabled rule's EventPattern on the bus with moto's EventBridge matcher (exact values, nested fields,
+arrays, every operator, `$or`), after refusing what PutRule refuses (unknown operators, which moto's
+matcher would let match) — moto's put_events cannot reach Lambda targets without Docker; the target's
+`Input` / `InputPath`; the permission check EventBridge depends on (the function's resource policy must allow
 events.amazonaws.com, for that rule when it names a SourceArn); the Lambda target run by the local
 runner with the event.
 
@@ -26,83 +26,55 @@ from dataclasses import dataclass
 from typing import Any
 
 from mlops_common import contract
+from moto.events.exceptions import InvalidEventPatternException
+from moto.events.models import EventPattern, EventPatternParser
 
 from .exceptions import EventPatternError
 from .lambda_runner import Invocation, LambdaRunner
 
 # --- pattern matching -------------------------------------------------------------------------------
 
-_MISSING = object()
+# EventBridge's comparison operators (EventBridge User Guide, "Creating event patterns": content
+# filtering); PutRule refuses any other name, so an unknown one is an error here, never a silent match.
+OPERATORS = frozenset(
+    {"prefix", "suffix", "equals-ignore-case", "anything-but", "numeric", "exists", "cidr", "wildcard"}
+)
 
 
 def matches(pattern: Mapping[str, Any], event: Mapping[str, Any]) -> bool:
-    """Whether `event` matches an EventBridge `pattern` (all fields must match)."""
-    for key, expected in pattern.items():
-        if key == "$or":
-            if not any(matches(alternative, event) for alternative in expected):
-                return False
-            continue
-        actual = event.get(key, _MISSING) if isinstance(event, Mapping) else _MISSING
-        if isinstance(expected, Mapping):
-            if not isinstance(actual, Mapping) or not matches(expected, actual):
-                return False
-        elif isinstance(expected, list):
-            if not _field_matches(expected, actual):
-                return False
-        else:
-            raise EventPatternError(f"pattern field {key!r} must be a list or an object, got {expected!r}")
-    return True
+    """Whether `event` matches an EventBridge `pattern`, by moto's own EventBridge pattern matcher.
+
+    The pattern is first checked as PutRule checks it (moto's parser: every value an object or a
+    non-empty array) and for unknown operators, which moto's matcher would silently treat as a match.
+    """
+    _check_operators(pattern)
+    try:
+        parsed = EventPatternParser(json.dumps(pattern)).parse()
+    except InvalidEventPatternException as error:
+        raise EventPatternError(f"invalid event pattern: {error.message}") from None
+    return bool(EventPattern(None, parsed).matches_event(dict(event)))  # type: ignore[arg-type]
 
 
-def _field_matches(rules: list[Any], actual: Any) -> bool:
-    values = actual if isinstance(actual, list) else [actual]
-    for rule in rules:
-        if isinstance(rule, Mapping) and "exists" in rule:
-            if rule["exists"] == (actual is not _MISSING):
-                return True
-            continue
-        if actual is _MISSING:
-            continue
-        if any(_value_matches(rule, value) for value in values):
-            return True
-    return False
+def _check_operators(node: Any) -> None:
+    if isinstance(node, Mapping):
+        for key, value in node.items():
+            if key == "$or":
+                for alternative in value:
+                    _check_operators(alternative)
+            elif isinstance(value, list):
+                for rule in value:
+                    if isinstance(rule, Mapping):
+                        _check_rule(rule)
+            else:
+                _check_operators(value)
 
 
-def _value_matches(rule: Any, value: Any) -> bool:
-    if not isinstance(rule, Mapping):
-        return bool(rule == value)
-    (operator, argument), = rule.items()
-    if operator in ("prefix", "suffix"):
-        if not isinstance(value, str):
-            return False
-        if isinstance(argument, Mapping):  # {"prefix": {"equals-ignore-case": "x"}}
-            value, argument = value.lower(), str(argument["equals-ignore-case"]).lower()
-        return bool(value.startswith(argument) if operator == "prefix" else value.endswith(argument))
-    if operator == "equals-ignore-case":
-        return isinstance(value, str) and value.lower() == str(argument).lower()
-    if operator == "wildcard":
-        return isinstance(value, str) and fnmatch.fnmatchcase(value, str(argument))
-    if operator == "anything-but":
+def _check_rule(rule: Mapping[str, Any]) -> None:
+    for operator, argument in rule.items():
+        if operator not in OPERATORS:
+            raise EventPatternError(f"EventBridge has no operator {operator!r} (known: {sorted(OPERATORS)})")
         if isinstance(argument, Mapping):
-            return not any(_value_matches({op: arg}, value) for op, arg in argument.items())
-        excluded = argument if isinstance(argument, list) else [argument]
-        return value not in excluded
-    if operator == "numeric":
-        return _numeric(argument, value)
-    raise EventPatternError(f"EventBridge operator {operator!r} is not implemented by the sandbox")
-
-
-def _numeric(conditions: list[Any], value: Any) -> bool:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return False
-    checks = {
-        "=": lambda a, b: a == b, "<": lambda a, b: a < b, "<=": lambda a, b: a <= b,
-        ">": lambda a, b: a > b, ">=": lambda a, b: a >= b,
-    }
-    for operator, bound in zip(conditions[::2], conditions[1::2], strict=True):
-        if not checks[operator](value, bound):
-            return False
-    return True
+            _check_rule(argument)
 
 
 # --- the event --------------------------------------------------------------------------------------

@@ -50,8 +50,15 @@ def test_pattern_matching(pattern: dict[str, object], expected: bool) -> None:
 
 
 def test_unknown_operator_is_an_error_not_a_silent_miss() -> None:
-    with pytest.raises(EventPatternError, match="cidr"):
-        matches({"source": [{"cidr": "10.0.0.0/8"}]}, EVENT)
+    with pytest.raises(EventPatternError, match="regex"):
+        matches({"source": [{"regex": "aws.*"}]}, EVENT)
+    with pytest.raises(EventPatternError, match="regex"):
+        matches({"detail": {"ModelApprovalStatus": [{"anything-but": {"regex": "x"}}]}}, EVENT)
+
+
+def test_a_pattern_put_rule_would_refuse_is_an_error() -> None:
+    with pytest.raises(EventPatternError, match="Empty arrays"):
+        matches({"source": []}, EVENT)
 
 
 def test_model_package_event_carries_the_package_description() -> None:
