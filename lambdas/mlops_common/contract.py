@@ -123,9 +123,11 @@ PLATFORM_IAM_PATH: Final = "/gitlab-mlops-platform/"
 BOUNDARY_POLICY_NAME: Final = "gitlab-mlops-project-boundary"
 # The tag every project principal carries; the permissions boundary reads it as a policy variable.
 PROJECT_TAG: Final = "gitlab-mlops-project-id"
+# Secrets Manager path of the platform's secrets: no project principal may touch it.
+PLATFORM_SECRET_PREFIX: Final = "gitlab-mlops-platform/"  # noqa: S105 - a name prefix, not a secret
 # The platform's GitLab token, readable by the seed check-in alone, and the tag on that secret naming
 # the only GitLab server the token may be sent to.
-TOKEN_SECRET_NAME: Final = "gitlab-mlops-platform/gitlab-token"  # noqa: S105 - a name, not a secret
+TOKEN_SECRET_NAME: Final = PLATFORM_SECRET_PREFIX + "gitlab-token"
 TOKEN_SERVER_TAG: Final = "gitlab-mlops:gitlab-url"  # noqa: S105 - a tag key, not a secret
 # What model-build registers, and the CI job that trains it.
 BUILD_PIPELINE_SUFFIX: Final = "model-build"
@@ -133,6 +135,13 @@ _PROJECT_ID = re.compile(r"^p-[a-z0-9]{1,18}$")
 _GROUP_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$")
 MAX_GROUP_NAME: Final = 63
 MAX_ENDPOINT_NAME: Final = 63
+
+
+# Where bootstrap publishes the S3 project template in the bundle bucket (the Studio domain's
+# sagemaker:projectS3TemplatesLocation tag points at the prefix).
+PROJECT_TEMPLATES_PREFIX: Final = "project-templates"
+S3_TEMPLATE_NAME: Final = "gitlab-mlops.yml"
+PUBLISHED_TEMPLATE_KEY: Final = f"{PROJECT_TEMPLATES_PREFIX}/{S3_TEMPLATE_NAME}"
 
 
 def check_project_id(project_id: str) -> str:
@@ -160,6 +169,11 @@ def model_package_group_name(project_name: str, project_id: str) -> str:
             "letters, digits and single hyphens; choose a shorter project name"
         )
     return name
+
+
+def bundle_bucket_name(account: str, region: str) -> str:
+    """The bundle bucket templates/bootstrap.yml creates (Lambda zips, seeds, the project template)."""
+    return f"{PLATFORM_PREFIX}-bundle-{account}-{region}"
 
 
 def resource_name(project_id: str, purpose: str) -> str:

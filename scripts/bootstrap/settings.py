@@ -9,6 +9,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mlops_common import contract
+
 from scripts.bootstrap.errors import BootstrapError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -17,8 +19,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 MODES = ("service-catalog", "s3-template")
 DEFAULT_PREFIX = "bundle"
 DEFAULT_STACK_PREFIX = "gitlab-mlops"
-DEFAULT_SECRET_NAME = "gitlab-mlops-platform/gitlab-token"  # noqa: S105 - a name, not a secret
-SECRET_NAME_PREFIX = "gitlab-mlops-platform/"  # noqa: S105 - the path every project principal is fenced from
+DEFAULT_SECRET_NAME = contract.TOKEN_SECRET_NAME
+SECRET_NAME_PREFIX = contract.PLATFORM_SECRET_PREFIX  # every project principal is fenced from it
 TOKEN_ENV = "GITLAB_TOKEN"  # noqa: S105 - the variable name
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
 STUDIO_ROLE_REQUIRED = (

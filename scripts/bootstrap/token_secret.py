@@ -6,10 +6,12 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from mlops_common import contract
+
 from scripts.bootstrap.errors import BootstrapError, error_code
 from scripts.bootstrap.settings import TOKEN_ENV
 
-TOKEN_SERVER_TAG = "gitlab-mlops:gitlab-url"  # noqa: S105 - a tag key (lambdas' contract.TOKEN_SERVER_TAG)
+TOKEN_SERVER_TAG = contract.TOKEN_SERVER_TAG
 
 
 def secret_server(sm: Any, name: str) -> str | None:

@@ -12,6 +12,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from mlops_common import contract
+
 from scripts.bootstrap.artifacts import (
     object_url,
     put_if_changed,
@@ -26,16 +28,16 @@ from scripts.bootstrap.settings import REPO_ROOT, STUDIO_ROLE_REQUIRED, TOKEN_EN
 from scripts.bootstrap.stacks import deploy_stack, stack_parameters
 from scripts.bootstrap.token_secret import ensure_token_secret, secret_server
 
-TEMPLATES_PREFIX = "project-templates"
-S3_TEMPLATE_NAME = "gitlab-mlops.yml"
+TEMPLATES_PREFIX = contract.PROJECT_TEMPLATES_PREFIX
+S3_TEMPLATE_NAME = contract.S3_TEMPLATE_NAME
 VISIBILITY_TAG = ("sagemaker:studio-visibility", "true")
 DOMAIN_TEMPLATES_TAG = "sagemaker:projectS3TemplatesLocation"
 STEPS = 6
 
 
 def bundle_bucket_name(account_id: str, region: str) -> str:
-    """The bootstrap stack names the bundle bucket so (templates/bootstrap.yml); no "sagemaker" in it."""
-    return f"gitlab-mlops-bundle-{account_id}-{region}"
+    """The bucket templates/bootstrap.yml names (the contract's name; no "sagemaker" in it)."""
+    return contract.bundle_bucket_name(account_id, region)
 
 
 def stack_names(stack_prefix: str) -> dict[str, str]:
@@ -196,7 +198,7 @@ def run(
         "AdminPrincipalArns": ",".join(admins),
         "BundlePrefix": settings.prefix,
         "EnableS3ProjectTemplates": "true" if settings.mode == "s3-template" else "false",
-        "PublishedTemplateKey": f"{TEMPLATES_PREFIX}/{S3_TEMPLATE_NAME}",
+        "PublishedTemplateKey": contract.PUBLISHED_TEMPLATE_KEY,
     }
     outputs = deploy_stack(
         clients.cloudformation,
@@ -237,7 +239,7 @@ def run(
     }
     if settings.mode == "s3-template":
         console.step("Publishing the S3 project template")
-        key = f"{TEMPLATES_PREFIX}/{S3_TEMPLATE_NAME}"
+        key = contract.PUBLISHED_TEMPLATE_KEY
         uploaded = put_if_changed(
             clients.s3, bucket, key, rendered, tags=dict([VISIBILITY_TAG]), content_type="application/x-yaml"
         )

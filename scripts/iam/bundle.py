@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlops_common import contract
+
 from scripts.cfn_yaml import load_template
 from scripts.sandbox.cfn_template import Resolver
 
@@ -410,7 +412,7 @@ class PlatformSpec:
 
     @property
     def bundle_bucket(self) -> str:
-        return f"gitlab-mlops-bundle-{self.account}-{self.region}"
+        return contract.bundle_bucket_name(self.account, self.region)
 
     @property
     def oidc_provider_arn(self) -> str:

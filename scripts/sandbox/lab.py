@@ -49,7 +49,7 @@ SEED_DATA_BUCKET = "sagemaker-servicecatalog-seedcode-{region}"
 SEED_DATA_KEY = "dataset/abalone-dataset.csv"
 UCI_ABALONE = "https://archive.ics.uci.edu/ml/machine-learning-databases/abalone/abalone.data"
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "abalone.csv"
-PUBLISHED_TEMPLATE_KEY = "project-templates/gitlab-mlops.yml"
+PUBLISHED_TEMPLATE_KEY = contract.PUBLISHED_TEMPLATE_KEY
 BOOTSTRAP_STACK = "gitlab-mlops-bootstrap"
 IAM_MODEL_FILE = "iam-model.json"
 BUILD_REPO, DEPLOY_REPO = "model-build", "model-deploy"
@@ -145,7 +145,7 @@ class Lab:
         )
 
     def bundle_bucket(self) -> str:
-        return f"gitlab-mlops-bundle-{self.state.account}-{self.state.region}"
+        return contract.bundle_bucket_name(self.state.account, self.state.region)
 
     def _bridge(self, endpoint: ResponseEndpoint, extra_refs: Mapping[str, str]) -> CustomResourceBridge:
         return CustomResourceBridge(

@@ -164,3 +164,21 @@ def test_catalog_product_is_studio_visible_and_launched_with_the_launch_role() -
         "LaunchRoleArn",
         "StudioRoleArn",
     }
+
+
+def test_bootstrap_names_the_bundle_bucket_and_the_published_template_as_the_contract_does() -> None:
+    ev = bootstrap()
+    assert ev.properties("BundleBucket")["BucketName"] == contract.bundle_bucket_name(ACCOUNT, REGION)
+    assert BOOTSTRAP["Parameters"]["PublishedTemplateKey"]["Default"] == contract.PUBLISHED_TEMPLATE_KEY
+    assert contract.PUBLISHED_TEMPLATE_KEY.startswith(contract.PROJECT_TEMPLATES_PREFIX + "/")
+
+
+@pytest.mark.parametrize("template", [BOOTSTRAP, load("project.yml")])
+def test_the_token_secret_parameter_accepts_only_secrets_under_the_contracts_platform_prefix(
+    template: dict[str, object],
+) -> None:
+    parameters = template["Parameters"]
+    assert isinstance(parameters, dict)
+    pattern = parameters["GitLabTokenSecretArn"]["AllowedPattern"]
+    assert f":secret:{contract.PLATFORM_SECRET_PREFIX}[" in pattern
+    assert contract.TOKEN_SECRET_NAME.startswith(contract.PLATFORM_SECRET_PREFIX)
