@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +32,11 @@ def build_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("init-build")
 
 
+RunInit = Callable[..., subprocess.CompletedProcess[str]]
+
+
 @pytest.fixture
-def run_init(aws: str, build_dir: Path):  # type: ignore[no-untyped-def]
+def run_init(aws: str, build_dir: Path) -> RunInit:
     """Run init.sh with the moto environment; returns the CompletedProcess."""
 
     def run(
@@ -61,8 +65,8 @@ def assert_ok(done: subprocess.CompletedProcess[str]) -> None:
 
 
 def test_bootstrap_sets_up_bucket_artifacts_template_and_secret(
-    run_init, aws_client, build_dir: Path
-) -> None:  # type: ignore[no-untyped-def]
+    run_init: RunInit, aws_client: Callable[[str], Any], build_dir: Path
+) -> None:
     done = run_init(*default_args())
     assert_ok(done)
     s3, sm = aws_client("s3"), aws_client("secretsmanager")
@@ -117,7 +121,7 @@ def _state(s3: Any, sm: Any) -> tuple[Any, ...]:
     )
 
 
-def test_second_run_changes_nothing_and_succeeds(run_init, aws_client) -> None:  # type: ignore[no-untyped-def]
+def test_second_run_changes_nothing_and_succeeds(run_init: RunInit, aws_client: Callable[[str], Any]) -> None:
     assert_ok(run_init(*default_args()))
     s3, sm = aws_client("s3"), aws_client("secretsmanager")
     before = _state(s3, sm)
@@ -129,8 +133,8 @@ def test_second_run_changes_nothing_and_succeeds(run_init, aws_client) -> None: 
     assert "unchanged" in again.stdout
 
 
-def test_later_run_without_token_keeps_the_secret_and_a_new_token_via_stdin_replaces_it(  # type: ignore[no-untyped-def]
-    run_init, aws_client
+def test_later_run_without_token_keeps_the_secret_and_a_new_token_via_stdin_replaces_it(
+    run_init: RunInit, aws_client: Callable[[str], Any]
 ) -> None:
     assert_ok(run_init(*default_args()))
     kept = run_init(*default_args(), token=None)
@@ -144,7 +148,9 @@ def test_later_run_without_token_keeps_the_secret_and_a_new_token_via_stdin_repl
     assert "glpat-rotated-777" not in rotated.stdout + rotated.stderr
 
 
-def test_missing_token_fails_clearly_before_creating_anything(run_init, aws_client) -> None:  # type: ignore[no-untyped-def]
+def test_missing_token_fails_clearly_before_creating_anything(
+    run_init: RunInit, aws_client: Callable[[str], Any]
+) -> None:
     done = run_init(*default_args(), token=None)
     assert done.returncode == 1
     assert (
@@ -154,14 +160,14 @@ def test_missing_token_fails_clearly_before_creating_anything(run_init, aws_clie
     assert aws_client("s3").list_buckets()["Buckets"] == []
 
 
-def test_token_on_the_command_line_is_refused_without_echoing_it(run_init) -> None:  # type: ignore[no-untyped-def]
+def test_token_on_the_command_line_is_refused_without_echoing_it(run_init: RunInit) -> None:
     done = run_init(*default_args(), "--token", TOKEN)
     assert done.returncode == 1
     assert "never taken from the command line" in done.stderr
     assert TOKEN not in done.stdout + done.stderr
 
 
-def test_missing_aws_cli_is_reported(run_init, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_missing_aws_cli_is_reported(run_init: RunInit, tmp_path: Path) -> None:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     for tool in ("bash", "dirname", "python3", "grep", "tail", "env"):
@@ -173,7 +179,7 @@ def test_missing_aws_cli_is_reported(run_init, tmp_path: Path) -> None:  # type:
     assert "the AWS CLI is required" in done.stderr and "install" in done.stderr
 
 
-def test_help_needs_neither_aws_cli_nor_credentials(run_init, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_help_needs_neither_aws_cli_nor_credentials(run_init: RunInit, tmp_path: Path) -> None:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     for tool in ("bash", "dirname", "python3"):
@@ -205,15 +211,17 @@ def test_help_needs_neither_aws_cli_nor_credentials(run_init, tmp_path: Path) ->
     ("region", "message"),
     [("Europe-West", "is not a region name"), ("xx-nowhere-9", "unknown AWS region 'xx-nowhere-9'")],
 )
-def test_bad_region_is_reported(run_init, aws_client, region: str, message: str) -> None:  # type: ignore[no-untyped-def]
+def test_bad_region_is_reported(
+    run_init: RunInit, aws_client: Callable[[str], Any], region: str, message: str
+) -> None:
     done = run_init(*default_args(), "--region", region)
     assert done.returncode == 1
     assert message in done.stderr and "Traceback" not in done.stderr
     assert aws_client("s3").list_buckets()["Buckets"] == []
 
 
-def test_an_unreachable_endpoint_is_not_called_a_credentials_problem(  # type: ignore[no-untyped-def]
-    run_init, monkeypatch: pytest.MonkeyPatch, aws: str
+def test_an_unreachable_endpoint_is_not_called_a_credentials_problem(
+    run_init: RunInit, monkeypatch: pytest.MonkeyPatch, aws: str
 ) -> None:
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens: sts cannot answer
     done = run_init(*default_args())
@@ -222,8 +230,8 @@ def test_an_unreachable_endpoint_is_not_called_a_credentials_problem(  # type: i
     assert "no working AWS credentials" not in done.stderr and "Traceback" not in done.stderr
 
 
-def test_missing_credentials_are_reported(  # type: ignore[no-untyped-def]
-    run_init, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, aws: str
+def test_missing_credentials_are_reported(
+    run_init: RunInit, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, aws: str
 ) -> None:
     for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         monkeypatch.delenv(key)
@@ -235,7 +243,9 @@ def test_missing_credentials_are_reported(  # type: ignore[no-untyped-def]
     assert "no working AWS credentials" in done.stderr and "aws configure" in done.stderr
 
 
-def test_aws_region_alone_is_enough(run_init, monkeypatch: pytest.MonkeyPatch, aws_client) -> None:  # type: ignore[no-untyped-def]
+def test_aws_region_alone_is_enough(
+    run_init: RunInit, monkeypatch: pytest.MonkeyPatch, aws_client: Callable[[str], Any]
+) -> None:
     monkeypatch.delenv("AWS_DEFAULT_REGION")  # AWS CLI v1 reads only this one; boto3 gets it from init.sh
     done = run_init(*default_args())
     assert_ok(done)
@@ -243,8 +253,8 @@ def test_aws_region_alone_is_enough(run_init, monkeypatch: pytest.MonkeyPatch, a
     assert aws_client("s3").head_bucket(Bucket=BUCKET)
 
 
-def test_a_bad_region_from_the_environment_is_named_before_any_aws_call(  # type: ignore[no-untyped-def]
-    run_init, monkeypatch: pytest.MonkeyPatch, aws_client
+def test_a_bad_region_from_the_environment_is_named_before_any_aws_call(
+    run_init: RunInit, monkeypatch: pytest.MonkeyPatch, aws_client: Callable[[str], Any]
 ) -> None:
     monkeypatch.delenv("AWS_REGION")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "Mars-1")
@@ -255,8 +265,8 @@ def test_a_bad_region_from_the_environment_is_named_before_any_aws_call(  # type
 
 
 def test_service_catalog_mode_without_studio_role_fails_before_calling_aws(
-    run_init, aws_client, monkeypatch: pytest.MonkeyPatch
-) -> None:  # type: ignore[no-untyped-def]
+    run_init: RunInit, aws_client: Callable[[str], Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # an AWS call would fail differently
     done = run_init(*default_args(), "--mode", "service-catalog")
     assert done.returncode == 1
@@ -265,14 +275,18 @@ def test_service_catalog_mode_without_studio_role_fails_before_calling_aws(
     assert aws_client("cloudformation").list_stacks()["StackSummaries"] == []
 
 
-def test_missing_gitlab_url_fails_before_creating_anything(run_init, aws_client) -> None:  # type: ignore[no-untyped-def]
+def test_missing_gitlab_url_fails_before_creating_anything(
+    run_init: RunInit, aws_client: Callable[[str], Any]
+) -> None:
     done = run_init("--oidc-provider-arn", OIDC_ARN)
     assert done.returncode == 1
     assert "--gitlab-url is required" in done.stderr and "Traceback" not in done.stderr
     assert aws_client("secretsmanager").list_secrets()["SecretList"] == []
 
 
-def test_a_token_bound_to_another_server_is_not_silently_rebound(run_init, aws_client) -> None:  # type: ignore[no-untyped-def]
+def test_a_token_bound_to_another_server_is_not_silently_rebound(
+    run_init: RunInit, aws_client: Callable[[str], Any]
+) -> None:
     assert_ok(run_init(*default_args()))
     moved = run_init(
         "--gitlab-url", "https://gitlab.other.example", "--oidc-provider-arn", OIDC_ARN, token=None

@@ -115,7 +115,7 @@ def _sts(error: Exception | None) -> Any:
             raise error
         return {"Account": "123456789012"}
 
-    sts.get_caller_identity = answer  # type: ignore[method-assign]
+    sts.get_caller_identity = answer
     return sts
 
 

@@ -9,6 +9,7 @@ import os
 import stat
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -291,7 +292,9 @@ def real_build(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str
     return out, package.build_all(out)
 
 
-def test_real_bundle_rebuilds_to_identical_bytes(real_build: tuple[Path, dict], tmp_path: Path) -> None:
+def test_real_bundle_rebuilds_to_identical_bytes(
+    real_build: tuple[Path, dict[str, Any]], tmp_path: Path
+) -> None:
     out, manifest = real_build
     again = tmp_path / "again"
     (again).mkdir()
@@ -301,7 +304,9 @@ def test_real_bundle_rebuilds_to_identical_bytes(real_build: tuple[Path, dict], 
 
 
 @pytest.mark.parametrize("name", package.LAMBDAS)
-def test_real_lambda_zip_imports_its_handler_on_this_python(real_build: tuple[Path, dict], name: str) -> None:
+def test_real_lambda_zip_imports_its_handler_on_this_python(
+    real_build: tuple[Path, dict[str, Any]], name: str
+) -> None:
     import subprocess
     import sys
 

@@ -36,7 +36,8 @@ def load(name: str) -> dict[str, Any]:
 def load_text(text: str) -> dict[str, Any]:
     template, errors = decode_str(text)
     assert not errors, errors
-    return _plain(template)
+    plain: dict[str, Any] = _plain(template)
+    return plain
 
 
 def _plain(node: Any) -> Any:
