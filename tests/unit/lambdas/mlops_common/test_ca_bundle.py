@@ -37,6 +37,17 @@ def test_bundle_is_downloaded_once_and_passed_as_a_path() -> None:
     assert s3.calls == 1
 
 
+def test_processes_sharing_tmp_never_read_each_others_bundle_at_the_same_uri() -> None:
+    """Two containers (or test workers) with one /tmp and different bundles behind one URI."""
+    other = PEM.replace(b"MIIB", b"MIIC")
+    ca_bundle.clear_cache()
+    first = ca_bundle.ssl_verify(FakeS3(PEM), "s3://b/shared.pem", "X")
+    ca_bundle.clear_cache()  # the other process has its own cache
+    second = ca_bundle.ssl_verify(FakeS3(other), "s3://b/shared.pem", "X")
+    assert isinstance(first, str) and isinstance(second, str)
+    assert Path(first).read_bytes() == PEM and Path(second).read_bytes() == other
+
+
 def test_missing_or_non_pem_bundle_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match=r"cannot read CA bundle s3://b/ca.pem \(NoSuchKey\): check X"):
         ca_bundle.ssl_verify(FakeS3(None), "s3://b/ca.pem", "X")
