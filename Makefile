@@ -9,8 +9,9 @@ IAM_DATA := $(VENV)/share/iam-data/.installed
 NODE_STAMP := node_modules/.installed
 # Parallel test workers for the bundle's tests (each test module stays on one worker).
 TEST_WORKERS ?= 2
-# make test fails when the bundle's line+branch coverage (lambdas/ and scripts/) falls below this.
-COVERAGE_FLOOR := 0
+# make test fails when the bundle's line+branch coverage (lambdas/ and scripts/) falls below this
+# (84% measured on 2026-12-02; a little slack for the runs that vary with timing).
+COVERAGE_FLOOR := 82
 # Regions the templates are checked against (resource types, properties and instance types per Region).
 LINT_REGIONS := us-east-1 us-east-2 us-west-2 eu-west-1 eu-central-1 ap-southeast-2 ap-northeast-1
 TEMPLATES := $(wildcard templates/*.yml) $(wildcard seedcode/model-deploy/*-template.yml)
