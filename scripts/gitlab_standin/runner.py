@@ -282,7 +282,18 @@ class GitlabCiLocalRunner:
         return [*cmd, *self.extra_args, *args]
 
     def _env(self) -> dict[str, str]:
-        return {**os.environ, **self.env}
+        """The jobs' environment: this process's, plus `env=`, never the host user's shell startup files.
+
+        gitlab-ci-local feeds each job script to bash over a Node pipe, which is a socket; bash at shell
+        level 1 with a socket on stdin reads ~/.bashrc as if sshd had started it (bash(1), INVOCATION),
+        so a dotfile's PATH (pyenv's shims, say) would decide which python a job runs. A shell level of
+        at least 1 here makes that bash level 2, which skips it.
+        """
+        env = {**os.environ, **self.env}
+        level = env.get("SHLVL", "")
+        if not level.isdigit() or int(level) < 1:
+            env["SHLVL"] = "1"
+        return env
 
     def _execute(self, ctx: RunContext, jobs: list[str], sink: JobSink) -> None:
         src = self._checkout(ctx)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from pathlib import Path
 
 import gitlab
 import pytest
@@ -116,3 +117,21 @@ def test_invalid_ci_file_is_refused_at_create(running: Standin) -> None:
     assert refused.value.response_code == 400 and refused.value.error_message["base"]  # type: ignore[index]
     # The push of the broken file recorded a failed pipeline, as GitLab does for YAML errors.
     assert [(p.source, p.status) for p in project.pipelines.list(get_all=True)] == [("push", "failed")]
+
+
+def test_jobs_do_not_read_the_host_users_bashrc(tmp_path: Path) -> None:
+    """A started-from-nowhere shell (no SHLVL) with a ~/.bashrc that changes PATH, as pyenv's does."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".bashrc").write_text('export FROM_BASHRC=yes\nexport PATH="/nonexistent/shims:$PATH"\n')
+    ci = "job:\n  script:\n    - echo \"bashrc=${FROM_BASHRC:-no} path=$PATH\"\n"
+    runner = GitlabCiLocalRunner(timeout=120, env={"HOME": str(home), "SHLVL": "0"})
+    with standin(runner=runner) as server:
+        project = client(server).projects.create({"name": "dotfiles", "namespace_id": "ml-team"})
+        project.commits.create({"branch": "main", "commit_message": "ci", "actions": [
+            {"action": "create", "file_path": ".gitlab-ci.yml", "content": ci}]})
+        [push] = project.pipelines.list(get_all=True)
+        assert wait_jobs(server, push.id) == {"job": "success"}
+        [job] = project.pipelines.get(push.id).jobs.list(get_all=True)
+        trace = project.jobs.get(job.id).trace().decode()
+    assert "bashrc=no" in trace and "/nonexistent/shims" not in trace
