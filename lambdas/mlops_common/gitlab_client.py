@@ -535,10 +535,20 @@ class GitLab:
         if current is not None:
             with self._translated(f"unprotecting {subject}", subject, ""):
                 project.protectedbranches.delete(branch)
-        with self._translated(f"protecting {subject}", subject, ""):
-            project.protectedbranches.create(
-                {"name": branch, "push_access_level": access_level, "merge_access_level": access_level}
-            )
+        try:
+            with self._translated(f"protecting {subject}", subject, ""):
+                project.protectedbranches.create(
+                    {"name": branch, "push_access_level": access_level, "merge_access_level": access_level}
+                )
+        except GitLabRejected:
+            # "already exists": a re-sent POST whose first answer was lost; fine if it has our levels.
+            with self._translated(f"reading the protection of {subject}", subject, ""):
+                made = project.protectedbranches.get(branch).attributes
+            if (
+                min(_min_level(made, "push_access_levels"), _min_level(made, "merge_access_levels"))
+                < access_level
+            ):
+                raise
         return "tightened" if current is not None else "protected"
 
     # --- pipeline triggers ---------------------------------------------------------------------------
