@@ -62,8 +62,8 @@ TRIGGER_ENVIRONMENT: Final = (
     ENV_DEPLOY_PROJECT_ID,
     ENV_DEPLOY_REF,
     ENV_MODEL_PACKAGE_GROUP,
-    ENV_LOG_LEVEL,
     ENV_PROD_STACK_NAME,
+    ENV_LOG_LEVEL,
 )
 # What the seed check-in stores in the deploy trigger secret (JSON) and the trigger reads back.
 TRIGGER_SECRET_KEYS: Final = (

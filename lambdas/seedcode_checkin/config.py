@@ -16,7 +16,8 @@ _SOURCE = "resource property"
 # GitLab project paths: letters, digits, '_', '-', '.'; start with a letter or digit; no .git/.atom end.
 _REPO_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,99}$")
 _SECRET_ARN = re.compile(r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:.+$")
-_GROUP = re.compile(r"^(\d+|[a-zA-Z0-9_][a-zA-Z0-9_.-]*(/[a-zA-Z0-9_][a-zA-Z0-9_.-]*)*)$")
+# The template's GitLabGroup AllowedPattern, so a value passes both or neither.
+_GROUP = re.compile(r"^(\d+|[a-zA-Z0-9][a-zA-Z0-9_.-]*(/[a-zA-Z0-9][a-zA-Z0-9_.-]*)*)$")
 _BRANCH = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_./-]{0,99}$")
 
 
@@ -58,7 +59,7 @@ class RepoTarget:
     @classmethod
     def from_properties(cls, props: Mapping[str, object]) -> RepoTarget:
         s = Settings(props, _SOURCE)
-        group = s.optional("GitLabGroup").strip("/")
+        group = s.optional("GitLabGroup")
         if group and not _GROUP.match(group):
             raise ConfigError(
                 f"{_SOURCE} GitLabGroup is {group!r}: give a group path like 'ml/team' or its id"
