@@ -15,7 +15,7 @@ TEMPLATES := $(wildcard templates/*.yml) $(wildcard seedcode/model-deploy/*-temp
 SEEDS := $(wildcard seedcode/*)
 
 .DEFAULT_GOAL := help
-.PHONY: help prerequisites venv lint checkov test test-bundle test-seeds package bench demo clean
+.PHONY: help prerequisites venv lint checkov test test-bundle test-seeds package bench demo redrive clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -76,6 +76,9 @@ bench: venv ## Model quality benchmark on ABALONE_DATA (default ../shared/data/a
 
 demo: venv ## Run the whole lifecycle on the local sandbox (moto + GitLab stand-in + real CI runs)
 	$(PY) -m scripts.sandbox.demo $(ARGS)
+
+redrive: venv ## Dead-lettered approvals: ARGS="list --queue-url URL" or ARGS="redrive --queue-url URL --function NAME"
+	$(PY) scripts/redrive.py $(ARGS)
 
 clean: ## Remove build output and virtualenvs
 	rm -rf build $(VENV) $(CHECKOV_VENV) node_modules .sandbox
