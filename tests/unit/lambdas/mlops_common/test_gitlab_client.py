@@ -177,7 +177,7 @@ def bounded(**changes: object) -> GitLab:
     return GitLab(settings, TOKEN)
 
 
-def test_no_request_starts_after_the_deadline(rsps: responses.RequestsMock) -> None:
+def test_a_request_with_less_than_a_second_left_is_not_started(rsps: responses.RequestsMock) -> None:
     import time
 
     from mlops_common.errors import GitLabOutOfTime
