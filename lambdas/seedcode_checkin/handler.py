@@ -91,8 +91,8 @@ def _answer(
         logger.error("%s failed: %s", event.get("RequestType"), exc)
         helper.Status = FAILED
         helper.Reason = fit_reason(str(exc))
-        if isinstance(exc, core.CreateFailed):
-            return exc.physical_id
+        if isinstance(exc, core.CreateFailed) and event.get("RequestType") == "Create":
+            return exc.physical_id  # an Update keeps the id CloudFormation has
         physical = event.get("PhysicalResourceId")
         return physical if isinstance(physical, str) and physical else FAILED_CREATE_ID
 

@@ -124,3 +124,15 @@ def test_a_gitlab_that_stalls_after_n_answers_gets_the_products_answer_and_no_or
     wait_idle(world, 9)
     assert_product_answer(rollback_delete(world, checkin, answer), "SUCCESS")
     assert_no_orphans(world)
+
+
+def test_a_failed_rename_keeps_the_old_id_and_removes_only_the_new_repository(
+    world: World, checkin: Any
+) -> None:
+    created = checkin(world.event("cfn_create"))
+    world.gitlab.add_fault(r"/repository/commits$", 400, method="POST", count=None)
+    renamed = checkin(world.event("cfn_update_rename"))
+    assert_product_answer(renamed, "FAILED")
+    assert renamed["PhysicalResourceId"] == created["PhysicalResourceId"]
+    assert renamed["Reason"].endswith("; removed ml-team/abalone-deploy-v2")
+    assert set(projects(world)) == {BUILD, DEPLOY}  # the repositories in use are untouched
