@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import tempfile
 import threading
 from pathlib import Path
@@ -35,9 +36,12 @@ def ssl_verify(s3_client: Any, uri: str, setting: str) -> bool | str:
         raise ConfigError(f"cannot read CA bundle {uri} ({type(exc).__name__}): check {setting}") from None
     if len(body) > _MAX_BYTES or b"-----BEGIN CERTIFICATE-----" not in body:
         raise ConfigError(f"CA bundle {uri} is not a PEM certificate bundle: check {setting}")
-    name = "gitlab-ca-" + hashlib.sha256(uri.encode()).hexdigest()[:16] + ".pem"
+    # Named by content, written whole: processes sharing /tmp never read another's (or half a) bundle.
+    name = "gitlab-ca-" + hashlib.sha256(body).hexdigest()[:16] + ".pem"
     path = Path(tempfile.gettempdir()) / name
-    path.write_bytes(body)
+    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".gitlab-ca-", delete=False) as part:
+        part.write(body)
+    os.replace(part.name, path)
     with _lock:
         _cache[uri] = str(path)
     return str(path)

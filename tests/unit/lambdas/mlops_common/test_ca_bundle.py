@@ -42,3 +42,13 @@ def test_missing_or_non_pem_bundle_is_a_config_error() -> None:
         ca_bundle.ssl_verify(FakeS3(None), "s3://b/ca.pem", "X")
     with pytest.raises(ConfigError, match="not a PEM"):
         ca_bundle.ssl_verify(FakeS3(b"hello"), "s3://b/other.pem", "X")
+
+
+def test_different_bundles_behind_one_uri_never_share_a_file() -> None:
+    """Two processes (test workers, or containers sharing /tmp) with different CAs at the same URI."""
+    first = ca_bundle.ssl_verify(FakeS3(PEM), "s3://b/ca.pem", "X")
+    ca_bundle.clear_cache()
+    other = PEM.replace(b"-----END CERTIFICATE-----", b"AA==\n-----END CERTIFICATE-----")
+    second = ca_bundle.ssl_verify(FakeS3(other), "s3://b/ca.pem", "X")
+    assert isinstance(first, str) and isinstance(second, str) and first != second
+    assert Path(first).read_bytes() == PEM and Path(second).read_bytes() == other
