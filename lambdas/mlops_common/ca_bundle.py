@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import tempfile
 import threading
 from pathlib import Path
@@ -41,7 +40,7 @@ def ssl_verify(s3_client: Any, uri: str, setting: str) -> bool | str:
     path = Path(tempfile.gettempdir()) / name
     with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".gitlab-ca-", delete=False) as part:
         part.write(body)
-    os.replace(part.name, path)
+    Path(part.name).replace(path)
     with _lock:
         _cache[uri] = str(path)
     return str(path)
