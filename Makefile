@@ -15,7 +15,7 @@ TEMPLATES := $(wildcard templates/*.yml) $(wildcard seedcode/model-deploy/*-temp
 SEEDS := $(wildcard seedcode/*)
 
 .DEFAULT_GOAL := help
-.PHONY: help prerequisites venv lint checkov test test-bundle test-seeds package bench demo redrive clean
+.PHONY: help prerequisites venv lint checkov test test-bundle test-seeds package bench demo clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -77,6 +77,7 @@ bench: venv ## Model quality benchmark on ABALONE_DATA (default ../shared/data/a
 demo: venv ## Run the whole lifecycle on the local sandbox (moto + GitLab stand-in + real CI runs)
 	$(PY) -m scripts.sandbox.demo $(ARGS)
 
+.PHONY: redrive
 redrive: venv ## Dead-lettered approvals: ARGS="list --queue-url URL" or ARGS="redrive --queue-url URL --function NAME"
 	$(PY) scripts/redrive.py $(ARGS)
 

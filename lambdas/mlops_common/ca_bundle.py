@@ -35,12 +35,13 @@ def ssl_verify(s3_client: Any, uri: str, setting: str) -> bool | str:
         raise ConfigError(f"cannot read CA bundle {uri} ({type(exc).__name__}): check {setting}") from None
     if len(body) > _MAX_BYTES or b"-----BEGIN CERTIFICATE-----" not in body:
         raise ConfigError(f"CA bundle {uri} is not a PEM certificate bundle: check {setting}")
-    # Named by content, written whole: processes sharing /tmp never read another's (or half a) bundle.
+    # Named by content and written atomically: a process sharing /tmp never reads another bundle.
     name = "gitlab-ca-" + hashlib.sha256(body).hexdigest()[:16] + ".pem"
     path = Path(tempfile.gettempdir()) / name
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".gitlab-ca-", delete=False) as part:
-        part.write(body)
-    Path(part.name).replace(path)
+    if not path.exists():
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".gitlab-ca-", delete=False) as tmp:
+            tmp.write(body)
+        Path(tmp.name).replace(path)
     with _lock:
         _cache[uri] = str(path)
     return str(path)
