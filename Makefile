@@ -85,5 +85,9 @@ bench: venv ## Model quality benchmark on ABALONE_DATA (default ../shared/data/a
 demo: venv ## Run the whole lifecycle on the local sandbox (moto + GitLab stand-in + real CI runs)
 	$(PY) -m scripts.sandbox.demo $(ARGS)
 
+.PHONY: redrive
+redrive: venv ## Dead-lettered approvals: ARGS="list --queue-url URL" or ARGS="redrive --queue-url URL --function NAME"
+	$(PY) scripts/redrive.py $(ARGS)
+
 clean: ## Remove build output and virtualenvs
 	rm -rf build $(VENV) $(CHECKOV_VENV) node_modules .sandbox

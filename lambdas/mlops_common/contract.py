@@ -53,6 +53,8 @@ ENV_DEPLOY_PROJECT_ID: Final = "DEPLOY_PROJECT_ID"
 ENV_DEPLOY_REF: Final = "DEPLOY_REF"
 ENV_MODEL_PACKAGE_GROUP: Final = "MODEL_PACKAGE_GROUP_NAME"
 ENV_LOG_LEVEL: Final = "LOG_LEVEL"
+# The production deploy stack (deploy_stack_name(..., "prod")): its ModelPackageArn output is what is live.
+ENV_PROD_STACK_NAME: Final = "PROD_DEPLOY_STACK_NAME"
 TRIGGER_ENVIRONMENT: Final = (
     ENV_GITLAB_URL,
     ENV_TRIGGER_TOKEN_SECRET,
@@ -60,15 +62,30 @@ TRIGGER_ENVIRONMENT: Final = (
     ENV_DEPLOY_PROJECT_ID,
     ENV_DEPLOY_REF,
     ENV_MODEL_PACKAGE_GROUP,
+    ENV_PROD_STACK_NAME,
     ENV_LOG_LEVEL,
 )
 # What the seed check-in stores in the deploy trigger secret (JSON) and the trigger reads back.
-TRIGGER_SECRET_KEYS: Final = ("token", "trigger_id", "project_id", "gitlab_url")
+TRIGGER_SECRET_KEYS: Final = (
+    "token",
+    "trigger_id",
+    "project_id",
+    "gitlab_url",
+    "read_token",
+    "read_token_id",
+    "read_token_expires",
+)
 
 # --- Variables the approval trigger passes to the model-deploy pipeline ---------------------------
 PIPELINE_VAR_MODEL_PACKAGE_ARN: Final = "MODEL_PACKAGE_ARN"
 PIPELINE_VAR_MODEL_PACKAGE_GROUP: Final = "MODEL_PACKAGE_GROUP_NAME"
 PIPELINE_VAR_APPROVAL_STATUS: Final = "MODEL_APPROVAL_STATUS"
+# The pipeline's name, one per model package state change: the deploy repository's .gitlab-ci.yml must
+# name its pipelines from it (`workflow: name: $DEPLOY_PIPELINE_NAME`); the trigger looks it up (list
+# pipelines, `name=`) before starting one, so a repeated event starts nothing new.
+PIPELINE_VAR_PIPELINE_NAME: Final = "DEPLOY_PIPELINE_NAME"
+# Why the pipeline runs when it is not a plain approval (a rollback after a rejection).
+PIPELINE_VAR_DEPLOY_REASON: Final = "DEPLOY_REASON"
 
 # --- Sandbox / local execution switches (never set on real projects) ------------------------------
 # model-build: "local" runs the same pipeline definition on the CI machine (no SageMaker jobs).
@@ -209,6 +226,10 @@ def endpoint_name(project_name: str, project_id: str, stage: str) -> str:
 def deploy_stack_name(project_name: str, project_id: str, stage: str) -> str:
     """The CloudFormation stack the model-deploy CI keeps for one stage."""
     return f"{project_name}-{check_project_id(project_id)}-deploy-{check_stage(stage)}"
+
+
+# The deploy stack output naming the model package a stage serves.
+DEPLOY_STACK_PACKAGE_OUTPUT: Final = "ModelPackageArn"
 
 
 def build_pipeline_name(project_name: str, project_id: str) -> str:

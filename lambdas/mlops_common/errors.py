@@ -39,9 +39,17 @@ class GitLabUnavailable(GitLabError):
     """GitLab could not be reached, kept failing (5xx) or kept rate-limiting (429) within our retries."""
 
 
+class GitLabOutOfTime(GitLabUnavailable):
+    """No time was left before the Lambda's own deadline to start (or finish) another GitLab call."""
+
+
 class ProjectNotOwned(GitLabError):
     """A GitLab project with the requested path exists but was not created by this SageMaker project."""
 
 
 class MalformedEvent(MlopsError):
     """An incoming event lacks a field or has the wrong shape; retrying will not help."""
+
+
+class NoRollbackTarget(MlopsError):
+    """The package live in production was rejected and no earlier version is Approved."""

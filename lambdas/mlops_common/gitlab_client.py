@@ -6,6 +6,7 @@ rest of the code only sees `mlops_common.errors` and small frozen dataclasses.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -16,7 +17,7 @@ from urllib.parse import urlsplit
 
 import gitlab
 import requests
-from gitlab.exceptions import GitlabError
+from gitlab.exceptions import GitlabError, GitlabHttpError
 
 from mlops_common import logsafe
 from mlops_common.errors import (
@@ -24,6 +25,7 @@ from mlops_common.errors import (
     GitLabError,
     GitLabForbidden,
     GitLabNotFound,
+    GitLabOutOfTime,
     GitLabRejected,
     GitLabUnavailable,
 )
@@ -32,6 +34,9 @@ logger = logging.getLogger(__name__)
 
 _REJECTED = frozenset({400, 409, 422})
 _MESSAGE_LIMIT = 120
+MIN_REQUEST_TIME = 1.0  # seconds: a request is not started with less time than this left
+RETRY_BACKOFF = 0.5  # seconds before the first retry, doubled each time, capped at max_retry_wait
+NOT_SENT_CAUSES = frozenset({"Connection refused", "Name or service not known", "No route to host"})
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,7 @@ class GitLabSettings:
     max_retries: int = 2  # retries after a connection error, 429 or 5xx
     max_retry_wait: float = 5.0  # cap on any wait, including a server's Retry-After
     deadline: float | None = None  # time.monotonic() after which no new request starts
+    retry_posts: bool = True  # False: a POST that may have been applied is never sent again
 
     @property
     def attempts(self) -> int:
@@ -119,47 +125,83 @@ class Pipeline:
 
 
 class _BoundedGitlab(gitlab.Gitlab):
-    """python-gitlab client whose every request has a timeout, few retries and ends before a deadline."""
+    """python-gitlab client whose every request has a timeout, few retries and ends before a deadline.
+
+    Retries are ours, not python-gitlab's (its own would get the whole remaining time): each attempt
+    starts only while time is left and is cut to it. A 4xx is never retried (429 aside, which GitLab
+    answers before doing anything); nor is a POST whose request may have been applied (a timeout or a
+    5xx) unless `retry_posts` says its caller makes creates safe to repeat.
+    """
 
     def __init__(self, settings: GitLabSettings, token: str | None) -> None:
         session = requests.Session()
-        session.hooks["response"].append(_cap_retry_after(settings.max_retry_wait))
+        self._retry_after: float | None = None
+        session.hooks["response"].append(self._remember_retry_after)
         super().__init__(
             url=settings.url,
             private_token=token or None,
             ssl_verify=settings.ssl_verify,
             timeout=settings.timeout,
-            retry_transient_errors=True,
+            retry_transient_errors=False,
             session=session,
         )
         self._bounds = settings
+        self.deadline = settings.deadline
+        self.last_attempts = 0  # how many times the last request was sent (error messages say it)
 
-    def http_request(self, *args: Any, **kwargs: Any) -> requests.Response:
-        kwargs.setdefault("max_retries", self._bounds.max_retries)
-        deadline = self._bounds.deadline
-        if deadline is not None:
-            left = deadline - time.monotonic()
-            if left <= 1:
-                raise GitLabUnavailable(
-                    f"GitLab at {self._bounds.url} too slow: out of time before the Lambda timeout; "
-                    "retry, or raise the function timeout"
-                )
-            kwargs["timeout"] = min(kwargs.get("timeout") or self._bounds.timeout, left)
-        return super().http_request(*args, **kwargs)
-
-
-def _cap_retry_after(cap: float) -> Any:
-    """A requests response hook: keep Retry-After honoured by python-gitlab, but never above `cap`."""
-
-    def hook(response: requests.Response, *args: Any, **kwargs: Any) -> requests.Response:
+    def _remember_retry_after(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
         value = response.headers.get("Retry-After")
-        if value is not None:
-            seconds = int(value) if value.strip().isdigit() else int(cap)
-            response.headers["Retry-After"] = str(min(seconds, int(cap)))
-        response.headers.pop("RateLimit-Reset", None)
-        return response
+        self._retry_after = float(value) if value and value.strip().isdigit() else None
 
-    return hook
+    def time_left(self) -> float | None:
+        return None if self.deadline is None else self.deadline - time.monotonic()
+
+    def _out_of_time(self) -> GitLabUnavailable:
+        return GitLabOutOfTime(
+            f"GitLab at {self._bounds.url} too slow: out of time before the Lambda timeout; "
+            "retry, or raise the function timeout"
+        )
+
+    def http_request(self, verb: str, path: str, *args: Any, **kwargs: Any) -> requests.Response:
+        repeatable = verb.lower() != "post" or self._bounds.retry_posts
+        kwargs.update(obey_rate_limit=False, retry_transient_errors=False, max_retries=0)
+        timeout = kwargs.get("timeout") or self._bounds.timeout
+        attempt = 0
+        while True:
+            left = self.time_left()
+            if left is not None and left <= MIN_REQUEST_TIME:
+                raise self._out_of_time()
+            kwargs["timeout"] = timeout if left is None else min(timeout, left)
+            self._retry_after = None
+            self.last_attempts = attempt + 1
+            try:
+                return super().http_request(verb, path, *args, **kwargs)
+            except GitlabHttpError as exc:
+                code = exc.response_code or 0
+                retry = code == 429 or (code >= 500 and repeatable)
+                if not retry or attempt >= self._bounds.max_retries:
+                    raise
+                wait = self._retry_after if code == 429 and self._retry_after is not None else 0.0
+            except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+                # Refused, unresolvable or a connect timeout: nothing reached GitLab. A read timeout or
+                # a reset may come after GitLab applied the request.
+                if (not repeatable and not _never_sent(exc)) or attempt >= self._bounds.max_retries:
+                    raise
+                wait = 0.0
+            attempt += 1
+            wait = min(max(wait, RETRY_BACKOFF * 2 ** (attempt - 1)), self._bounds.max_retry_wait)
+            left = self.time_left()
+            if left is not None and left - wait <= MIN_REQUEST_TIME:
+                raise self._out_of_time() from None
+            time.sleep(wait)
+
+
+def _never_sent(exc: BaseException) -> bool:
+    """Whether a connection error happened before the request left (refused, DNS, connect timeout)."""
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return True
+    cause = _network_cause(exc)
+    return cause in NOT_SENT_CAUSES
 
 
 def _short(message: object) -> str:
@@ -215,6 +257,15 @@ class GitLab:
     def host(self) -> str:
         return urlsplit(self.settings.url).netloc
 
+    def set_deadline(self, deadline: float | None) -> None:
+        """Move the time after which no request starts (e.g. to keep a reserve for cleaning up)."""
+        if isinstance(self._gl, _BoundedGitlab):
+            self._gl.deadline = deadline
+
+    @property
+    def deadline(self) -> float | None:
+        return self._gl.deadline if isinstance(self._gl, _BoundedGitlab) else self.settings.deadline
+
     # --- translation: the only place library errors are interpreted -----------------------------
     @contextmanager
     def _translated(self, action: str, subject: str, not_found_hint: str) -> Iterator[None]:
@@ -226,14 +277,18 @@ class GitLab:
             ) from None
         except requests.exceptions.RequestException as exc:
             raise GitLabUnavailable(
-                f"GitLab at {self.settings.url} unreachable after {self.settings.attempts} attempts "
+                f"GitLab at {self.settings.url} unreachable after {self._attempts()} "
                 f"while {action}: {_network_cause(exc)}"
             ) from None
+
+    def _attempts(self) -> str:
+        count = getattr(self._gl, "last_attempts", 0) or self.settings.attempts
+        return f"{count} attempt" + ("s" if count != 1 else "")
 
     def _translate(
         self, code: int | None, message: object, action: str, subject: str, hint: str
     ) -> GitLabError:
-        url, attempts = self.settings.url, self.settings.attempts
+        url, attempts = self.settings.url, self._attempts()
         if code == 401:
             return GitLabAuthError(
                 f"GitLab token rejected (401) while {action}: check secret {self.settings.token_source}"
@@ -249,15 +304,21 @@ class GitLab:
             return GitLabRejected(f"GitLab refused {action} ({code}: {_short(message)})")
         if code == 429:
             return GitLabUnavailable(
-                f"GitLab at {url} still rate-limiting (429) after {attempts} attempts "
-                f"while {action}: try again later"
+                f"GitLab at {url} still rate-limiting (429) after {attempts} while {action}: try again later"
             )
         if code is not None and code >= 500:
             return GitLabUnavailable(
-                f"GitLab at {url} failing (HTTP {code}) after {attempts} attempts "
-                f"while {action}: try again later"
+                f"GitLab at {url} failing (HTTP {code}) after {attempts} while {action}: try again later"
             )
         return GitLabError(f"GitLab answered {code} while {action}: {_short(message)}")
+
+    # --- the token itself ------------------------------------------------------------------------
+    def token_expiry(self) -> dt.date | None:
+        """When the private token expires (GET /personal_access_tokens/self); None = never."""
+        with self._translated("reading the token's expiry", "token", "check the token"):
+            attrs = self._gl.http_get("/personal_access_tokens/self")
+        value = attrs.get("expires_at") if isinstance(attrs, Mapping) else None
+        return dt.date.fromisoformat(str(value)[:10]) if value else None
 
     # --- namespaces -------------------------------------------------------------------------------
     def token_owner_namespace(self) -> Namespace:
@@ -411,6 +472,43 @@ class GitLab:
             pipeline = self._gl.projects.get(project_id, lazy=True).pipelines.create(payload)
         return Pipeline(int(pipeline.id), str(pipeline.attributes.get("web_url") or ""))
 
+    def pipelines_named(self, project_id: int, name: str) -> list[Pipeline]:
+        """Pipelines of the project whose name (`workflow:name`) is `name`, newest first."""
+        with self._translated(
+            f"listing pipelines of project {project_id}", f"project {project_id}", "check DEPLOY_PROJECT_ID"
+        ):
+            items = self._gl.projects.get(project_id, lazy=True).pipelines.list(name=name, get_all=False)
+        return [
+            Pipeline(int(p.attributes["id"]), str(p.attributes.get("web_url") or ""))
+            for p in items
+            if p.attributes.get("name") == name
+        ]
+
+    def create_access_token(
+        self, project_id: int, name: str, scopes: Sequence[str], access_level: int, expires_at: dt.date
+    ) -> tuple[int, str]:
+        """A new project access token: (its id, the token)."""
+        with self._translated(
+            f"creating an access token on project {project_id}", f"project {project_id}", ""
+        ):
+            token = self._gl.projects.get(project_id, lazy=True).access_tokens.create(
+                {
+                    "name": name,
+                    "scopes": list(scopes),
+                    "access_level": access_level,
+                    "expires_at": expires_at.isoformat(),
+                }
+            )
+        value = str(token.attributes["token"])
+        logsafe.register_secret(value)
+        return int(token.attributes["id"]), value
+
+    def revoke_access_token(self, project_id: int, token_id: int) -> None:
+        with self._translated(
+            f"revoking access token {token_id} of project {project_id}", f"token {token_id}", ""
+        ):
+            self._gl.projects.get(project_id, lazy=True).access_tokens.delete(token_id)
+
     # --- protected branches --------------------------------------------------------------------------
     def protect_branch(self, project_id: int, branch: str, access_level: int) -> str:
         """Protect `branch` so only `access_level` (40 = Maintainer) may push and merge; idempotent.
@@ -437,10 +535,20 @@ class GitLab:
         if current is not None:
             with self._translated(f"unprotecting {subject}", subject, ""):
                 project.protectedbranches.delete(branch)
-        with self._translated(f"protecting {subject}", subject, ""):
-            project.protectedbranches.create(
-                {"name": branch, "push_access_level": access_level, "merge_access_level": access_level}
-            )
+        try:
+            with self._translated(f"protecting {subject}", subject, ""):
+                project.protectedbranches.create(
+                    {"name": branch, "push_access_level": access_level, "merge_access_level": access_level}
+                )
+        except GitLabRejected:
+            # "already exists": a re-sent POST whose first answer was lost; fine if it has our levels.
+            with self._translated(f"reading the protection of {subject}", subject, ""):
+                made = project.protectedbranches.get(branch).attributes
+            if (
+                min(_min_level(made, "push_access_levels"), _min_level(made, "merge_access_levels"))
+                < access_level
+            ):
+                raise
         return "tightened" if current is not None else "protected"
 
     # --- pipeline triggers ---------------------------------------------------------------------------

@@ -6,8 +6,9 @@ exception quoting a value). Three layers, all at record creation so every handle
 - values that look like secrets before anyone knows them are replaced too: a Secrets Manager
   ``"SecretString"`` in a response body, ``PRIVATE-TOKEN``/``Authorization``/``X-Amz-Security-Token``
   headers, ``token`` fields and ``token=`` form values;
-- the AWS SDK and HTTP libraries (botocore, boto3, s3transfer, urllib3), whose DEBUG output prints
-  request headers and response bodies, never log below WARNING, whatever LOG_LEVEL says.
+- the AWS SDK and HTTP libraries (botocore, boto3, s3transfer, urllib3, requests, python-gitlab),
+  whose DEBUG output prints request headers and response bodies, never log below WARNING, whatever
+  LOG_LEVEL says.
 """
 
 from __future__ import annotations
@@ -19,15 +20,21 @@ from typing import Any
 
 REDACTED = "***"
 _MIN_SECRET_LENGTH = 4
-CHATTY_LIBRARIES = ("botocore", "boto3", "s3transfer", "urllib3")
+CHATTY_LIBRARIES = ("botocore", "boto3", "s3transfer", "urllib3", "requests", "gitlab")
 _SHAPES = (
     # JSON bodies, also inside a bytes repr: a value ends at the first quote no backslash escapes
     re.compile(r'("(?:SecretString|token|SecretAccessKey|SessionToken)"\s*:\s*")((?:[^"]|(?<=\\)")*)(")'),
     re.compile(r"('(?:SecretString|token|SecretAccessKey|SessionToken)'\s*:\s*')([^']*)(')"),
     # header values in dict reprs ('Name': 'value' or b'value') and in raw header lines (Name: value)
-    re.compile(r"""((?:PRIVATE-TOKEN|Private-Token|Authorization|X-Amz-Security-Token|JOB-TOKEN)'\s*:\s*b?')([^']*)(')"""),
-    re.compile(r"""((?:PRIVATE-TOKEN|Private-Token|Authorization|X-Amz-Security-Token|JOB-TOKEN)"\s*:\s*b?")([^"]*)(")"""),
-    re.compile(r"(^|\n)((?:PRIVATE-TOKEN|Private-Token|Authorization|X-Amz-Security-Token|JOB-TOKEN):\s*)([^\r\n]*)"),
+    re.compile(
+        r"""((?:PRIVATE-TOKEN|Private-Token|Authorization|X-Amz-Security-Token|JOB-TOKEN)'\s*:\s*b?')([^']*)(')"""
+    ),
+    re.compile(
+        r"""((?:PRIVATE-TOKEN|Private-Token|Authorization|X-Amz-Security-Token|JOB-TOKEN)"\s*:\s*b?")([^"]*)(")"""
+    ),
+    re.compile(
+        r"(^|\n)((?:PRIVATE-TOKEN|Private-Token|Authorization|X-Amz-Security-Token|JOB-TOKEN):\s*)([^\r\n]*)"
+    ),
     # form bodies: token=...&
     re.compile(r"(\btoken=)([^&\s'\"]+)()"),
 )

@@ -29,12 +29,16 @@ class AccessKeys:
 
 @dataclass(frozen=True, repr=False)
 class StoredTrigger:
-    """The deploy repository's pipeline trigger token, as the seed check-in stores it."""
+    """The deploy repository's pipeline trigger token, as the seed check-in stores it, and a read-only
+    project access token (read_api, Reporter) with which the trigger looks up pipelines it started."""
 
     token: str
     trigger_id: int
     project_id: int
     gitlab_url: str
+    read_token: str = ""
+    read_token_id: int = 0
+    read_token_expires: str = ""  # ISO date
 
     def __repr__(self) -> str:
         return f"StoredTrigger(trigger_id={self.trigger_id}, project_id={self.project_id}, token=***)"
@@ -46,6 +50,9 @@ class StoredTrigger:
                 "trigger_id": self.trigger_id,
                 "project_id": self.project_id,
                 "gitlab_url": self.gitlab_url,
+                "read_token": self.read_token,
+                "read_token_id": self.read_token_id,
+                "read_token_expires": self.read_token_expires,
             }
         )
 
@@ -63,19 +70,27 @@ def parse_stored_trigger(secret_string: str, label: str) -> StoredTrigger | None
     token, trigger_id, project_id, url = (
         parsed.get(k) for k in ("token", "trigger_id", "project_id", "gitlab_url")
     )
+    read_token, read_id, read_expires = (
+        parsed.get(k, d) for k, d in (("read_token", ""), ("read_token_id", 0), ("read_token_expires", ""))
+    )
     if (
         not isinstance(token, str)
         or not token
         or not isinstance(trigger_id, int)
         or not isinstance(project_id, int)
         or not isinstance(url, str)
+        or not isinstance(read_token, str)
+        or not isinstance(read_id, int)
+        or not isinstance(read_expires, str)
     ):
         raise ConfigError(
             f"secret {label!r} lacks token, trigger_id, project_id or gitlab_url: update the project so the "
             "seed check-in writes it again"
         )
     logsafe.register_secret(token)
-    return StoredTrigger(token, trigger_id, project_id, url)
+    if read_token:
+        logsafe.register_secret(read_token)
+    return StoredTrigger(token, trigger_id, project_id, url, read_token, read_id, read_expires)
 
 
 def bound_gitlab_url(client: Any, secret_id: str) -> str:

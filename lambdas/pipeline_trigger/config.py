@@ -20,6 +20,7 @@ class TriggerConfig:
     deploy_project_id: int
     deploy_ref: str
     model_package_group: str
+    prod_stack_name: str = ""  # "" = no rollback on rejection
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> TriggerConfig:
@@ -37,4 +38,5 @@ class TriggerConfig:
             deploy_project_id=int(project),
             deploy_ref=s.optional(contract.ENV_DEPLOY_REF, "main"),
             model_package_group=s.required(contract.ENV_MODEL_PACKAGE_GROUP),
+            prod_stack_name=s.optional(contract.ENV_PROD_STACK_NAME),
         )

@@ -1,11 +1,16 @@
-"""Decide what a model package state change means and start the deploy pipeline for approvals.
+"""Decide what a model package state change means and start the deploy pipeline for it.
+
+Approved: deploy that package. Rejected: when the rejected package is the one live in production, deploy
+the previous Approved version (a rollback, through staging and the production gate as usual); a rejected
+package that is not live changes nothing.
 
 The pipeline is started with the deploy repository's own pipeline trigger token (the seed check-in
 created it and stored it in the project's secret), never with the platform's GitLab token.
 
-Duplicates: SageMaker may deliver one change several times, and Lambda retries failed invocations,
-so the same approval can start a second pipeline. That is harmless: deploying the package that is
-already deployed changes nothing. Starting a pipeline is one POST, so no lookup can go stale.
+Exactly one pipeline per state change: SageMaker may deliver one change several times, Lambda retries
+failed invocations, and the dead-letter re-drive sends it again. Each change has a key (the pipeline
+name, which the deploy repository's `workflow:name` takes from a variable we pass), looked up with a
+read-only token before the one POST that starts the pipeline; that POST is never re-sent automatically.
 """
 
 from __future__ import annotations
@@ -13,10 +18,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from mlops_common import contract
-from mlops_common.errors import ConfigError, MalformedEvent
+from mlops_common.errors import ConfigError, MalformedEvent, NoRollbackTarget
 from mlops_common.gitlab_client import GitLab
 from mlops_common.secrets import StoredTrigger
 
@@ -25,12 +30,49 @@ from pipeline_trigger.config import TriggerConfig
 logger = logging.getLogger(__name__)
 
 
+MAX_ROLLBACK_LOOKUPS = 50  # versions looked at below the rejected one when searching the previous approval
+
+
 @dataclass(frozen=True)
 class StateChange:
     group: str
     arn: str
     status: str
     version: str
+    changed_at: str  # detail LastModifiedTime (the same in every copy of one change), else the event time
+
+    def pipeline_name(self, action: str) -> str:
+        """The idempotency key: one state change of one package = one pipeline with this name."""
+        return f"{action} {self.group} v{self.version or '?'} ({self.status} at {self.changed_at})"
+
+
+@dataclass(frozen=True)
+class Deployer:
+    """What starting a pipeline needs: a client without private token that runs the trigger, one with
+    the read-only token that lists pipelines, and the stored trigger token."""
+
+    gitlab: GitLab
+    reader: GitLab
+    trigger: StoredTrigger
+
+
+class Registry(Protocol):
+    """The model registry and the production deploy stack, as the rollback needs them."""
+
+    def live_in_production(self) -> str:
+        """The model package ARN the production stack serves; "" when there is none."""
+        ...
+
+    def approval_status(self, arn: str) -> str | None:
+        """The package's ModelApprovalStatus; None when there is no such package."""
+        ...
+
+
+@dataclass(frozen=True)
+class Deployment:
+    arn: str
+    name: str
+    variables: dict[str, str]
 
 
 def parse_event(event: object) -> StateChange:
@@ -61,6 +103,7 @@ def parse_event(event: object) -> StateChange:
         arn=fields["ModelPackageArn"],
         status=fields["ModelApprovalStatus"],
         version=str(detail.get("ModelPackageVersion", "")),
+        changed_at=str(detail.get("LastModifiedTime") or event.get("time") or ""),
     )
 
 
@@ -74,12 +117,58 @@ def check_trigger(trigger: StoredTrigger, cfg: TriggerConfig) -> None:
         )
 
 
-def handle(
-    connect: Callable[[], tuple[GitLab, StoredTrigger]], cfg: TriggerConfig, event: object
-) -> dict[str, Any]:
-    """Start the deploy pipeline for an approval of our group; ignore (and say why) anything else.
+def previous_approved(change: StateChange, registry: Registry) -> str:
+    """The newest Approved version below the rejected one ("" when there is none)."""
+    base, _, version = change.arn.rpartition("/")
+    if not version.isdigit():
+        raise MalformedEvent(f"model package ARN {change.arn!r} does not end with its version")
+    for older in range(int(version) - 1, max(0, int(version) - 1 - MAX_ROLLBACK_LOOKUPS), -1):
+        candidate = f"{base}/{older}"
+        if registry.approval_status(candidate) == contract.APPROVED:
+            return candidate
+    return ""
 
-    `connect` is called only for an approval, so ignored events never read the token or call GitLab.
+
+def plan(change: StateChange, registry: Registry | None) -> Deployment | str:
+    """The deployment this change asks for, or why it asks for none."""
+    variables = {
+        contract.PIPELINE_VAR_MODEL_PACKAGE_GROUP: change.group,
+        contract.PIPELINE_VAR_APPROVAL_STATUS: change.status,
+    }
+    if change.status == contract.APPROVED:
+        name = change.pipeline_name("deploy")
+        variables[contract.PIPELINE_VAR_MODEL_PACKAGE_ARN] = change.arn
+        variables[contract.PIPELINE_VAR_PIPELINE_NAME] = name
+        return Deployment(change.arn, name, variables)
+    if change.status != contract.REJECTED or registry is None:
+        return f"status {change.status}"
+    live = registry.live_in_production()
+    if live != change.arn:
+        return f"rejected package is not live in production (live: {live or 'nothing'})"
+    previous = previous_approved(change, registry)
+    if not previous:
+        raise NoRollbackTarget(
+            f"{change.arn} was rejected while live in production, and no earlier version is Approved: "
+            "approve the version to go back to, or take the endpoint down by hand"
+        )
+    name = change.pipeline_name("rollback")
+    variables[contract.PIPELINE_VAR_MODEL_PACKAGE_ARN] = previous
+    variables[contract.PIPELINE_VAR_PIPELINE_NAME] = name
+    variables[contract.PIPELINE_VAR_DEPLOY_REASON] = (
+        f"rollback: {change.arn} was rejected while live in production; redeploying {previous}"
+    )
+    return Deployment(previous, name, variables)
+
+
+def handle(
+    connect: Callable[[], Deployer],
+    cfg: TriggerConfig,
+    event: object,
+    registry: Registry | None = None,
+) -> dict[str, Any]:
+    """Start the deploy pipeline a change of our group asks for; ignore (and say why) anything else.
+
+    `connect` is called only when a pipeline is due, so ignored events never read the token or call GitLab.
     """
     change = parse_event(event)
     if change.group != cfg.model_package_group:
@@ -87,30 +176,33 @@ def handle(
             "ignored: %s belongs to group %s, not %s", change.arn, change.group, cfg.model_package_group
         )
         return {"status": "ignored", "reason": "other model package group", "model_package_arn": change.arn}
-    if change.status != contract.APPROVED:
-        logger.info(
-            "not deploying %s: its status is %s (only %s deploys)",
-            change.arn,
-            change.status,
-            contract.APPROVED,
+    wanted = plan(change, registry)
+    if isinstance(wanted, str):
+        logger.info("not deploying after %s became %s: %s", change.arn, change.status, wanted)
+        return {"status": "ignored", "reason": wanted, "model_package_arn": change.arn}
+    deployer = connect()
+    check_trigger(deployer.trigger, cfg)
+    if not deployer.trigger.read_token:
+        raise ConfigError(
+            "the deploy trigger secret has no read token to look up pipelines already started: update the "
+            "SageMaker project so the seed check-in writes it again"
         )
-        return {"status": "ignored", "reason": f"status {change.status}", "model_package_arn": change.arn}
-    gitlab, trigger = connect()
-    check_trigger(trigger, cfg)
-    pipeline = gitlab.run_trigger(
-        cfg.deploy_project_id,
-        cfg.deploy_ref,
-        trigger.token,
-        {
-            contract.PIPELINE_VAR_MODEL_PACKAGE_ARN: change.arn,
-            contract.PIPELINE_VAR_MODEL_PACKAGE_GROUP: change.group,
-            contract.PIPELINE_VAR_APPROVAL_STATUS: change.status,
-        },
+    started = deployer.reader.pipelines_named(cfg.deploy_project_id, wanted.name)
+    if started:
+        logger.info("already started for this change: pipeline %s (%s)", started[0].id, wanted.name)
+        return {
+            "status": "already started",
+            "pipeline_id": started[0].id,
+            "web_url": started[0].web_url,
+            "model_package_arn": wanted.arn,
+        }
+    pipeline = deployer.gitlab.run_trigger(
+        cfg.deploy_project_id, cfg.deploy_ref, deployer.trigger.token, wanted.variables
     )
-    logger.info("started deploy pipeline %s for %s: %s", pipeline.id, change.arn, pipeline.web_url)
+    logger.info("started deploy pipeline %s for %s: %s", pipeline.id, wanted.arn, pipeline.web_url)
     return {
         "status": "started",
         "pipeline_id": pipeline.id,
         "web_url": pipeline.web_url,
-        "model_package_arn": change.arn,
+        "model_package_arn": wanted.arn,
     }

@@ -1,4 +1,4 @@
-"""Lambda entry point for EventBridge "SageMaker Model Package State Change" events.
+"""Lambda entry point for EventBridge "SageMaker Model Package State Change" events (Approved, Rejected).
 
 Errors are raised, never returned: Lambda retries the event and the dead-letter queue keeps it, so
 no approval is lost silently. Config, clients and the token are built once per container.
@@ -10,14 +10,15 @@ import logging
 import os
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import ClientError
 from mlops_common import ca_bundle, contract, logsafe, secrets
 from mlops_common.errors import ConfigError, GitLabAuthError, GitLabNotFound, MlopsError
 from mlops_common.gitlab_client import GitLab, GitLabSettings
-from mlops_common.secrets import StoredTrigger
 
 from pipeline_trigger import core
 from pipeline_trigger.config import TriggerConfig
@@ -29,18 +30,16 @@ logsafe.install()
 
 _lock = threading.Lock()
 _state: dict[str, Any] = {}
+_AWS_CONFIG = Config(connect_timeout=5, read_timeout=20, retries={"max_attempts": 3, "mode": "standard"})
 
 
 def _setup() -> tuple[TriggerConfig, Any, Any]:
     """Config and AWS clients, once per container."""
     with _lock:
         if "config" not in _state:
-            config = Config(
-                connect_timeout=5, read_timeout=20, retries={"max_attempts": 3, "mode": "standard"}
-            )
             _state["config"] = TriggerConfig.from_env(os.environ)
-            _state["secrets"] = boto3.client("secretsmanager", config=config)
-            _state["s3"] = boto3.client("s3", config=config)
+            _state["secrets"] = boto3.client("secretsmanager", config=_AWS_CONFIG)
+            _state["s3"] = boto3.client("s3", config=_AWS_CONFIG)
         return _state["config"], _state["secrets"], _state["s3"]
 
 
@@ -50,8 +49,51 @@ def reset() -> None:
         _state.clear()
 
 
-def _gitlab(cfg: TriggerConfig, secrets_client: Any, s3: Any, context: Any) -> tuple[GitLab, StoredTrigger]:
-    """A GitLab client that sends no private token, and the deploy repository's trigger token."""
+@dataclass(frozen=True)
+class AwsRegistry:
+    """The rollback's view of AWS: the production deploy stack's output and the registry's packages."""
+
+    cloudformation: Any
+    sagemaker: Any
+    prod_stack_name: str
+
+    def live_in_production(self) -> str:
+        try:
+            stacks = self.cloudformation.describe_stacks(StackName=self.prod_stack_name)["Stacks"]
+        except ClientError as exc:
+            if "does not exist" in str(exc.response.get("Error", {}).get("Message", "")):
+                return ""  # nothing deployed to production yet
+            raise _aws_error(exc, f"reading stack {self.prod_stack_name}") from None
+        outputs = {o["OutputKey"]: o["OutputValue"] for o in (stacks[0].get("Outputs") or []) if stacks}
+        return str(outputs.get(contract.DEPLOY_STACK_PACKAGE_OUTPUT, ""))
+
+    def approval_status(self, arn: str) -> str | None:
+        try:
+            described = self.sagemaker.describe_model_package(ModelPackageName=arn)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ValidationException":
+                return None
+            raise _aws_error(exc, f"describing {arn}") from None
+        return str(described.get("ModelApprovalStatus", ""))
+
+
+def _aws_error(exc: ClientError, action: str) -> MlopsError:
+    code = exc.response.get("Error", {}).get("Code", "Unknown")
+    return MlopsError(f"{action} failed ({code}): check the trigger role's permissions")
+
+
+def _registry(cfg: TriggerConfig) -> AwsRegistry | None:
+    if not cfg.prod_stack_name:
+        return None
+    with _lock:
+        if "cloudformation" not in _state:
+            _state["cloudformation"] = boto3.client("cloudformation", config=_AWS_CONFIG)
+            _state["sagemaker"] = boto3.client("sagemaker", config=_AWS_CONFIG)
+    return AwsRegistry(_state["cloudformation"], _state["sagemaker"], cfg.prod_stack_name)
+
+
+def _gitlab(cfg: TriggerConfig, secrets_client: Any, s3: Any, context: Any) -> core.Deployer:
+    """A GitLab client that sends no private token, one with the read-only token, and the trigger token."""
     label = secrets.secret_label(cfg.trigger_secret_id)
     trigger = secrets.parse_stored_trigger(
         secrets.read_secret_string(secrets_client, cfg.trigger_secret_id, contract.ENV_TRIGGER_TOKEN_SECRET),
@@ -60,21 +102,24 @@ def _gitlab(cfg: TriggerConfig, secrets_client: Any, s3: Any, context: Any) -> t
     if trigger is None:
         raise ConfigError(
             f"secret {label} holds no pipeline trigger yet: the project's seed check-in writes it; update "
-            "the "
-            "SageMaker project to run it again"
+            "the SageMaker project to run it again"
         )
     verify = ca_bundle.ssl_verify(s3, cfg.ca_bundle_uri, contract.ENV_GITLAB_CA_BUNDLE)
     deadline = None
     if context is not None and hasattr(context, "get_remaining_time_in_millis"):
         deadline = time.monotonic() + context.get_remaining_time_in_millis() / 1000.0 - 2.0
-    settings = GitLabSettings(url=cfg.gitlab_url, token_source=label, ssl_verify=verify, deadline=deadline)
-    return GitLab(settings, None), trigger
+    # retry_posts=False: a POST that may have started a pipeline is never re-sent; Lambda's retry (or the
+    # re-drive) comes back through the lookup by name instead.
+    settings = GitLabSettings(
+        url=cfg.gitlab_url, token_source=label, ssl_verify=verify, deadline=deadline, retry_posts=False
+    )
+    return core.Deployer(GitLab(settings, None), GitLab(settings, trigger.read_token or None), trigger)
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     try:
         cfg, secrets_client, s3 = _setup()
-        return core.handle(lambda: _gitlab(cfg, secrets_client, s3, context), cfg, event)
+        return core.handle(lambda: _gitlab(cfg, secrets_client, s3, context), cfg, event, _registry(cfg))
     except MlopsError as exc:
         if isinstance(exc, GitLabAuthError | GitLabNotFound) and "config" in _state:
             secrets.forget(_state["config"].trigger_secret_id)  # a re-created trigger is read again next time

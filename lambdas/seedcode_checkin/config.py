@@ -16,7 +16,8 @@ _SOURCE = "resource property"
 # GitLab project paths: letters, digits, '_', '-', '.'; start with a letter or digit; no .git/.atom end.
 _REPO_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,99}$")
 _SECRET_ARN = re.compile(r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:.+$")
-_GROUP = re.compile(r"^(\d+|[a-zA-Z0-9_][a-zA-Z0-9_.-]*(/[a-zA-Z0-9_][a-zA-Z0-9_.-]*)*)$")
+# The template's GitLabGroup AllowedPattern, so a value passes both or neither.
+_GROUP = re.compile(r"^(\d+|[a-zA-Z0-9][a-zA-Z0-9_.-]*(/[a-zA-Z0-9][a-zA-Z0-9_.-]*)*)$")
 _BRANCH = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_./-]{0,99}$")
 
 
@@ -43,6 +44,12 @@ class RepoTarget:
     project_id: str
     deletion_policy: str
     default_branch: str
+    token_warning_days: int = 30
+
+    @property
+    def read_token_name(self) -> str:
+        """The read-only project access token the approval trigger looks pipelines up with."""
+        return f"SageMaker project {self.project_id} approval trigger (read pipelines)"
 
     @property
     def trigger_description(self) -> str:
@@ -52,7 +59,7 @@ class RepoTarget:
     @classmethod
     def from_properties(cls, props: Mapping[str, object]) -> RepoTarget:
         s = Settings(props, _SOURCE)
-        group = s.optional("GitLabGroup").strip("/")
+        group = s.optional("GitLabGroup")
         if group and not _GROUP.match(group):
             raise ConfigError(
                 f"{_SOURCE} GitLabGroup is {group!r}: give a group path like 'ml/team' or its id"
@@ -70,13 +77,27 @@ class RepoTarget:
             project_id=s.required("ProjectId"),
             deletion_policy=s.choice("DeletionPolicy", DELETION_POLICIES, RETAIN),
             default_branch=branch,
+            token_warning_days=_days(s, "TokenExpiryWarningDays", 30),
         )
         if target.build_repo.lower() == target.deploy_repo.lower():
+            # GitLab paths are unique case-insensitively: 'Models' and 'models' are one project.
+            names = (
+                f"both {target.build_repo!r}"
+                if target.build_repo == target.deploy_repo
+                else f"{target.build_repo!r} and {target.deploy_repo!r}, one GitLab path (case is ignored)"
+            )
             raise ConfigError(
-                f"ModelBuildRepositoryName and ModelDeployRepositoryName are both {target.build_repo!r}: "
+                f"ModelBuildRepositoryName and ModelDeployRepositoryName are {names}: "
                 "give the two repositories different names"
             )
         return target
+
+
+def _days(s: Settings, key: str, default: int) -> int:
+    value = s.optional(key, str(default))
+    if not value.isdigit() or int(value) > 365:
+        raise ConfigError(f"{_SOURCE} {key} is {value!r}: give a number of days from 0 to 365")
+    return int(value)
 
 
 def _secret_arn(s: Settings, key: str) -> str:

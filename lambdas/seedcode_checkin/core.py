@@ -7,14 +7,23 @@ Every step is safe to repeat: CloudFormation, Lambda and python-gitlab may all r
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import hashlib
 import logging
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
 from mlops_common import contract
-from mlops_common.errors import GitLabNotFound, GitLabRejected, ProjectNotOwned
+from mlops_common.errors import (
+    ConfigError,
+    GitLabForbidden,
+    GitLabNotFound,
+    GitLabRejected,
+    MlopsError,
+    ProjectNotOwned,
+)
 from mlops_common.gitlab_client import GitLab, Namespace, ProjectInfo, Variable
 from mlops_common.secrets import AccessKeys, StoredTrigger
 
@@ -26,8 +35,13 @@ logger = logging.getLogger(__name__)
 # Marks which custom-resource instance (physical id) currently manages a repository, so the Delete
 # CloudFormation sends for an old physical id after a rename leaves a repository that is still in use.
 RESOURCE_TOPIC_PREFIX = "sagemaker-seed-"
+# On a repository a Create made until that Create succeeded: such a repository was never used.
+INCOMPLETE_TOPIC = "gitlab-mlops-incomplete"
+CLEANUP_RESERVE = 25.0  # seconds kept, at most, for removing what a failed Create made
 PIPELINE_VARIABLES_ROLE = "developer"
 MAINTAINER = 40  # GitLab access level: only Maintainers push to or merge into the default branch
+REPORTER = 20  # the trigger's read token: reads pipelines, changes nothing
+READ_TOKEN_LIFETIME_DAYS = 365  # GitLab's default maximum lifetime of an access token
 _ID_SEPARATOR = "|"
 
 MANAGED_VARIABLES = frozenset(
@@ -79,6 +93,14 @@ class Outcome:
             "ModelDeployPath": self.deploy.path_with_namespace,
             "ModelDeployCloneUrl": self.deploy.http_url_to_repo,
         }
+
+
+class CreateFailed(MlopsError):
+    """A Create that failed; `physical_id` is the id to answer with (the rollback Delete receives it)."""
+
+    def __init__(self, message: str, physical_id: str) -> None:
+        super().__init__(message)
+        self.physical_id = physical_id
 
 
 # --- identity --------------------------------------------------------------------------------------
@@ -182,22 +204,40 @@ def _refuse_if_foreign(project: ProjectInfo, project_id: str) -> None:
 
 
 def ensure_project(
-    gl: GitLab, namespace: Namespace, name: str, role: str, cfg: CheckinConfig, resource_id: str
+    gl: GitLab,
+    namespace: Namespace,
+    name: str,
+    role: str,
+    cfg: CheckinConfig,
+    resource_id: str,
+    existing: ProjectInfo | None,
+    created: list[ProjectInfo],
 ) -> ProjectInfo:
-    """Create the project, or adopt it if it carries this SageMaker project's owner topic."""
+    """Create the project (appended to `created`), or adopt `existing`, which carries our owner topic.
+
+    A new project carries INCOMPLETE_TOPIC until the whole Create succeeded, so a rollback Delete can
+    tell it from a repository the team already used.
+    """
     path = f"{namespace.full_path}/{name}"
     owner, marker = contract.owner_topic(cfg.target.project_id), resource_topic(resource_id)
-    existing = gl.find_project(path)
     if existing is None:
         try:
-            created = gl.create_project(namespace, name, _description(role, cfg), [owner, marker])
+            made = gl.create_project(
+                namespace, name, _description(role, cfg), [owner, marker, INCOMPLETE_TOPIC]
+            )
         except GitLabRejected:
+            # Taken: by our own POST whose answer was lost (it carries our topics), or by someone else.
             existing = gl.find_project(path)
             if existing is None:
                 raise
+            _refuse_if_foreign(existing, cfg.target.project_id)
+            if INCOMPLETE_TOPIC in existing.topics:
+                created.append(existing)
+                return existing
         else:
-            logger.info("created GitLab project %s (id %s)", created.path_with_namespace, created.id)
-            return created
+            logger.info("created GitLab project %s (id %s)", made.path_with_namespace, made.id)
+            created.append(made)
+            return made
     _refuse_if_foreign(existing, cfg.target.project_id)
     topics = [t for t in existing.topics if not t.startswith(RESOURCE_TOPIC_PREFIX)] + [marker]
     if existing.archived:
@@ -205,7 +245,30 @@ def ensure_project(
     if set(topics) != set(existing.topics):
         gl.update_project(existing.id, {"topics": topics})
     logger.info("adopted GitLab project %s (id %s), created earlier by this project", path, existing.id)
-    return replace(existing, topics=tuple(topics), archived=False)
+    adopted = replace(existing, topics=tuple(topics), archived=False)
+    if INCOMPLETE_TOPIC in topics:  # left by a failed Create that could not remove it: never used
+        created.append(adopted)
+    return adopted
+
+
+def remove_created(gl: GitLab, created: Sequence[ProjectInfo]) -> list[str]:
+    """Delete what a failed Create made (whatever the deletion policy); the paths it could not delete."""
+    left: list[str] = []
+    for project in created:
+        try:
+            gl.delete_project(project.id)
+            logger.info("failed Create: removed %s, which it had created", project.path_with_namespace)
+        except GitLabNotFound:
+            pass
+        except MlopsError as exc:
+            logger.error("failed Create: could not remove %s: %s", project.path_with_namespace, exc)
+            left.append(project.path_with_namespace)
+    return left
+
+
+def _complete(gl: GitLab, created: Sequence[ProjectInfo]) -> None:
+    for project in created:
+        gl.update_project(project.id, {"topics": [t for t in project.topics if t != INCOMPLETE_TOPIC]})
 
 
 # --- seed code --------------------------------------------------------------------------------------
@@ -252,13 +315,18 @@ def protect_default_branch(gl: GitLab, project: ProjectInfo, branch: str) -> Non
     )
 
 
-def ensure_deploy_trigger(gl: GitLab, deploy: ProjectInfo, target: RepoTarget, store: TriggerStore) -> str:
-    """A pipeline trigger token on the deploy repository, kept in the project's secret.
+def ensure_deploy_trigger(
+    gl: GitLab, deploy: ProjectInfo, target: RepoTarget, store: TriggerStore, today: dt.date | None = None
+) -> str:
+    """A pipeline trigger token on the deploy repository, and a read-only access token, in the project's
+    secret.
 
-    The approval trigger starts the deploy pipeline with it, so it never needs the platform token.
-    Triggers of this project that the secret does not name (a retried create, a replaced secret) are
-    revoked. Returns "kept" or "created".
+    The approval trigger starts the deploy pipeline with the trigger token, so it never needs the platform
+    token, and looks up the pipelines it started with the read token (read_api, Reporter), renewed here when
+    it expires within `target.token_warning_days`. Triggers of this project that the secret does not name
+    (a retried create, a replaced secret) are revoked. Returns "kept" or "created".
     """
+    today = today or dt.date.today()
     stored = store.read()
     ours = [t for t in gl.triggers(deploy.id) if t.description == target.trigger_description]
     if (
@@ -267,19 +335,62 @@ def ensure_deploy_trigger(gl: GitLab, deploy: ProjectInfo, target: RepoTarget, s
         and stored.gitlab_url == gl.settings.url
         and any(t.id == stored.trigger_id for t in ours)
     ):
-        keep = stored.trigger_id
-        result = "kept"
+        keep, result, trigger = stored.trigger_id, "kept", stored
     else:
         info, token = gl.create_trigger(deploy.id, target.trigger_description)
-        store.write(StoredTrigger(token, info.id, deploy.id, gl.settings.url))
-        keep = info.id
-        result = "created"
+        trigger = StoredTrigger(token, info.id, deploy.id, gl.settings.url)
+        keep, result = info.id, "created"
+    renew_by = (today + dt.timedelta(days=target.token_warning_days)).isoformat()
+    if (
+        stored is None
+        or trigger is not stored
+        or not trigger.read_token
+        or trigger.read_token_expires <= renew_by
+    ):
+        expires = today + dt.timedelta(days=READ_TOKEN_LIFETIME_DAYS)
+        token_id, read_token = gl.create_access_token(
+            deploy.id, target.read_token_name, ["read_api"], REPORTER, expires
+        )
+        if trigger.read_token_id and trigger.project_id == deploy.id:
+            with contextlib.suppress(GitLabNotFound):
+                gl.revoke_access_token(deploy.id, trigger.read_token_id)
+        trigger = replace(
+            trigger, read_token=read_token, read_token_id=token_id, read_token_expires=expires.isoformat()
+        )
+    if trigger != stored:
+        store.write(trigger)
     for stale in ours:
         if stale.id != keep:
             with contextlib.suppress(GitLabNotFound):
                 gl.delete_trigger(deploy.id, stale.id)
     logger.info("pipeline trigger of %s: %s", deploy.path_with_namespace, result)
     return result
+
+
+def token_expiry_warning(gl: GitLab, warning_days: int, today: dt.date | None = None) -> str:
+    """ "" or a warning that the platform token expires within `warning_days`; fails once it expired."""
+    today = today or dt.date.today()
+    try:
+        expires = gl.token_expiry()
+    except (GitLabNotFound, GitLabForbidden) as exc:  # older GitLab, or not a personal token
+        logger.warning("could not read the GitLab token's expiry: %s", exc)
+        return ""
+    if expires is None:
+        return ""
+    days = (expires - today).days
+    if days < 0:
+        raise ConfigError(
+            f"the platform GitLab token expired on {expires.isoformat()}: ask the platform administrator "
+            "to store a new one (init.sh)"
+        )
+    if days > warning_days:
+        return ""
+    message = (
+        f"the platform GitLab token expires on {expires.isoformat()} (in {days} days): ask the platform "
+        "administrator to rotate it (init.sh), or every project's check-in fails then"
+    )
+    logger.warning("%s", message)
+    return message
 
 
 def revoke_deploy_triggers(gl: GitLab, deploy: ProjectInfo, target: RepoTarget) -> int:
@@ -312,18 +423,45 @@ def create(
     target = cfg.target
     build_seed, deploy_seed = load_seed(cfg.build_seed_key), load_seed(cfg.deploy_seed_key)
     namespace = resolve_namespace(gl, target.gitlab_group)
-    resource_id = physical_id(gl.host, *planned_paths(namespace, target))
-    build = ensure_project(gl, namespace, target.build_repo, "build", cfg, resource_id)
-    deploy = ensure_project(gl, namespace, target.deploy_repo, "deploy", cfg, resource_id)
-    reconcile_variables(gl, build, ci_variables(cfg, BUILD, keys))
-    reconcile_variables(gl, deploy, ci_variables(cfg, DEPLOY, keys))
-    # GitLab.com defaults new projects to no_one_allowed: the approval trigger passes variables.
-    gl.update_project(deploy.id, {"ci_pipeline_variables_minimum_override_role": PIPELINE_VARIABLES_ROLE})
-    push_seed(gl, deploy, target.default_branch, deploy_seed, cfg, sync_seed)
-    push_seed(gl, build, target.default_branch, build_seed, cfg, sync_seed)
-    protect_default_branch(gl, deploy, target.default_branch)
-    protect_default_branch(gl, build, target.default_branch)
-    ensure_deploy_trigger(gl, deploy, target, triggers)
+    build_path, deploy_path = planned_paths(namespace, target)
+    resource_id = physical_id(gl.host, build_path, deploy_path)
+    # Both names are checked before either repository is created.
+    found = {path: gl.find_project(path) for path in (build_path, deploy_path)}
+    for project in found.values():
+        if project is not None:
+            _refuse_if_foreign(project, target.project_id)
+    created: list[ProjectInfo] = []
+    deadline = gl.deadline
+    if deadline is not None:  # keep time to remove what this run created if the rest fails
+        gl.set_deadline(deadline - min(CLEANUP_RESERVE, max(0.0, deadline - time.monotonic()) * 0.3))
+    try:
+        build = ensure_project(
+            gl, namespace, target.build_repo, "build", cfg, resource_id, found[build_path], created
+        )
+        deploy = ensure_project(
+            gl, namespace, target.deploy_repo, "deploy", cfg, resource_id, found[deploy_path], created
+        )
+        reconcile_variables(gl, build, ci_variables(cfg, BUILD, keys))
+        reconcile_variables(gl, deploy, ci_variables(cfg, DEPLOY, keys))
+        # GitLab.com defaults new projects to no_one_allowed: the approval trigger passes variables.
+        gl.update_project(deploy.id, {"ci_pipeline_variables_minimum_override_role": PIPELINE_VARIABLES_ROLE})
+        push_seed(gl, deploy, target.default_branch, deploy_seed, cfg, sync_seed)
+        push_seed(gl, build, target.default_branch, build_seed, cfg, sync_seed)
+        protect_default_branch(gl, deploy, target.default_branch)
+        protect_default_branch(gl, build, target.default_branch)
+        ensure_deploy_trigger(gl, deploy, target, triggers)
+        _complete(gl, created)
+    except MlopsError as exc:
+        gl.set_deadline(deadline)
+        left = remove_created(gl, created)
+        undone = (
+            f"; could not remove {', '.join(left)} (the rollback Delete removes them)"
+            if left
+            else (f"; removed {', '.join(p.path_with_namespace for p in created)}" if created else "")
+        )
+        raise CreateFailed(f"{exc}{undone}", resource_id) from None
+    finally:
+        gl.set_deadline(deadline)
     return Outcome(physical_id(gl.host, build.path_with_namespace, deploy.path_with_namespace), build, deploy)
 
 
@@ -364,6 +502,9 @@ def delete(gl: GitLab, target: RepoTarget, resource_id: str) -> list[str]:
             report.append(f"{path}: not created by this project, left alone")
         elif marker not in project.topics:
             report.append(f"{path}: now used by a renamed resource of this project, left alone")
+        elif INCOMPLETE_TOPIC in project.topics:
+            # Made by a Create that failed: never used, so removed whatever the deletion policy says.
+            report.append(f"{path}: {_apply_policy(gl, project, DELETE)} (left by a failed Create)")
         else:
             if path == paths[1]:
                 revoked = revoke_deploy_triggers(gl, project, target)

@@ -34,6 +34,8 @@ logsafe.install()
 SLEEP_ON_DELETE_SECONDS = 5
 REASON_LIMIT = 256
 FAILED = "FAILED"
+# Answered by a Create that failed before it knew where the repositories go: its Delete has nothing to do.
+FAILED_CREATE_ID = "gitlab-seed-repositories-not-created"
 
 helper = CfnResource(
     json_logging=False,
@@ -89,8 +91,10 @@ def _answer(
         logger.error("%s failed: %s", event.get("RequestType"), exc)
         helper.Status = FAILED
         helper.Reason = fit_reason(str(exc))
+        if isinstance(exc, core.CreateFailed) and event.get("RequestType") == "Create":
+            return exc.physical_id  # an Update keeps the id CloudFormation has
         physical = event.get("PhysicalResourceId")
-        return physical if isinstance(physical, str) else None
+        return physical if isinstance(physical, str) and physical else FAILED_CREATE_ID
 
 
 def _clients() -> Clients:
@@ -191,22 +195,27 @@ def _seed_loader(cfg: CheckinConfig) -> Callable[[str], Seed]:
     return load
 
 
-def _create(event: dict[str, Any], context: Any) -> str | None:
+def _run(event: dict[str, Any], context: Any, action: Callable[..., core.Outcome]) -> str:
     cfg = CheckinConfig.from_properties(event.get("ResourceProperties", {}))
     store = SecretTriggerStore(_clients().secrets, cfg.trigger_secret_id)
-    outcome = core.create(_gitlab(cfg.target, context), cfg, _seed_loader(cfg), _access_keys(cfg), store)
+    gl = _gitlab(cfg.target, context)
+    warning = core.token_expiry_warning(gl, cfg.target.token_warning_days)
+    outcome = action(gl, cfg, _seed_loader(cfg), _access_keys(cfg), store)
+    if outcome.physical_id != event.get("PhysicalResourceId") and event.get("RequestType") == "Update":
+        logger.info("repositories moved: CloudFormation will delete %s next", event.get("PhysicalResourceId"))
     helper.Data.update(outcome.data())
+    helper.Data["GitLabTokenWarning"] = warning or "none"
+    if warning:
+        helper.Reason = fit_reason(warning)
     return outcome.physical_id
+
+
+def _create(event: dict[str, Any], context: Any) -> str | None:
+    return _run(event, context, core.create)
 
 
 def _update(event: dict[str, Any], context: Any) -> str | None:
-    cfg = CheckinConfig.from_properties(event.get("ResourceProperties", {}))
-    store = SecretTriggerStore(_clients().secrets, cfg.trigger_secret_id)
-    outcome = core.update(_gitlab(cfg.target, context), cfg, _seed_loader(cfg), _access_keys(cfg), store)
-    if outcome.physical_id != event.get("PhysicalResourceId"):
-        logger.info("repositories moved: CloudFormation will delete %s next", event.get("PhysicalResourceId"))
-    helper.Data.update(outcome.data())
-    return outcome.physical_id
+    return _run(event, context, core.update)
 
 
 def _delete(event: dict[str, Any], context: Any) -> str | None:
@@ -219,6 +228,9 @@ def _delete(event: dict[str, Any], context: Any) -> str | None:
         logger.warning("nothing to delete, the properties never passed validation: %s", exc)
         return None
     physical = str(event.get("PhysicalResourceId", ""))
+    if physical == FAILED_CREATE_ID:
+        logger.info("nothing to delete: the Create failed before any repository was created")
+        return None
     if policy != RETAIN:
         core.delete(_gitlab(target, context), target, physical)
         return None

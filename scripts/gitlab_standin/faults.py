@@ -22,7 +22,9 @@ class Fault:
     `path_regex` is searched in the raw request path (e.g. `/api/v4/projects$`); `method` None matches
     any; `count` None means for ever; `retry_after` adds the Retry-After header (seconds);
     `after` True serves the request first and then answers the fault instead (the change happened,
-    the client never saw it: a retried create then meets "has already been taken").
+    the client never saw it: a retried create then meets "has already been taken"); `skip` lets that many
+    matching requests through untouched before the fault applies ("stall after N answers": `skip=N`,
+    `delay=` longer than the client's timeout, `count=None`).
     """
 
     path_regex: str
@@ -33,6 +35,7 @@ class Fault:
     body: Any = None
     delay: float = 0.0
     after: bool = False
+    skip: int = 0
     id: int = 0
     hits: int = 0
     _regex: re.Pattern[str] = field(init=False, repr=False)
@@ -50,7 +53,7 @@ class Fault:
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "path_regex": self.path_regex, "status": self.status,
                 "method": self.method, "count": self.count, "retry_after": self.retry_after,
-                "delay": self.delay, "after": self.after, "hits": self.hits}
+                "delay": self.delay, "after": self.after, "skip": self.skip, "hits": self.hits}
 
 
 class FaultInjector:
@@ -79,6 +82,9 @@ class FaultInjector:
         with self._lock:
             for fault in self._faults:
                 if fault.matches(method, path) and (fault.count is None or fault.count > 0):
+                    if fault.skip > 0:
+                        fault.skip -= 1
+                        return None
                     fault.hits += 1
                     if fault.count is not None:
                         fault.count -= 1

@@ -26,6 +26,14 @@ GitLab rules reproduced here, each from GitLab's documentation:
   pushing needs at least Developer (30), reading code Reporter (20)
   (https://docs.gitlab.com/user/project/settings/project_access_tokens/ ,
   https://docs.gitlab.com/user/permissions/).
+- A pipeline's `name` is the top-level `workflow:name` of its CI file, with `$VAR`/`${VAR}` expanded from
+  the pipeline's variables (the request's, the project's, the predefined ones); an empty result leaves the
+  pipeline unnamed (null), and names are cut to 255 characters
+  (https://docs.gitlab.com/ci/yaml/#workflowname). List project pipelines filters on it exactly with
+  `name=` (https://docs.gitlab.com/api/pipelines/#list-project-pipelines).
+- `GET /personal_access_tokens/self` describes the token of the request, with its `expires_at`
+  (https://docs.gitlab.com/api/personal_access_tokens/#get-single-personal-access-token); an expired token
+  is refused with 401 like any invalid one.
 - A job with `environment:` records a deployment of its pipeline's commit to that environment; a
   successful one sets the environment's external_url from `environment:url`, expanded with the job's
   dotenv report (https://docs.gitlab.com/ci/environments/#set-a-dynamic-environment-url).
@@ -44,6 +52,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
+
+import yaml
 
 from .exceptions import (
     BadRequest,
@@ -142,6 +152,7 @@ class Principal:
     scopes: frozenset[str]
     access_level: int
     project_id: int | None = None  # None: every project
+    token: AccessToken | None = None  # the project access token, None for an admin token
 
     def may_read_api(self) -> bool:
         return bool(self.scopes & {"api", "read_api"})
@@ -291,6 +302,7 @@ class Pipeline:
     lock: threading.Lock = field(default_factory=threading.Lock)
     merge_request_iid: int | None = None
     before_sha: str = ZERO_SHA
+    name: str | None = None
 
 
 @dataclass
@@ -384,6 +396,7 @@ class Backend:
     ) -> None:
         self.data_dir = data_dir
         self.tokens = tuple(tokens)
+        self.token_expires_at: str | None = None  # ISO date the admin tokens expire; None: never
         self.job_log_dir = job_log_dir
         self.username = username
         self.runner = runner
@@ -456,6 +469,8 @@ class Backend:
         if not token:
             return None
         if any(secrets.compare_digest(token, t) for t in self.tokens):
+            if self.token_expires_at and self.token_expires_at < datetime.now(UTC).date().isoformat():
+                return None
             return Principal(self.user, frozenset(TOKEN_SCOPES), OWNER)
         with self.lock:
             found = next(
@@ -465,7 +480,9 @@ class Backend:
                 return None
             if found.expires_at and found.expires_at < datetime.now(UTC).date().isoformat():
                 return None
-            return Principal(found.user, frozenset(found.scopes), found.access_level, found.project_id)
+            return Principal(
+                found.user, frozenset(found.scopes), found.access_level, found.project_id, found
+            )
 
     def create_access_token(
         self, project: Project, name: str, scopes: Sequence[str], access_level: int, expires_at: str | None
@@ -963,6 +980,7 @@ class Backend:
             predefined=predefined,
             unset=unset,
         )
+        pipeline.name = workflow_name(project.repo, sha, {**predefined, **proj_vars, **pipe_vars})
         return pipeline
 
     def ref_is_protected(self, project: Project, ref: str, mr: MergeRequest | None) -> bool:
@@ -1108,7 +1126,12 @@ class Backend:
             return pipeline
 
     def list_pipelines(
-        self, project: Project, ref: str | None = None, status: str | None = None, source: str | None = None
+        self,
+        project: Project,
+        ref: str | None = None,
+        status: str | None = None,
+        source: str | None = None,
+        name: str | None = None,
     ) -> list[Pipeline]:
         with self.lock:
             found = [p for p in self.pipelines.values() if p.project_id == project.id]
@@ -1118,6 +1141,7 @@ class Backend:
                 if (not ref or p.ref == ref)
                 and (not status or p.status == status)
                 and (not source or p.source == source)
+                and (not name or p.name == name)
             ]
             return sorted(found, key=lambda p: p.id, reverse=True)
 
@@ -1431,6 +1455,31 @@ def create_trigger(backend: Backend, project: Project, description: str) -> Trig
         trigger = Trigger(backend._id("trigger"), f"glptt-{secrets.token_hex(20)}", description)
         project.triggers[trigger.id] = trigger
         return trigger
+
+
+MAX_PIPELINE_NAME = 255
+_VARIABLE = re.compile(r"\$(?:\{(\w+)\}|(\w+))")
+
+
+class _CiLoader(yaml.SafeLoader):  # type: ignore[misc]
+    """YAML loader for CI files: GitLab's own tags (`!reference`) load as plain values."""
+
+
+_CiLoader.add_multi_constructor("!", lambda loader, suffix, node: None)
+
+
+def workflow_name(repo: GitRepo, sha: str, variables: Mapping[str, str]) -> str | None:
+    """The pipeline name `workflow:name` of the CI file at `sha` gives, expanded; None when unnamed."""
+    try:
+        config = yaml.load(repo.blob(sha, ".gitlab-ci.yml")[1], Loader=_CiLoader)  # noqa: S506 - safe loader
+    except (NotFound, yaml.YAMLError):
+        return None
+    workflow = config.get("workflow") if isinstance(config, dict) else None
+    template = workflow.get("name") if isinstance(workflow, dict) else None
+    if not isinstance(template, str):
+        return None
+    name = _VARIABLE.sub(lambda m: variables.get(m.group(1) or m.group(2), ""), template).strip()
+    return name[:MAX_PIPELINE_NAME] or None
 
 
 def delete_trigger(backend: Backend, project: Project, trigger_id: int) -> None:

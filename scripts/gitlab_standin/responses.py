@@ -211,6 +211,7 @@ def pipeline_json(backend: Backend, p: Pipeline) -> dict[str, Any]:
         "started_at": p.started_at,
         "finished_at": p.finished_at,
         "web_url": web,
+        "name": p.name,
         "user": {"id": 1, "username": backend.username},
     }
 
@@ -265,6 +266,25 @@ def commit_json(backend: Backend, project: Project, sha: str) -> dict[str, Any]:
 
 
 # --- users, groups, namespaces --------------------------------------------------------------------
+def get_own_token(b: Backend, req: Request, m: dict[str, str]) -> Response:
+    """GET /personal_access_tokens/self: the token of the request (a project token, or the admin's)."""
+    token = req.principal.token if req.principal else None
+    if token is not None:
+        return Response(200, token.to_json())
+    return Response(
+        200,
+        {
+            "id": 1,
+            "name": "stand-in admin token",
+            "revoked": False,
+            "active": True,
+            "scopes": ["api"],
+            "user_id": 1,
+            "expires_at": b.token_expires_at,
+        },
+    )
+
+
 def get_user(b: Backend, req: Request, m: dict[str, str]) -> Response:
     return Response(200, b.current_user(req.principal))
 
@@ -609,7 +629,7 @@ def create_pipeline(b: Backend, req: Request, m: dict[str, str]) -> Response:
 
 def list_pipelines(b: Backend, req: Request, m: dict[str, str]) -> Response:
     project = b.project(m["id"])
-    found = b.list_pipelines(project, req.get("ref"), req.get("status"), req.get("source"))
+    found = b.list_pipelines(project, req.get("ref"), req.get("status"), req.get("source"), req.get("name"))
     return paginate(req, found, lambda p: pipeline_json(b, p))
 
 

@@ -413,7 +413,7 @@ def authorize(backend: Backend, principal: Principal, method: str, api_path: str
             raise InsufficientScope("read_api api")
     elif not principal.may_write_api():
         raise InsufficientScope("api")
-    if principal.project_id is None or api_path.rstrip("/") == "/user":
+    if principal.project_id is None or api_path.rstrip("/") in ("/user", "/personal_access_tokens/self"):
         return
     found = _PROJECT_ROUTE.match(api_path)
     if found is None:

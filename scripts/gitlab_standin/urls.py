@@ -14,6 +14,7 @@ _MR = rf"{_P}/merge_requests/(?P<iid>\d+)"
 
 ROUTES: list[tuple[str, str, r.Handler]] = [
     ("GET", r"/user", r.get_user),
+    ("GET", r"/personal_access_tokens/self", r.get_own_token),
     ("GET", r"/groups", r.list_groups),
     ("GET", rf"/groups/{_ID}", r.get_group),
     ("GET", rf"/groups/{_ID}/projects", r.list_group_projects),

@@ -184,6 +184,7 @@ class OfflineStack:
             ("AWS::Logs::LogGroup", "Arn"): self.arn("logs", f"log-group:{physical_id}:*"),
             ("AWS::Lambda::Function", "Arn"): self.arn("lambda", f"function:{physical_id}"),
             ("AWS::SQS::Queue", "Arn"): self.arn("sqs", physical_id.rsplit("/", 1)[-1]),
+            ("AWS::SQS::Queue", "QueueName"): physical_id.rsplit("/", 1)[-1],
             ("AWS::Events::Rule", "Arn"): self.arn("events", f"rule/{physical_id}"),
             ("AWS::SecretsManager::Secret", "Id"): physical_id,
             ("AWS::IAM::ManagedPolicy", "PolicyArn"): physical_id,

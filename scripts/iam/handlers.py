@@ -295,6 +295,7 @@ def _arn_of_type(
         ("AWS::CloudWatch::Alarm", "alarm"): lambda: [arn("cloudwatch", f"alarm:{physical}")],
         ("AWS::SNS::Topic", "topic"): lambda: [physical],
         ("AWS::SNS::Subscription", "topic"): lambda: [str(props["TopicArn"])],
+        ("AWS::SNS::TopicPolicy", "topic"): lambda: [str(t) for t in props["Topics"]],
     }
     producer = own.get((kind, resource))
     if producer is None:

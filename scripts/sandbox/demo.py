@@ -251,13 +251,20 @@ def step_reject(lab: Lab, report: Report, project: Project, package_arn: str) ->
     before = [p["id"] for p in lab.pipelines(project.deploy_project_id)]
     emission = lab.set_status(package_arn, contract.REJECTED)
     time.sleep(0.5)
-    after = [p["id"] for p in lab.pipelines(project.deploy_project_id)]
-    if after != before:
-        raise DemoError("rejecting a model package started a deploy pipeline")
-    report.say(
-        f"rejected {package_arn}: rules matched {list(emission.matched_rules) or 'none'}, nothing deployed"
-    )
-    return {"emission": emission}
+    started = [p["id"] for p in lab.pipelines(project.deploy_project_id) if p["id"] not in before]
+    if not started:
+        report.say(
+            f"rejected {package_arn}: rules matched {list(emission.matched_rules) or 'none'}, "
+            "not live in production, nothing deployed"
+        )
+        return {"emission": emission, "rollback": None}
+    # Rejecting the version production serves rolls back to the previous Approved one.
+    variables = lab.pipeline_variables(project.deploy_project_id, started[0])
+    reason = variables.get(contract.PIPELINE_VAR_DEPLOY_REASON, "")
+    if len(started) != 1 or not reason.startswith("rollback:"):
+        raise DemoError(f"rejecting {package_arn} started {len(started)} pipeline(s) that are no rollback")
+    report.say(f"rejected {package_arn}: {reason} (pipeline {started[0]}, production gate as usual)")
+    return {"emission": emission, "rollback": started[0]}
 
 
 def step_prod(

@@ -160,7 +160,10 @@ def trigger(world: World, monkeypatch: pytest.MonkeyPatch) -> Any:
     """Invoke the approval trigger with its environment pointing at the stand-in and moto."""
     module = importlib.import_module("pipeline_trigger.handler")
 
-    def invoke(event: dict[str, Any], deploy_project_id: str) -> dict[str, Any]:
+    def invoke(
+        event: dict[str, Any], deploy_project_id: str, seconds: float = 30, prod_stack: str = ""
+    ) -> dict[str, Any]:
+        monkeypatch.setenv("PROD_DEPLOY_STACK_NAME", prod_stack)
         monkeypatch.setenv("GITLAB_URL", world.gitlab_url)
         monkeypatch.setenv("TRIGGER_TOKEN_SECRET_ARN", world.trigger_arn)
         monkeypatch.setenv("GITLAB_CA_BUNDLE_S3_URI", CA_URI)
@@ -169,7 +172,7 @@ def trigger(world: World, monkeypatch: pytest.MonkeyPatch) -> Any:
         monkeypatch.setenv("MODEL_PACKAGE_GROUP_NAME", "abalone-p-abc123def456")
         module.reset()
         try:
-            result: dict[str, Any] = module.handler(event, FakeContext(30))
+            result: dict[str, Any] = module.handler(event, FakeContext(seconds))
         finally:
             module.reset()
         return result

@@ -29,7 +29,12 @@ def test_forced_botocore_and_urllib3_debug_output_is_scrubbed(
         logging.getLogger(name).setLevel(logging.DEBUG)
     caplog.set_level(logging.DEBUG)
     client: Any = world.aws_client("secretsmanager")
-    stored = {"token": "glptt-not-yet-registered-0123", "trigger_id": 7, "project_id": 2, "gitlab_url": "https://g"}
+    stored = {
+        "token": "glptt-not-yet-registered-0123",
+        "trigger_id": 7,
+        "project_id": 2,
+        "gitlab_url": "https://g",
+    }
     client.put_secret_value(SecretId=world.trigger_arn, SecretString=json.dumps(stored))
     secrets.clear_cache()
     try:

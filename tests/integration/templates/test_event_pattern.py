@@ -79,12 +79,17 @@ def test_a_group_whose_name_only_starts_like_ours_is_not_delivered(delivered) ->
     assert delivered(lookalike) == []
 
 
-@pytest.mark.parametrize("fixture", ["model_package_pending", "model_package_rejected"])
-def test_statuses_other_than_approved_are_not_delivered(delivered, fixture: str) -> None:  # type: ignore[no-untyped-def]
-    body = event(fixture)
+def test_pending_packages_are_not_delivered(delivered) -> None:  # type: ignore[no-untyped-def]
+    body = event("model_package_pending")
     assert body["detail"]["ModelPackageGroupName"] == "abalone-p-abc123def456"
-    assert body["detail"]["ModelApprovalStatus"] != "Approved"
+    assert body["detail"]["ModelApprovalStatus"] not in ("Approved", "Rejected")
     assert delivered(body) == []
+
+
+def test_rejections_are_delivered_for_the_rollback(delivered) -> None:  # type: ignore[no-untyped-def]
+    body = event("model_package_rejected")
+    assert body["detail"]["ModelApprovalStatus"] == "Rejected"
+    assert len(delivered(body)) == 1
 
 
 def test_events_from_another_source_are_not_delivered(delivered) -> None:  # type: ignore[no-untyped-def]

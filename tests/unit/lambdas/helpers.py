@@ -70,7 +70,11 @@ BUILD_FILES: dict[str, bytes | str] = {
     "img/logo.png": BINARY,
     "scripts/run.sh": "#!/bin/sh\necho run\n",
 }
-DEPLOY_FILES: dict[str, bytes | str] = {".gitlab-ci.yml": "stages: [deploy]\n", "deploy.py": "x = 1\n"}
+# The deploy CI names each pipeline from the variable the trigger passes (its idempotency key).
+DEPLOY_FILES: dict[str, bytes | str] = {
+    ".gitlab-ci.yml": "workflow:\n  name: $DEPLOY_PIPELINE_NAME\nstages: [deploy]\n",
+    "deploy.py": "x = 1\n",
+}
 
 
 class FakeSecrets:

@@ -77,6 +77,7 @@ def matches(parameter: str, value: str) -> bool:
 PROJECT_PARAMETERS = {
     "SageMakerProjectName", "SageMakerProjectId", "GitLabGroup", "ModelBuildRepositoryName",
     "ModelDeployRepositoryName", "CiAuthMode", "CiAccessKeySerial", "RepositoryDeletionPolicy",
+    "OperationsAlarmEmail", "GitLabTokenExpiryWarningDays",
 }  # fmt: skip
 PLATFORM_PARAMETERS = {
     "GitLabServerUrl", "GitLabTokenSecretArn", "GitLabCaBundleS3Uri", "GitLabOidcProviderArn",
@@ -141,8 +142,69 @@ def test_gitlab_group_rejects_malformed_paths(group: str) -> None:
 def test_repository_names(parameter: str) -> None:
     for good in ("", "model-build", "abalone_build.v2"):
         assert matches(parameter, good)
-    for bad in ("-build", "ml/build", "build repo", ".hidden", "_build"):
+    for bad in ("-build", "ml/build", "build repo", ".hidden", "_build", "a..b", "build.git", "b.atom"):
         assert not matches(parameter, bad)
+
+
+NAMES = ["", "model-build", "abalone_build.v2", "A1", "-build", "_build", ".hidden", "a..b", "build.git",
+         "b.atom", "x.gitx", "ml/build", "build repo", "a" * 100, "a" * 101]  # fmt: skip
+GROUPS = ["", "ml", "ml/team", "4711", "_ml", "ml/_x", "-ml", "ml//team", "ml/", "a.b/c_d"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_repository_names_pass_the_template_exactly_when_they_pass_the_check_in(name: str) -> None:
+    from mlops_common.errors import ConfigError
+    from seedcode_checkin.config import RepoTarget
+
+    from tests.unit.lambdas.helpers import load_event
+
+    props = {**load_event("cfn_create")["ResourceProperties"], "ModelBuildRepositoryName": name}
+    try:
+        RepoTarget.from_properties(props)
+        lambda_accepts = True
+    except ConfigError:
+        lambda_accepts = False
+    # an empty parameter means the default name, which the check-in receives instead
+    assert matches("ModelBuildRepositoryName", name) == (lambda_accepts or name == "")
+
+
+@pytest.mark.parametrize("group", GROUPS)
+def test_groups_pass_the_template_exactly_when_they_pass_the_check_in(group: str) -> None:
+    from mlops_common.errors import ConfigError
+    from seedcode_checkin.config import RepoTarget
+
+    from tests.unit.lambdas.helpers import load_event
+
+    props = {**load_event("cfn_create")["ResourceProperties"], "GitLabGroup": group}
+    try:
+        RepoTarget.from_properties(props)
+        lambda_accepts = True
+    except ConfigError:
+        lambda_accepts = False
+    assert matches("GitLabGroup", group) == lambda_accepts
+
+
+@pytest.mark.parametrize(
+    ("build", "deploy", "expected"),
+    [("models", "models", "are both 'models'"),
+     ("Models", "models", "are 'Models' and 'models', one GitLab path (case is ignored)")],
+)  # fmt: skip
+def test_the_same_names_reason_names_each_name_once(build: str, deploy: str, expected: str) -> None:
+    from mlops_common.errors import ConfigError
+    from seedcode_checkin.config import RepoTarget
+
+    from tests.unit.lambdas.helpers import load_event
+
+    props = {
+        **load_event("cfn_create")["ResourceProperties"],
+        "ModelBuildRepositoryName": build,
+        "ModelDeployRepositoryName": deploy,
+    }
+    with pytest.raises(ConfigError) as caught:
+        RepoTarget.from_properties(props)
+    message = str(caught.value)
+    assert expected in message
+    assert message.count(repr(build)) == 1 and message.count(repr(deploy)) == 1
 
 
 @pytest.mark.parametrize("project_id", ["p-abc123def456", "p-1", "p-" + "a" * 18])
@@ -317,7 +379,7 @@ CUSTOM_RESOURCE_PROPERTIES = {
     "ArtifactBucket", "ModelPackageGroupName", "SageMakerExecutionRoleArn", "DeployTriggerSecretArn",
     "CiAuthMode", "CiBuildRoleArn", "CiStagingRoleArn", "CiProdRoleArn",
     "CiBuildAccessKeySecretArn", "CiStagingAccessKeySecretArn", "CiProdAccessKeySecretArn",
-    "CiAccessKeySerial",
+    "CiAccessKeySerial", "TokenExpiryWarningDays",
 }  # fmt: skip
 
 
@@ -408,16 +470,61 @@ def test_trigger_failures_are_retried_and_end_in_the_dead_letter_queue() -> None
     assert ev.properties("TriggerDeadLetterQueue")["SqsManagedSseEnabled"] is True
 
 
-def test_rule_matches_only_approvals_in_this_projects_group() -> None:
+def test_rule_matches_only_approvals_and_rejections_in_this_projects_group() -> None:
     pattern = evaluator().properties("ModelApprovedRule")["EventPattern"]
     assert pattern == {
         "source": [contract.EVENT_SOURCE],
         "detail-type": [contract.EVENT_DETAIL_TYPE],
         "detail": {
             "ModelPackageGroupName": ["abalone-p-abc123def456"],
-            "ModelApprovalStatus": [contract.APPROVED],
+            "ModelApprovalStatus": [contract.APPROVED, contract.REJECTED],
         },
     }
+
+
+def test_the_trigger_reads_the_prod_deploy_stack_the_contract_names() -> None:
+    env = evaluator().properties("TriggerFunction")["Environment"]["Variables"]
+    expected = contract.deploy_stack_name("abalone", "p-abc123def456", "prod")
+    assert env[contract.ENV_PROD_STACK_NAME] == expected
+
+
+# --- operations: failures are seen -------------------------------------------------------------------
+
+
+def test_dead_letters_and_trigger_errors_alarm_to_the_operations_topic() -> None:
+    ev = evaluator()
+    dlq = ev.properties("TriggerDeadLetterAlarm")
+    assert (dlq["Namespace"], dlq["MetricName"]) == ("AWS/SQS", "ApproximateNumberOfMessagesVisible")
+    assert dlq["Dimensions"] == [{"Name": "QueueName", "Value": "<TriggerDeadLetterQueue.QueueName>"}]
+    assert (dlq["Threshold"], dlq["ComparisonOperator"]) == (0, "GreaterThanThreshold")
+    errors = ev.properties("TriggerErrorsAlarm")
+    assert (errors["Namespace"], errors["MetricName"], errors["Statistic"]) == ("AWS/Lambda", "Errors", "Sum")
+    for alarm in (dlq, errors):
+        assert alarm["AlarmActions"] == ["<OperationsTopic>"]
+        assert alarm["TreatMissingData"] == "notBreaching"
+        assert alarm["AlarmName"].startswith("gitlab-mlops-p-abc123def456-")
+
+
+def test_the_email_subscription_exists_only_when_an_address_is_given() -> None:
+    assert not evaluator().resource_exists("OperationsEmail")
+    with_email = evaluator(OperationsAlarmEmail="ops@example.com")
+    assert with_email.properties("OperationsEmail") == {
+        "TopicArn": "<OperationsTopic>",
+        "Protocol": "email",
+        "Endpoint": "ops@example.com",
+    }
+    assert matches("OperationsAlarmEmail", "") and not matches("OperationsAlarmEmail", "not an address")
+
+
+def test_only_this_projects_alarms_publish_to_its_topic() -> None:
+    statement = evaluator().properties("OperationsTopicPolicy")["PolicyDocument"]["Statement"][0]
+    assert statement["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
+    assert statement["Condition"]["ArnLike"]["aws:SourceArn"].endswith(":alarm:gitlab-mlops-p-abc123def456-*")
+
+
+def test_the_token_warning_window_reaches_the_check_in() -> None:
+    props = evaluator(GitLabTokenExpiryWarningDays="14").properties("SeedRepositories")
+    assert str(props["TokenExpiryWarningDays"]) == "14"
 
 
 # --- storage ---------------------------------------------------------------------------------------------
@@ -460,7 +567,8 @@ def test_taggable_resources_carry_the_sagemaker_project_tags() -> None:
     ev = evaluator(CiAuthMode="access-keys")
     untaggable = {"AWS::S3::BucketPolicy", "AWS::SQS::QueuePolicy", "AWS::IAM::ManagedPolicy",
                   "AWS::IAM::AccessKey", "AWS::Lambda::Permission", "AWS::Lambda::EventInvokeConfig",
-                  "Custom::GitLabSeedRepositories"}  # fmt: skip
+                  "Custom::GitLabSeedRepositories", "AWS::SNS::TopicPolicy",
+                  "AWS::SNS::Subscription"}  # fmt: skip
     for logical_id, resource in RESOURCES.items():
         if resource["Type"] in untaggable or not ev.resource_exists(logical_id):
             continue

@@ -426,6 +426,30 @@ DENIED = [
         secret(f"gitlab-mlops/{B.project_id}/deploy-trigger"),
     ),
     _probe(
+        "A's trigger reads what B's production serves",
+        role(A, "pipeline-trigger"),
+        "cloudformation:DescribeStacks",
+        stack(f"{B.name}-{B.project_id}-deploy-prod"),
+    ),
+    _probe(
+        "A's trigger deletes its own production stack",
+        role(A, "pipeline-trigger"),
+        "cloudformation:DeleteStack",
+        stack(f"{A.name}-{A.project_id}-deploy-prod"),
+    ),
+    _probe(
+        "A's trigger reads B's model packages",
+        role(A, "pipeline-trigger"),
+        "sagemaker:DescribeModelPackage",
+        sm(f"model-package/{B.name}-{B.project_id}/1"),
+    ),
+    _probe(
+        "A's trigger approves a model package",
+        role(A, "pipeline-trigger"),
+        "sagemaker:UpdateModelPackage",
+        sm(f"model-package/{A.name}-{A.project_id}/1"),
+    ),
+    _probe(
         "A's check-in writes B's trigger token",
         role(A, "seed-checkin"),
         "secretsmanager:PutSecretValue",
@@ -645,6 +669,18 @@ ALLOWED = [
         "sagemaker:AddTags",
         sm(f"model-package/{A.name}-{A.project_id}/3"),
         **{"aws:TagKeys": ["git-commit"]},
+    ),
+    _probe(
+        "the trigger reads which version its production stack serves",
+        role(A, "pipeline-trigger"),
+        "cloudformation:DescribeStacks",
+        stack(f"{A.name}-{A.project_id}-deploy-prod"),
+    ),
+    _probe(
+        "the trigger reads its own model package versions",
+        role(A, "pipeline-trigger"),
+        "sagemaker:DescribeModelPackage",
+        sm(f"model-package/{A.name}-{A.project_id}/2"),
     ),
     _probe(
         "the trigger reads its own trigger token",
@@ -942,4 +978,6 @@ def test_no_project_parameter_names_a_secret_bucket_or_server(rendered: dict[str
         "CiAuthMode",
         "CiAccessKeySerial",
         "RepositoryDeletionPolicy",
+        "OperationsAlarmEmail",  # where the project's failure alarms go: the creator's choice
+        "GitLabTokenExpiryWarningDays",
     }

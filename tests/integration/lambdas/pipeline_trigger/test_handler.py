@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 from mlops_common import contract
-from mlops_common.errors import GitLabNotFound, GitLabUnavailable
+from mlops_common.errors import GitLabAuthError, GitLabNotFound, GitLabUnavailable
 
 from tests.integration.lambdas.conftest import World
 from tests.unit.lambdas.helpers import load_event
@@ -31,11 +31,14 @@ def test_approval_starts_the_deploy_pipeline_with_the_package(
     assert pipeline.ref == "main" and result["web_url"] == pipeline.web_url
     assert pipeline.source == "trigger"  # started with the deploy repository's trigger token
     variables = {v.key: v.value for v in pipeline.variables.list(get_all=True)}
+    name = "deploy abalone-p-abc123def456 v3 (Approved at 2026-11-24T12:00:00Z)"
     assert variables == {
         contract.PIPELINE_VAR_MODEL_PACKAGE_ARN: ARN,
         contract.PIPELINE_VAR_MODEL_PACKAGE_GROUP: "abalone-p-abc123def456",
         contract.PIPELINE_VAR_APPROVAL_STATUS: "Approved",
+        contract.PIPELINE_VAR_PIPELINE_NAME: name,
     }
+    assert pipeline.name == name  # the deploy CI's workflow:name, the key the next event looks up
     assert world.gitlab.token not in str(result)
     # The platform token never left Secrets Manager for this: only the trigger-token call reached GitLab.
     assert world.gitlab.requests("POST", r"/projects/\d+/pipeline$") == []
@@ -54,9 +57,7 @@ def test_a_revoked_trigger_is_an_error_until_the_project_is_updated(
     assert trigger(load_event("model_package_approved"), deploy_id)["status"] == "started"
 
 
-@pytest.mark.parametrize(
-    "name", ["model_package_rejected", "model_package_pending", "model_package_other_group"]
-)
+@pytest.mark.parametrize("name", ["model_package_pending", "model_package_other_group"])
 def test_other_events_start_nothing(world: World, trigger: Any, deploy_id: str, name: str) -> None:
     before = len(world.gitlab.requests())
     assert trigger(load_event(name), deploy_id)["status"] == "ignored"
@@ -65,11 +66,13 @@ def test_other_events_start_nothing(world: World, trigger: Any, deploy_id: str, 
 
 def test_gitlab_failure_raises_so_lambda_retries(world: World, trigger: Any, deploy_id: str) -> None:
     world.gitlab.add_fault(r"/trigger/pipeline$", 503, method="POST", count=None)
-    with pytest.raises(GitLabUnavailable, match=r"after 3 attempts while starting a pipeline on main"):
+    with pytest.raises(GitLabUnavailable, match=r"after 1 attempt while starting a pipeline on main"):
         trigger(load_event("model_package_approved"), deploy_id)
+    assert len(world.gitlab.requests("POST", r"/trigger/pipeline$")) == 1  # a POST is never re-sent
 
 
-def test_deleted_deploy_project_raises_not_found(world: World, trigger: Any, deploy_id: str) -> None:
-    world.gl.projects.delete(int(deploy_id))
-    with pytest.raises(GitLabNotFound, match="check DEPLOY_PROJECT_ID and DEPLOY_REF"):
+def test_deleted_deploy_project_raises_before_any_start(world: World, trigger: Any, deploy_id: str) -> None:
+    world.gl.projects.delete(int(deploy_id))  # its read token goes with it
+    with pytest.raises(GitLabAuthError, match="check secret gitlab-mlops/p-abc123def456/deploy-trigger"):
         trigger(load_event("model_package_approved"), deploy_id)
+    assert world.gitlab.requests("POST", r"/trigger/pipeline$") == []

@@ -42,6 +42,7 @@ def test_create_makes_and_seeds_both_repositories(world: World, checkin: Any) ->
         "ModelDeployProjectId": str(deploy.id),
         "ModelDeployPath": DEPLOY,
         "ModelDeployCloneUrl": deploy.http_url_to_repo,
+        "GitLabTokenWarning": "none",
     }
     assert OWNER in build.topics and OWNER in deploy.topics
     assert deploy.ci_pipeline_variables_minimum_override_role == "developer"
@@ -218,7 +219,8 @@ def test_rejected_token(world: World, checkin: Any) -> None:
     )  # the name CloudFormation shows: gitlab-mlops-platform/gitlab-token-<suffix>
     assert label.startswith("gitlab-mlops-platform/gitlab-token-")
     assert (
-        answer["Reason"] == f"GitLab token rejected (401) while reading group 'ml-team': check secret {label}"
+        answer["Reason"]
+        == f"GitLab token rejected (401) while reading the token's expiry: check secret {label}"
     )
 
 
@@ -274,7 +276,7 @@ def test_unreachable_gitlab_fails_create_and_delete_but_retain_delete_succeeds(
     answer = checkin(world.event("cfn_create", GitLabUrl=url))
     assert answer["Status"] == "FAILED"
     assert answer["Reason"] == (
-        f"GitLab at {url} unreachable after 3 attempts while reading group 'ml-team': Connection refused"
+        f"GitLab at {url} unreachable after 3 attempts while reading the token's expiry: Connection refused"
     )
     delete = world.event("cfn_delete", GitLabUrl=url)
     assert checkin(delete)["Status"] == "FAILED"

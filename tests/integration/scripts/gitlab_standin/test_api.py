@@ -284,3 +284,57 @@ def test_token_never_reaches_the_server_log(capfd: pytest.CaptureFixture[str]) -
     err = capfd.readouterr().err
     assert "GET /api/v4/user 200" in err  # the log exists...
     assert "glpat-" not in err  # ...and holds no token, right or wrong
+
+
+def test_pipeline_names_come_from_workflow_name_and_filter_exactly(gitlab_standin: Standin) -> None:
+    gl = client(gitlab_standin)
+    project = make_project(gl, ci_pipeline_variables_minimum_override_role="developer")
+    ci = 'workflow:\n  name: "deploy $DEPLOY_PIPELINE_NAME on ${CI_COMMIT_BRANCH}"\nj:\n  script: [echo]\n'
+    project.files.create(
+        {"file_path": ".gitlab-ci.yml", "branch": "main", "content": ci, "commit_message": "ci"}
+    )
+    first = project.pipelines.create(
+        {"ref": "main", "variables": [{"key": "DEPLOY_PIPELINE_NAME", "value": "v3"}]}
+    )
+    project.pipelines.create({"ref": "main", "variables": [{"key": "DEPLOY_PIPELINE_NAME", "value": "v4"}]})
+    assert first.name == "deploy v3 on main"
+    found = project.pipelines.list(name="deploy v3 on main", get_all=True)
+    assert [p.id for p in found] == [first.id]
+    assert project.pipelines.list(name="deploy v3", get_all=True) == []  # exact, not a prefix
+    assert len(project.pipelines.list(get_all=True)) == 2
+
+
+def test_a_ci_file_without_workflow_name_leaves_pipelines_unnamed(gitlab_standin: Standin) -> None:
+    project = make_project(client(gitlab_standin))
+    project.files.create(
+        {"file_path": ".gitlab-ci.yml", "branch": "main", "content": "j:\n  script: [echo]\n",
+         "commit_message": "ci"}
+    )
+    assert project.pipelines.create({"ref": "main"}).name is None
+
+
+def test_personal_access_tokens_self_shows_the_expiry_and_an_expired_token_is_401(
+    gitlab_standin: Standin,
+) -> None:
+    gl = client(gitlab_standin)
+    gitlab_standin.backend.token_expires_at = "2099-01-31"
+    assert gl.http_get("/personal_access_tokens/self")["expires_at"] == "2099-01-31"
+    project = make_project(gl)
+    read = project.access_tokens.create(
+        {"name": "reader", "scopes": ["read_api"], "access_level": 20, "expires_at": "2098-12-31"}
+    )
+    reader = gitlab.Gitlab(gitlab_standin.url, private_token=read.token, timeout=5)
+    assert reader.http_get("/personal_access_tokens/self")["expires_at"] == "2098-12-31"
+    gitlab_standin.backend.token_expires_at = "2020-01-01"
+    with pytest.raises(gitlab.GitlabAuthenticationError):
+        gl.auth()
+
+
+def test_skip_lets_n_answers_through_before_the_fault(gitlab_standin: Standin) -> None:
+    gitlab_standin.add_fault("/user$", 503, skip=2, count=None)
+    gl = client(gitlab_standin)
+    gl.auth()
+    gl.auth()
+    with pytest.raises(gitlab.GitlabGetError) as failed:
+        gl.auth()
+    assert failed.value.response_code == 503

@@ -167,3 +167,72 @@ def test_pipeline_is_created_with_ref_and_variables_in_one_call(
         "ref": "main",
         "variables": [{"key": "K", "value": "v"}],
     }
+
+
+# --- one deadline and safe retries -------------------------------------------------------------------
+def bounded(**changes: object) -> GitLab:
+    settings = GitLabSettings(
+        url="https://gitlab.example.com", token_source="gitlab-token", timeout=5, **changes
+    )  # type: ignore[arg-type]
+    return GitLab(settings, TOKEN)
+
+
+def test_a_request_with_less_than_a_second_left_is_not_started(rsps: responses.RequestsMock) -> None:
+    import time
+
+    from mlops_common.errors import GitLabOutOfTime
+
+    client = bounded(deadline=time.monotonic() + 0.5)
+    with pytest.raises(GitLabOutOfTime, match="out of time before the Lambda timeout"):
+        client.group("ml-team")
+    assert not rsps.calls
+
+
+def test_each_request_is_cut_to_the_time_left(rsps: responses.RequestsMock) -> None:
+    import time
+
+    rsps.get(f"{API}/groups/ml-team", json={"id": 3, "full_path": "ml-team"})
+    bounded(deadline=time.monotonic() + 3).group("ml-team")
+    assert 2 < rsps.calls[0].request.req_kwargs["timeout"] <= 3
+
+
+def test_a_retry_that_would_wait_past_the_deadline_is_not_made(
+    rsps: responses.RequestsMock, sleeps: list[float]
+) -> None:
+    import time
+
+    from mlops_common.errors import GitLabOutOfTime
+
+    rsps.get(f"{API}/groups/ml-team", status=429, headers={"Retry-After": "4"}, json={"message": "429"})
+    with pytest.raises(GitLabOutOfTime):
+        bounded(deadline=time.monotonic() + 3, max_retry_wait=10).group("ml-team")
+    assert len(rsps.calls) == 1 and sleeps == []
+
+
+def test_a_post_that_may_have_been_applied_is_not_resent_when_posts_are_unsafe(
+    rsps: responses.RequestsMock,
+) -> None:
+    rsps.post(f"{API}/projects/12/trigger/pipeline", status=502, json={"message": "502"})
+    with pytest.raises(GitLabUnavailable, match=r"failing \(HTTP 502\) after 1 attempt while"):
+        bounded(retry_posts=False).run_trigger(12, "main", "glptt-x", {})
+    assert len(rsps.calls) == 1
+
+
+def test_a_post_refused_before_sending_is_retried_even_when_posts_are_unsafe(
+    rsps: responses.RequestsMock,
+) -> None:
+    refused = requests.exceptions.ConnectionError(ConnectionRefusedError(111, "Connection refused"))
+    rsps.post(f"{API}/projects/12/trigger/pipeline", body=refused)
+    rsps.post(f"{API}/projects/12/trigger/pipeline", status=201, json={"id": 5, "web_url": "w"})
+    assert bounded(retry_posts=False).run_trigger(12, "main", "glptt-x", {}).id == 5
+    assert len(rsps.calls) == 2
+
+
+@pytest.mark.parametrize("status", [400, 404, 409, 422])
+def test_4xx_is_never_retried(rsps: responses.RequestsMock, status: int) -> None:
+    rsps.get(f"{API}/groups/ml-team", status=status, json={"message": "no"})
+    from mlops_common.errors import GitLabError
+
+    with pytest.raises(GitLabError):
+        bounded(max_retries=5).group("ml-team")
+    assert len(rsps.calls) == 1

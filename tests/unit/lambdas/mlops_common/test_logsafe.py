@@ -29,3 +29,15 @@ def test_registered_secret_is_redacted_in_messages_args_and_tracebacks(
 def test_short_values_are_not_registered() -> None:
     logsafe.register_secret("ab")
     assert logsafe.redact("abc") == "abc"
+
+
+def test_http_and_gitlab_libraries_stay_above_debug_whatever_the_log_level() -> None:
+    import logging
+
+    from mlops_common import logsafe
+
+    for name in ("gitlab", "requests", "urllib3"):
+        logging.getLogger(name).setLevel(logging.DEBUG)
+    logsafe.install()
+    for name in ("gitlab", "requests", "urllib3", "botocore"):
+        assert logging.getLogger(name).getEffectiveLevel() >= logging.WARNING, name

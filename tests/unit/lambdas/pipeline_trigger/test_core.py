@@ -1,4 +1,5 @@
-"""Event validation and the decision to deploy (only Approved, only our group)."""
+"""Event validation and the decision to deploy: Approved deploys it, Rejected-while-live rolls back, one
+pipeline per state change (looked up by name before the one POST)."""
 
 from __future__ import annotations
 
@@ -26,15 +27,23 @@ CFG = TriggerConfig(
     model_package_group="abalone-p-abc123def456",
 )
 ARN = "arn:aws:sagemaker:us-east-1:123456789012:model-package/abalone-p-abc123def456/3"
-TRIGGER = StoredTrigger("glptt-deploy-0123456789", 7, 12, "https://gitlab.example.com")
+TRIGGER = StoredTrigger(
+    "glptt-deploy-0123456789", 7, 12, "https://gitlab.example.com", "glpat-read-0123456789", 5, "2027-12-01"
+)
+LOOKUP = f"{API}/projects/12/pipelines"
 
 
-def never() -> tuple[GitLab, StoredTrigger]:
+def never() -> core.Deployer:
     raise AssertionError("GitLab must not be contacted for this event")
 
 
 def connect(gl: GitLab, trigger: StoredTrigger = TRIGGER) -> Any:
-    return lambda: (gl, trigger)
+    return lambda: core.Deployer(gl, gl, trigger)
+
+
+@pytest.fixture(autouse=True)
+def no_pipelines_yet(rsps: responses.RequestsMock) -> None:
+    rsps.get(LOOKUP, json=[])
 
 
 def test_approved_event_starts_the_deploy_pipeline_with_the_package(
@@ -52,14 +61,43 @@ def test_approved_event_starts_the_deploy_pipeline_with_the_package(
         "web_url": "https://g/ml/d/-/pipelines/77",
         "model_package_arn": ARN,
     }
-    assert len(rsps.calls) == 1
-    sent = json.loads(rsps.calls[0].request.body or b"{}")
+    assert [c.request.method for c in rsps.calls] == ["GET", "POST"]
+    name = "deploy abalone-p-abc123def456 v3 (Approved at 2026-11-24T12:00:00Z)"
+    assert responses.matchers.query_param_matcher({"name": name}, strict_match=False)(rsps.calls[0].request)[
+        0
+    ]
+    sent = json.loads(rsps.calls[1].request.body or b"{}")
     assert sent["ref"] == "main" and sent["token"] == TRIGGER.token
     assert sent["variables"] == {
         contract.PIPELINE_VAR_MODEL_PACKAGE_ARN: ARN,
         contract.PIPELINE_VAR_MODEL_PACKAGE_GROUP: "abalone-p-abc123def456",
         contract.PIPELINE_VAR_APPROVAL_STATUS: "Approved",
+        contract.PIPELINE_VAR_PIPELINE_NAME: name,
     }
+
+
+def test_a_repeated_event_starts_nothing_new(gl: GitLab, rsps: responses.RequestsMock) -> None:
+    name = "deploy abalone-p-abc123def456 v3 (Approved at 2026-11-24T12:00:00Z)"
+    rsps.replace(responses.GET, LOOKUP, json=[{"id": 70, "name": name, "web_url": "https://g/p/70"}])
+    result = core.handle(connect(gl), CFG, load_event("model_package_approved"))
+    assert result["status"] == "already started" and result["pipeline_id"] == 70
+    assert [c.request.method for c in rsps.calls] == ["GET"]
+
+
+def test_a_pipeline_of_another_change_does_not_count(gl: GitLab, rsps: responses.RequestsMock) -> None:
+    # GitLab versions without the name filter return every pipeline: only an exact name counts.
+    rsps.replace(responses.GET, LOOKUP, json=[{"id": 70, "name": "deploy other v1", "web_url": "w"}])
+    rsps.post(f"{API}/projects/12/trigger/pipeline", status=201, json={"id": 71, "web_url": "w"})
+    assert core.handle(connect(gl), CFG, load_event("model_package_approved"))["status"] == "started"
+
+
+def test_a_secret_without_read_token_is_refused_before_any_call(
+    gl: GitLab, rsps: responses.RequestsMock
+) -> None:
+    old = StoredTrigger("glptt-deploy-0123456789", 7, 12, "https://gitlab.example.com")
+    with pytest.raises(ConfigError, match="no read token"):
+        core.handle(connect(gl, old), CFG, load_event("model_package_approved"))
+    assert not rsps.calls
 
 
 def test_the_trigger_never_sends_a_private_token(rsps: responses.RequestsMock) -> None:
@@ -69,8 +107,10 @@ def test_the_trigger_never_sends_a_private_token(rsps: responses.RequestsMock) -
         GitLabSettings(url="https://gitlab.example.com", token_source="t", max_retries=0), None
     )
     rsps.post(f"{API}/projects/12/trigger/pipeline", status=201, json={"id": 1, "web_url": "w"})
-    core.handle(connect(tokenless), CFG, load_event("model_package_approved"))
-    assert "PRIVATE-TOKEN" not in rsps.calls[0].request.headers
+    core.handle(
+        lambda: core.Deployer(tokenless, tokenless, TRIGGER), CFG, load_event("model_package_approved")
+    )
+    assert "PRIVATE-TOKEN" not in rsps.calls[-1].request.headers
 
 
 @pytest.mark.parametrize(
@@ -95,7 +135,7 @@ def test_a_revoked_trigger_token_is_a_clear_error(gl: GitLab, rsps: responses.Re
 
 
 @pytest.mark.parametrize("name", ["model_package_rejected", "model_package_pending"])
-def test_other_statuses_do_not_deploy(name: str, caplog: pytest.LogCaptureFixture) -> None:
+def test_other_statuses_do_not_deploy_without_a_registry(name: str, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO)
     result = core.handle(never, CFG, load_event(name))
     assert result["status"] == "ignored"
@@ -140,15 +180,79 @@ def test_malformed_events_raise_a_clear_error(event: Any, fragment: str) -> None
         core.handle(never, CFG, event)
 
 
-def test_gitlab_failure_is_raised_not_returned(gl: GitLab, rsps: responses.RequestsMock) -> None:
+@pytest.fixture
+def no_post_retry() -> GitLab:
+    from mlops_common.gitlab_client import GitLabSettings
+
+    settings = GitLabSettings(
+        url="https://gitlab.example.com", token_source="t", max_retries=2, retry_posts=False
+    )
+    return GitLab(settings, "glpat-read-0123456789")
+
+
+def test_a_failed_start_is_raised_and_never_resent(
+    no_post_retry: GitLab, rsps: responses.RequestsMock
+) -> None:
     rsps.post(f"{API}/projects/12/trigger/pipeline", status=500, json={"message": "500"})
-    with pytest.raises(GitLabUnavailable, match=r"failing \(HTTP 500\) after 3 attempts"):
-        core.handle(connect(gl), CFG, load_event("model_package_approved"))
+    with pytest.raises(GitLabUnavailable, match=r"failing \(HTTP 500\) after 1 attempt while"):
+        core.handle(connect(no_post_retry), CFG, load_event("model_package_approved"))
+    assert [c.request.method for c in rsps.calls] == ["GET", "POST"]
 
 
-def test_missing_branch_names_the_settings(gl: GitLab, rsps: responses.RequestsMock) -> None:
+def test_a_400_is_not_retried_and_names_the_cause(
+    no_post_retry: GitLab, rsps: responses.RequestsMock
+) -> None:
     rsps.post(
         f"{API}/projects/12/trigger/pipeline", status=400, json={"message": {"base": ["Reference not found"]}}
     )
     with pytest.raises(GitLabRejected, match=r"400: base Reference not found"):
-        core.handle(connect(gl), CFG, load_event("model_package_approved"))
+        core.handle(connect(no_post_retry), CFG, load_event("model_package_approved"))
+    assert [c.request.method for c in rsps.calls] == ["GET", "POST"]
+
+
+class FakeRegistry:
+    def __init__(self, live: str, statuses: dict[int, str]) -> None:
+        self.live, self.statuses, self.described = live, statuses, []  # type: list[str]
+
+    def live_in_production(self) -> str:
+        return self.live
+
+    def approval_status(self, arn: str) -> str | None:
+        self.described.append(arn)
+        return self.statuses.get(int(arn.rsplit("/", 1)[1]))
+
+
+def rejected() -> dict[str, Any]:
+    return load_event("model_package_rejected")
+
+
+def test_rejecting_the_live_package_redeploys_the_previous_approved_version(
+    gl: GitLab, rsps: responses.RequestsMock
+) -> None:
+    event = rejected()
+    arn = event["detail"]["ModelPackageArn"]
+    base = arn.rsplit("/", 1)[0]
+    version = int(arn.rsplit("/", 1)[1])
+    registry = FakeRegistry(arn, {version - 1: "Rejected", version - 2: "Approved"})
+    rsps.post(f"{API}/projects/12/trigger/pipeline", status=201, json={"id": 80, "web_url": "w"})
+    result = core.handle(connect(gl), CFG, event, registry)
+    assert result["status"] == "started" and result["model_package_arn"] == f"{base}/{version - 2}"
+    sent = json.loads(rsps.calls[-1].request.body or b"{}")["variables"]
+    assert sent[contract.PIPELINE_VAR_MODEL_PACKAGE_ARN] == f"{base}/{version - 2}"
+    assert sent[contract.PIPELINE_VAR_DEPLOY_REASON].startswith(f"rollback: {arn} was rejected")
+    assert sent[contract.PIPELINE_VAR_PIPELINE_NAME].startswith("rollback ")
+    assert [c.request.method for c in rsps.calls] == ["GET", "POST"]  # one lookup, one start
+
+
+def test_rejecting_a_package_that_is_not_live_changes_nothing() -> None:
+    registry = FakeRegistry("arn:aws:sagemaker:us-east-1:123456789012:model-package/other/1", {})
+    result = core.handle(never, CFG, rejected(), registry)
+    assert result["status"] == "ignored" and "not live in production" in result["reason"]
+    assert registry.described == []
+
+
+def test_rejecting_the_live_package_without_an_earlier_approval_says_what_to_do() -> None:
+    event = rejected()
+    registry = FakeRegistry(event["detail"]["ModelPackageArn"], {})
+    with pytest.raises(core.NoRollbackTarget, match="no earlier version is Approved"):
+        core.handle(never, CFG, event, registry)

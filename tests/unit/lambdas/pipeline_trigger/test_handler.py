@@ -6,6 +6,7 @@ import importlib
 import json
 import logging
 from types import ModuleType
+from typing import Any
 
 import pytest
 import responses
@@ -18,9 +19,48 @@ TOKEN_ARN = (
     "arn:aws:secretsmanager:us-east-1:123456789012:secret:gitlab-mlops/p-abc123def456/deploy-trigger-AbCdEf"
 )
 TOKEN = "glptt-deploy-trigger-0123456789"
+READ_TOKEN = "glpat-read-only-0123456789"
 STORED = json.dumps(
-    {"token": TOKEN, "trigger_id": 7, "project_id": 12, "gitlab_url": "https://gitlab.example.com"}
+    {
+        "token": TOKEN,
+        "trigger_id": 7,
+        "project_id": 12,
+        "gitlab_url": "https://gitlab.example.com",
+        "read_token": READ_TOKEN,
+        "read_token_id": 5,
+        "read_token_expires": "2099-01-01",
+    }
 )
+
+
+@pytest.fixture(autouse=True)
+def gitlab_pipelines(rsps: responses.RequestsMock) -> list[dict[str, Any]]:
+    """GET /pipelines?name= answers the pipelines started so far with that name."""
+    started: list[dict[str, Any]] = []
+
+    def lookup(request: Any) -> tuple[int, dict[str, str], str]:
+        name = request.params.get("name")
+        return 200, {}, json.dumps([p for p in started if p["name"] == name])
+
+    def start(request: Any) -> tuple[int, dict[str, str], str]:
+        variables = json.loads(request.body)["variables"]
+        pipeline = {
+            "id": 5 + len(started),
+            "web_url": "https://g/p/5",
+            "name": variables["DEPLOY_PIPELINE_NAME"],
+        }
+        started.append(pipeline)
+        return 201, {}, json.dumps(pipeline)
+
+    rsps.add_callback(
+        responses.GET, f"{API}/projects/12/pipelines", callback=lookup, content_type="application/json"
+    )
+    rsps.add_callback(
+        responses.POST, f"{API}/projects/12/trigger/pipeline", callback=start, content_type="application/json"
+    )
+    return started
+
+
 ENV = {
     "GITLAB_URL": "https://gitlab.example.com",
     "TRIGGER_TOKEN_SECRET_ARN": TOKEN_ARN,
@@ -47,14 +87,17 @@ def test_approval_starts_one_pipeline_and_returns_no_token(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     module, secrets = trigger
-    rsps.post(f"{API}/projects/12/trigger/pipeline", status=201, json={"id": 5, "web_url": "https://g/p/5"})
     result = module.handler(load_event("model_package_approved"), FakeContext(30))
     assert result["pipeline_id"] == 5 and result["web_url"] == "https://g/p/5"
-    module.handler(load_event("model_package_approved"), FakeContext(30))  # a duplicate event
-    assert len(rsps.calls) == 2 and secrets.calls == 1  # token read once per container
-    assert "PRIVATE-TOKEN" not in rsps.calls[0].request.headers
-    assert json.loads(rsps.calls[0].request.body)["token"] == TOKEN
-    assert TOKEN not in json.dumps(result) and TOKEN not in caplog.text
+    again = module.handler(load_event("model_package_approved"), FakeContext(30))  # a duplicate event
+    assert again["status"] == "already started" and again["pipeline_id"] == 5
+    assert [c.request.method for c in rsps.calls] == ["GET", "POST", "GET"]
+    assert secrets.calls == 1  # token read once per container
+    post = rsps.calls[1].request
+    assert "PRIVATE-TOKEN" not in post.headers and json.loads(post.body)["token"] == TOKEN
+    assert rsps.calls[0].request.headers["PRIVATE-TOKEN"] == READ_TOKEN
+    for secret in (TOKEN, READ_TOKEN):
+        assert secret not in json.dumps(result) and secret not in caplog.text
 
 
 def test_rejection_does_not_read_the_token_or_call_gitlab(
@@ -62,7 +105,7 @@ def test_rejection_does_not_read_the_token_or_call_gitlab(
 ) -> None:
     module, secrets = trigger
     assert module.handler(load_event("model_package_rejected"), FakeContext(30))["status"] == "ignored"
-    assert not rsps.calls and secrets.calls == 0
+    assert not rsps.calls and secrets.calls == 0  # no production stack configured: nothing to roll back
 
 
 def test_malformed_event_raises(trigger: tuple[ModuleType, FakeSecrets]) -> None:
@@ -76,7 +119,12 @@ def test_rejected_token_raises_and_is_read_again_next_time(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     module, secrets = trigger
-    rsps.post(f"{API}/projects/12/trigger/pipeline", status=401, json={"message": "401 Unauthorized"})
+    rsps.replace(
+        responses.POST,
+        f"{API}/projects/12/trigger/pipeline",
+        status=401,
+        json={"message": "401 Unauthorized"},
+    )
     for _ in range(2):
         with pytest.raises(
             GitLabAuthError, match="check secret gitlab-mlops/p-abc123def456/deploy-trigger-AbCdEf"

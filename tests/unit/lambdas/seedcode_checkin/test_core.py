@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import responses
 from mlops_common import contract
-from mlops_common.errors import GitLabRejected, ProjectNotOwned
+from mlops_common.errors import ProjectNotOwned
 from mlops_common.gitlab_client import GitLab, ProjectInfo
 from mlops_common.secrets import AccessKeys, StoredTrigger
 from seedcode_checkin import core
@@ -36,6 +36,8 @@ BUILD_URL, DEPLOY_URL = (
 PHYSICAL_ID = f"gitlab.example.com|{BUILD}|{DEPLOY}"
 IDS = {BUILD: 11, DEPLOY: 12}
 TRIGGER_DESCRIPTION = "SageMaker project p-abc123def456 approval trigger"
+# A stored trigger with a read token far from expiry: nothing to renew.
+READY = StoredTrigger("glptt-kept", 7, 12, "https://gitlab.example.com", "glpat-read-kept", 5, "2099-01-01")
 ROLES = {
     duty: f"arn:aws:iam::123456789012:role/gitlab-mlops/gitlab-mlops-p-abc123def456-ci-{duty}"
     for duty in contract.CI_DUTIES
@@ -95,6 +97,12 @@ def new_world(rsps: responses.RequestsMock) -> None:
         rsps.post(f"{API}/projects/{pid}/repository/commits", status=201, json={"id": "c0ffee"})
         protection(rsps, pid)
     rsps.put(f"{API}/projects/12", json=project_json(12, DEPLOY, [OWNER]))
+    rsps.put(f"{API}/projects/11", json=project_json(11, BUILD, [OWNER]))
+    rsps.post(
+        f"{API}/projects/12/access_tokens",
+        status=201,
+        json={"id": 5, "token": "glpat-read-0123456789", "expires_at": "2027-12-01"},
+    )
     rsps.get(f"{API}/projects/12/triggers", json=[])
     rsps.post(
         f"{API}/projects/12/triggers",
@@ -255,7 +263,19 @@ def test_create_gives_the_deploy_repository_a_trigger_and_stores_it(
     new_world(rsps)
     store = MemoryTriggers()
     core.create(gl, config(), seeds, None, store)
-    assert store.stored == StoredTrigger("glptt-0123456789abcdef", 7, 12, "https://gitlab.example.com")
+    assert store.stored is not None
+    assert store.stored.read_token == "glpat-read-0123456789" and store.stored.read_token_id == 5
+    assert store.stored == StoredTrigger(
+        "glptt-0123456789abcdef",
+        7,
+        12,
+        "https://gitlab.example.com",
+        "glpat-read-0123456789",
+        5,
+        store.stored.read_token_expires,
+    )
+    token_request = next(body(c) for c in rsps.calls if c.request.url.endswith("/access_tokens"))
+    assert token_request["scopes"] == ["read_api"] and token_request["access_level"] == core.REPORTER
     created = [
         body(c)
         for c in rsps.calls
@@ -277,15 +297,34 @@ def test_a_valid_stored_trigger_is_kept_and_strays_are_revoked(
         ],
     )
     rsps.delete(f"{API}/projects/12/triggers/8", status=204)
-    store = MemoryTriggers(StoredTrigger("glptt-kept", 7, 12, "https://gitlab.example.com"))
+    store = MemoryTriggers(READY)
     assert core.ensure_deploy_trigger(gl, project(12, DEPLOY), config().target, store) == "kept"
     assert store.writes == 0
     assert "DELETE /projects/12/triggers/8" in calls(rsps)
     assert "DELETE /projects/12/triggers/9" not in calls(rsps)
 
 
+def test_a_read_token_about_to_expire_is_renewed_and_the_old_one_revoked(
+    gl: GitLab, rsps: responses.RequestsMock
+) -> None:
+    import datetime as dt
+
+    rsps.get(f"{API}/projects/12/triggers", json=[{"id": 7, "description": TRIGGER_DESCRIPTION}])
+    rsps.post(f"{API}/projects/12/access_tokens", status=201, json={"id": 6, "token": "glpat-read-new"})
+    rsps.delete(f"{API}/projects/12/access_tokens/5", status=204)
+    store = MemoryTriggers(
+        StoredTrigger("glptt-kept", 7, 12, "https://gitlab.example.com", "r", 5, "2027-01-10")
+    )
+    today = dt.date(2027, 1, 1)  # expires in 9 days, within the 30-day warning window
+    assert core.ensure_deploy_trigger(gl, project(12, DEPLOY), config().target, store, today) == "kept"
+    assert store.stored is not None and store.stored.read_token == "glpat-read-new"
+    assert store.stored.read_token_expires == "2028-01-01"
+    assert "DELETE /projects/12/access_tokens/5" in calls(rsps)
+
+
 def test_a_stored_trigger_that_gitlab_forgot_is_replaced(gl: GitLab, rsps: responses.RequestsMock) -> None:
     rsps.get(f"{API}/projects/12/triggers", json=[])
+    rsps.post(f"{API}/projects/12/access_tokens", status=201, json={"id": 6, "token": "glpat-read-new"})
     rsps.post(
         f"{API}/projects/12/triggers", status=201, json={"id": 10, "token": "glptt-new", "description": "x"}
     )
@@ -370,8 +409,7 @@ def test_repeat_create_adopts_own_projects_and_does_not_push_again(
     gl: GitLab, rsps: responses.RequestsMock
 ) -> None:
     owned_world(rsps, seed_in_repo=True)
-    stored = StoredTrigger("glptt-kept", 7, 12, "https://gitlab.example.com")
-    outcome = core.create(gl, config(), seeds, None, MemoryTriggers(stored))
+    outcome = core.create(gl, config(), seeds, None, MemoryTriggers(READY))
     assert outcome.physical_id == PHYSICAL_ID
     sequence = calls(rsps)
     assert "POST /projects" not in sequence
@@ -386,9 +424,7 @@ def test_repeat_create_pushes_one_update_commit_when_files_differ(
     gl: GitLab, rsps: responses.RequestsMock
 ) -> None:
     owned_world(rsps, seed_in_repo=False)
-    core.create(
-        gl, config(), seeds, None, MemoryTriggers(StoredTrigger("t", 7, 12, "https://gitlab.example.com"))
-    )
+    core.create(gl, config(), seeds, None, MemoryTriggers(READY))
     commits = [body(c) for c in rsps.calls if c.request.url.endswith("/commits")]
     assert len(commits) == 2
     assert all(len(c["actions"]) == 1 and c["actions"][0]["action"] == "update" for c in commits)
@@ -396,15 +432,14 @@ def test_repeat_create_pushes_one_update_commit_when_files_differ(
 
 def test_update_does_not_overwrite_existing_code(gl: GitLab, rsps: responses.RequestsMock) -> None:
     owned_world(rsps, seed_in_repo=False)
-    core.update(
-        gl, config(), seeds, None, MemoryTriggers(StoredTrigger("t", 7, 12, "https://gitlab.example.com"))
-    )
+    core.update(gl, config(), seeds, None, MemoryTriggers(READY))
     assert not any(c.endswith("/commits") or c.endswith("/tree") for c in calls(rsps))
 
 
 def test_foreign_project_with_the_same_path_is_refused(gl: GitLab, rsps: responses.RequestsMock) -> None:
     rsps.get(f"{API}/groups/ml-team", json={"id": 3, "full_path": "ml-team"})
     rsps.get(BUILD_URL, json=project_json(11, BUILD, ["someone-else"]))
+    rsps.get(DEPLOY_URL, status=404, json={"message": "404 Project Not Found"})
     with pytest.raises(ProjectNotOwned) as caught:
         core.create(gl, config(), seeds, None, MemoryTriggers())
     assert str(caught.value) == (
@@ -414,12 +449,57 @@ def test_foreign_project_with_the_same_path_is_refused(gl: GitLab, rsps: respons
     assert "POST /projects" not in calls(rsps)
 
 
+def test_both_names_are_checked_before_either_repository_is_created(
+    gl: GitLab, rsps: responses.RequestsMock
+) -> None:
+    rsps.get(f"{API}/groups/ml-team", json={"id": 3, "full_path": "ml-team"})
+    rsps.get(BUILD_URL, status=404, json={"message": "404 Project Not Found"})
+    rsps.get(DEPLOY_URL, json=project_json(12, DEPLOY, ["someone-else"]))
+    with pytest.raises(ProjectNotOwned, match="abalone-model-deploy"):
+        core.create(gl, config(), seeds, None, MemoryTriggers())
+    assert not any(c.startswith("POST") for c in calls(rsps))
+
+
 def test_name_taken_but_invisible_reports_gitlabs_reason(gl: GitLab, rsps: responses.RequestsMock) -> None:
     rsps.get(f"{API}/groups/ml-team", json={"id": 3, "full_path": "ml-team"})
     rsps.get(BUILD_URL, status=404, json={"message": "404 Project Not Found"})
+    rsps.get(DEPLOY_URL, status=404, json={"message": "404 Project Not Found"})
     rsps.post(f"{API}/projects", status=400, json={"message": {"path": ["has already been taken"]}})
-    with pytest.raises(GitLabRejected, match=r"\(400: path has already been taken\)"):
+    with pytest.raises(core.CreateFailed, match=r"\(400: path has already been taken\)$") as caught:
         core.create(gl, config(), seeds, None, MemoryTriggers())
+    assert caught.value.physical_id == PHYSICAL_ID
+
+
+def test_a_failed_create_removes_what_it_created_whatever_the_policy(
+    gl: GitLab, rsps: responses.RequestsMock
+) -> None:
+    new_world(rsps)
+    rsps.replace(responses.POST, f"{API}/projects/12/repository/commits", status=400, json={"message": "bad"})
+    rsps.get(f"{API}/projects/12/repository/branches/main", status=404, json={"message": "404 Branch"})
+    rsps.delete(f"{API}/projects/11", status=202, json={})
+    rsps.delete(f"{API}/projects/12", status=202, json={})
+    with pytest.raises(core.CreateFailed) as caught:
+        core.create(gl, config(DeletionPolicy="retain"), seeds, None, MemoryTriggers())
+    assert str(caught.value).endswith(f"; removed {BUILD}, {DEPLOY}")
+    assert caught.value.physical_id == PHYSICAL_ID
+    assert {"DELETE /projects/11", "DELETE /projects/12"} <= set(calls(rsps))
+    created = [
+        body(c) for c in rsps.calls if c.request.method == "POST" and c.request.url.endswith("/projects")
+    ]
+    assert all(core.INCOMPLETE_TOPIC in c["topics"] for c in created)
+
+
+def test_the_rollback_delete_removes_repositories_a_failed_create_left(
+    gl: GitLab, rsps: responses.RequestsMock
+) -> None:
+    marker = core.resource_topic(PHYSICAL_ID)
+    rsps.get(BUILD_URL, json=project_json(11, BUILD, [OWNER, marker, core.INCOMPLETE_TOPIC]))
+    rsps.get(DEPLOY_URL, json=project_json(12, DEPLOY, [OWNER, marker]))
+    rsps.delete(f"{API}/projects/11", status=202, json={})
+    rsps.get(f"{API}/projects/12/triggers", json=[])
+    report = core.delete(gl, target("retain"), PHYSICAL_ID)
+    assert report == [f"{BUILD}: deleted (left by a failed Create)", f"{DEPLOY}: retained"]
+    assert "DELETE /projects/12" not in calls(rsps)
 
 
 def test_create_retried_by_gitlab_after_a_502_adopts_the_project_it_made(
@@ -427,14 +507,16 @@ def test_create_retried_by_gitlab_after_a_502_adopts_the_project_it_made(
 ) -> None:
     marker = core.resource_topic(PHYSICAL_ID)
     rsps.get(f"{API}/groups/ml-team", json={"id": 3, "full_path": "ml-team"})
-    rsps.get(BUILD_URL, status=404, json={"message": "404"})
-    rsps.get(BUILD_URL, json=project_json(11, BUILD, [OWNER, marker]))
+    rsps.get(BUILD_URL, json=project_json(11, BUILD, [OWNER, marker, core.INCOMPLETE_TOPIC]))
     rsps.post(f"{API}/projects", status=502, json={"message": "502"})
     rsps.post(f"{API}/projects", status=400, json={"message": {"path": ["has already been taken"]}})
+    created: list[ProjectInfo] = []
+    namespace = core.resolve_namespace(gl, "ml-team")
     info = core.ensure_project(
-        gl, core.resolve_namespace(gl, "ml-team"), "abalone-model-build", "build", config(), PHYSICAL_ID
+        gl, namespace, "abalone-model-build", "build", config(), PHYSICAL_ID, None, created
     )
     assert info.id == 11
+    assert [p.id for p in created] == [11]  # it counts as made by this Create
 
 
 def test_empty_group_means_the_token_owners_namespace(gl: GitLab, rsps: responses.RequestsMock) -> None:

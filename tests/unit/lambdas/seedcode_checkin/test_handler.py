@@ -96,12 +96,22 @@ def fresh_gitlab(rsps: responses.RequestsMock) -> None:
         )
         rsps.post(f"{API}/projects/{pid}/protected_branches", status=201, json={"name": "main"})
     rsps.put(f"{API}/projects/12", json={})
+    rsps.put(f"{API}/projects/11", json={})
     rsps.get(f"{API}/projects/12/triggers", json=[])
     rsps.post(
         f"{API}/projects/12/triggers",
         status=201,
         json={"id": 7, "token": "glptt-deploy-0123456789", "description": "d"},
     )
+    rsps.post(
+        f"{API}/projects/12/access_tokens", status=201, json={"id": 5, "token": "glpat-read-0123456789"}
+    )
+
+
+@pytest.fixture(autouse=True)
+def token_expiry(rsps: responses.RequestsMock) -> None:
+    """The platform token expires in ten years unless a test says otherwise."""
+    rsps.get(f"{API}/personal_access_tokens/self", json={"id": 1, "expires_at": "2036-01-01"})
 
 
 def test_create_answers_success_with_stable_id_and_data(
@@ -122,8 +132,37 @@ def test_create_answers_success_with_stable_id_and_data(
         "trigger_id": 7,
         "project_id": 12,
         "gitlab_url": "https://gitlab.example.com",
+        "read_token": "glpat-read-0123456789",
+        "read_token_id": 5,
+        "read_token_expires": stored["read_token_expires"],
     }
     assert "glptt-deploy-0123456789" not in json.dumps(answer)
+    assert "glpat-read-0123456789" not in json.dumps(answer)
+    assert answer["Data"]["GitLabTokenWarning"] == "none"
+
+
+def test_a_token_expiring_soon_is_named_in_the_reason_and_outputs(
+    checkin: Checkin, rsps: responses.RequestsMock
+) -> None:
+    import datetime as dt
+
+    fresh_gitlab(rsps)
+    soon = (dt.date.today() + dt.timedelta(days=10)).isoformat()
+    rsps.replace(responses.GET, f"{API}/personal_access_tokens/self", json={"id": 1, "expires_at": soon})
+    answer = checkin(load_event("cfn_create"))
+    assert answer["Status"] == "SUCCESS"
+    assert f"expires on {soon} (in 10 days)" in answer["Reason"]
+    assert answer["Data"]["GitLabTokenWarning"] == answer["Reason"]
+
+
+def test_an_expired_token_fails_with_the_fix(checkin: Checkin, rsps: responses.RequestsMock) -> None:
+    rsps.replace(
+        responses.GET, f"{API}/personal_access_tokens/self", json={"id": 1, "expires_at": "2020-01-01"}
+    )
+    answer = checkin(load_event("cfn_create"))
+    assert answer["Status"] == "FAILED"
+    assert answer["Reason"].startswith("the platform GitLab token expired on 2020-01-01")
+    assert answer["PhysicalResourceId"]  # the product answers, with an id
 
 
 def test_a_gitlab_url_the_token_is_not_bound_to_fails_before_the_token_is_read(
