@@ -6,16 +6,22 @@ request carries those records unchanged as text/csv.
 
 Checks (each one a JUnit test case, so GitLab shows them on the pipeline's Tests tab):
   responses-parse           every response is text/csv with one number per record sent
-  mse-within-bound          MSE on the records <= the registered evaluation MSE + tolerance
+  mse-within-bound          MSE on the records <= the registered evaluation MSE + k standard errors
+  bias-within-bound         mean prediction error within the evaluation's own bias + k standard errors
   latency-p95               95th percentile of request latency <= the bound
   malformed-record-refused  a record with one value missing gets a 4xx, never a prediction
 Exits non-zero when any check fails.
 
-The MSE bound is  reference + max(rel * reference, abs) + sampling allowance.  When the test sends every
-held-out row, the endpoint should reproduce the evaluation MSE almost exactly; `rel` (default 10 %)
-absorbs small differences, `abs` is a floor for near-perfect models. When it sends only a sample
-(--max-rows), the allowance adds 3 standard errors of the sample's mean squared error, with the
-finite-population correction (zero when every row is sent).
+Every held-out row is sent by default (STAGING_TEST_MAX_ROWS caps it to a reproducible sample). The bounds
+come from the evaluation's own spread, measured on the rows sent:
+
+  MSE bound   = evaluation MSE + k * sd(per-row squared error) / sqrt(n)          (floor: abs tolerance)
+  bias bound  = |evaluation bias| + k * sd(per-row error) / sqrt(n)
+
+n is the number of rows answered; k (default 3) is STAGING_TEST_MSE_K / STAGING_TEST_BIAS_K. The
+evaluation's bias follows from its evaluation.json: mse.standard_deviation is the (population) standard
+deviation of its errors, so |mean error| = sqrt(mse - sd^2). The endpoint serving the evaluated model
+reproduces both numbers; a model shifted by one ring, scaled by 10 % or fed shuffled columns does not.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ from botocore.exceptions import ClientError
 from steps.common import (
     EVALUATION_METRICS_KEY,
     MODEL_PACKAGE_FILE,
+    STAGING_PASSED_FILE,
     Project,
     StepError,
     deploy_result_file,
@@ -48,13 +55,14 @@ from steps.common import (
     read_json,
     read_s3_text,
     run_cli,
+    write_json,
 )
 
-SAMPLING_Z = 3.0
 # CI/CD variables that override the defaults (flags override both).
 ENV_MAX_ROWS = "STAGING_TEST_MAX_ROWS"
 ENV_ROWS_PER_REQUEST = "STAGING_TEST_ROWS_PER_REQUEST"
-ENV_MSE_REL_TOLERANCE = "STAGING_TEST_MSE_REL_TOLERANCE"
+ENV_MSE_K = "STAGING_TEST_MSE_K"
+ENV_BIAS_K = "STAGING_TEST_BIAS_K"
 ENV_MSE_ABS_TOLERANCE = "STAGING_TEST_MSE_ABS_TOLERANCE"
 ENV_MAX_P95_MS = "STAGING_TEST_MAX_P95_LATENCY_MS"
 ENV_CHECK_MALFORMED = "STAGING_TEST_CHECK_MALFORMED"
@@ -62,23 +70,28 @@ ENV_CHECK_MALFORMED = "STAGING_TEST_CHECK_MALFORMED"
 
 @dataclass(frozen=True)
 class TestSettings:
-    """Knobs of the staging test; see the module docstring for how the MSE bound uses them."""
+    """Knobs of the staging test; see the module docstring for how the bounds use them."""
 
     __test__ = False  # not a pytest class
 
-    max_rows: int = 300
+    max_rows: int = 0  # 0: every held-out row
     rows_per_request: int = 1
-    mse_rel_tolerance: float = 0.10
+    mse_k: float = 3.0
+    bias_k: float = 3.0
     mse_abs_tolerance: float = 1e-6
     max_p95_latency_ms: float = 1000.0
     check_malformed: bool = True
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.max_rows < 1 or self.rows_per_request < 1:
-            raise StepError("max rows and rows per request must be at least 1")
-        if self.mse_rel_tolerance < 0 or self.mse_abs_tolerance < 0 or self.max_p95_latency_ms <= 0:
-            raise StepError("tolerances must be >= 0 and the latency bound > 0")
+        if self.max_rows < 0 or self.rows_per_request < 1:
+            raise StepError(
+                f"{ENV_MAX_ROWS} must be >= 0 (0: every row) and {ENV_ROWS_PER_REQUEST} at least 1"
+            )
+        if self.mse_k < 0 or self.bias_k < 0 or self.mse_abs_tolerance < 0:
+            raise StepError(f"{ENV_MSE_K}, {ENV_BIAS_K} and {ENV_MSE_ABS_TOLERANCE} must be >= 0")
+        if self.max_p95_latency_ms <= 0:
+            raise StepError(f"{ENV_MAX_P95_MS} must be > 0")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> TestSettings:
@@ -95,11 +108,20 @@ class TestSettings:
         return cls(
             max_rows=get(ENV_MAX_ROWS, int, d.max_rows),
             rows_per_request=get(ENV_ROWS_PER_REQUEST, int, d.rows_per_request),
-            mse_rel_tolerance=get(ENV_MSE_REL_TOLERANCE, float, d.mse_rel_tolerance),
+            mse_k=get(ENV_MSE_K, float, d.mse_k),
+            bias_k=get(ENV_BIAS_K, float, d.bias_k),
             mse_abs_tolerance=get(ENV_MSE_ABS_TOLERANCE, float, d.mse_abs_tolerance),
             max_p95_latency_ms=get(ENV_MAX_P95_MS, float, d.max_p95_latency_ms),
             check_malformed=get(ENV_CHECK_MALFORMED, _flag, d.check_malformed),
         )
+
+
+@dataclass(frozen=True)
+class Reference:
+    """What the registered evaluation measured on the held-out rows."""
+
+    mse: float
+    bias: float | None  # |mean error|; None when evaluation.json has no standard deviation
 
 
 def _flag(raw: str) -> bool:
@@ -121,6 +143,7 @@ class Check:
     passed: bool
     message: str
     seconds: float = 0.0
+    properties: Mapping[str, str] = field(default_factory=dict)  # measured value, bound, how
 
 
 @dataclass
@@ -157,8 +180,8 @@ def parse_test_rows(text: str, source: str) -> list[Row]:
 
 
 def sample_rows(rows: Sequence[Row], max_rows: int, seed: int) -> list[Row]:
-    """Every row when there are at most max_rows, else a reproducible random sample in file order."""
-    if len(rows) <= max_rows:
+    """Every row when max_rows is 0 or covers them, else a reproducible random sample in file order."""
+    if max_rows == 0 or len(rows) <= max_rows:
         return list(rows)
     keep = sorted(random.Random(seed).sample(range(len(rows)), max_rows))  # noqa: S311 - not security
     return [rows[i] for i in keep]
@@ -253,27 +276,66 @@ def percentile(values: Sequence[float], pct: float) -> float:
     return ordered[rank - 1]
 
 
-def mse_bound(
-    reference_mse: float, squared_errors: Sequence[float], population: int, settings: TestSettings
-) -> float:
-    """reference + tolerance + sampling allowance (see the module docstring)."""
+@dataclass(frozen=True)
+class Bound:
+    """A bound and the words saying how it was computed."""
+
+    value: float
+    how: str
+
+
+def standard_error(values: Sequence[float]) -> float:
+    return statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else 0.0
+
+
+def mse_bound(reference: Reference, squared_errors: Sequence[float], settings: TestSettings) -> Bound:
+    """evaluation MSE + k standard errors of the per-row squared error (at least the absolute floor)."""
     n = len(squared_errors)
-    allowance = 0.0
-    if n < population and n > 1:
-        fpc = math.sqrt((population - n) / (population - 1))
-        allowance = SAMPLING_Z * statistics.stdev(squared_errors) / math.sqrt(n) * fpc
-    tolerance = max(settings.mse_rel_tolerance * reference_mse, settings.mse_abs_tolerance)
-    return reference_mse + tolerance + allowance
+    sd = statistics.stdev(squared_errors) if n > 1 else 0.0
+    allowance = max(settings.mse_k * standard_error(squared_errors), settings.mse_abs_tolerance)
+    return Bound(
+        reference.mse + allowance,
+        f"evaluation MSE {reference.mse:.4f} + k={settings.mse_k:g} x sd of per-row squared error "
+        f"{sd:.4f} / sqrt({n}) (floor {settings.mse_abs_tolerance:g})",
+    )
+
+
+def bias_bound(reference: Reference, errors: Sequence[float], settings: TestSettings) -> Bound:
+    """|evaluation bias| + k standard errors of the per-row error."""
+    base = reference.bias or 0.0
+    source = (
+        "|evaluation bias|" if reference.bias is not None else "0 (evaluation.json has no standard_deviation)"
+    )
+    sd = statistics.stdev(errors) if len(errors) > 1 else 0.0
+    return Bound(
+        base + settings.bias_k * standard_error(errors),
+        f"{source} {base:.4f} + k={settings.bias_k:g} x sd of per-row error {sd:.4f} / sqrt({len(errors)})",
+    )
+
+
+def _bounded(name: str, what: str, measured: float, bound: Bound, detail: str) -> Check:
+    passed = measured <= bound.value
+    verdict = "<=" if passed else ">"
+    return Check(
+        name,
+        passed,
+        f"{what} {measured:.4f} {detail} {verdict} bound {bound.value:.4f} = {bound.how}",
+        properties={
+            "measured": f"{measured:.6g}",
+            "bound": f"{bound.value:.6g}",
+            "bound_computed_as": bound.how,
+        },
+    )
 
 
 def evaluate(
     rows: Sequence[Row],
     population: int,
     invocations: Invocations,
-    reference_mse: float,
+    reference: Reference,
     settings: TestSettings,
 ) -> list[Check]:
-    """The three checks on what the endpoint answered."""
+    """The checks on what the endpoint answered."""
     checks = []
     bad = [p for p in invocations.predictions if p is None]
     if invocations.errors:
@@ -294,17 +356,28 @@ def evaluate(
     pairs = [(row.target, p) for row, p in zip(rows, invocations.predictions, strict=True) if p is not None]
     if not pairs:
         checks.append(Check("mse-within-bound", False, "no predictions to compute the MSE from"))
+        checks.append(Check("bias-within-bound", False, "no predictions to compute the bias from"))
     else:
-        squared = [(target - p) ** 2 for target, p in pairs]
-        mse = statistics.fmean(squared)
-        bound = mse_bound(reference_mse, squared, population, settings)
-        verdict = "<=" if mse <= bound else ">"
+        errors = [p - target for target, p in pairs]
+        squared = [e * e for e in errors]
+        rows_used = f"on {len(pairs)} of {population} held-out rows"
         checks.append(
-            Check(
+            _bounded(
                 "mse-within-bound",
-                mse <= bound,
-                f"MSE {mse:.4f} on {len(pairs)} of {population} held-out rows {verdict} bound {bound:.4f} "
-                f"(registered evaluation MSE {reference_mse:.4f})",
+                "MSE",
+                statistics.fmean(squared),
+                mse_bound(reference, squared, settings),
+                rows_used,
+            )
+        )
+        mean_error = statistics.fmean(errors)
+        checks.append(
+            _bounded(
+                "bias-within-bound",
+                "|mean error|",
+                abs(mean_error),
+                bias_bound(reference, errors, settings),
+                f"(predictions {'above' if mean_error >= 0 else 'below'} targets) {rows_used}",
             )
         )
 
@@ -319,6 +392,11 @@ def evaluate(
                 p95_ms <= limit,
                 f"p95 latency {p95_ms:.1f} ms over {len(invocations.latencies_s)} requests "
                 f"{'<=' if p95_ms <= limit else '>'} bound {limit:.1f} ms",
+                properties={
+                    "measured": f"{p95_ms:.1f} ms",
+                    "bound": f"{limit:.1f} ms",
+                    "bound_computed_as": f"{ENV_MAX_P95_MS}",
+                },
             )
         )
     return checks
@@ -344,6 +422,10 @@ def write_junit(checks: Sequence[Check], path: Path, suite: str, properties: Map
         case = ET.SubElement(
             suite_el, "testcase", classname=suite, name=check.name, time=f"{check.seconds:.3f}"
         )
+        if check.properties:
+            case_props = ET.SubElement(case, "properties")
+            for key, value in check.properties.items():
+                ET.SubElement(case_props, "property", name=key, value=value)
         if check.passed:
             ET.SubElement(case, "system-out").text = check.message
         else:
@@ -352,10 +434,11 @@ def write_junit(checks: Sequence[Check], path: Path, suite: str, properties: Map
     ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)
 
 
-def reference_mse(evaluation: Mapping[str, Any], source: str) -> float:
-    """regression_metrics.mse.value from evaluation.json."""
+def read_reference(evaluation: Mapping[str, Any], source: str) -> Reference:
+    """regression_metrics.mse.value (and its standard_deviation, for the bias) from evaluation.json."""
     try:
-        value = float(evaluation[EVALUATION_METRICS_KEY]["mse"]["value"])
+        mse_metric = evaluation[EVALUATION_METRICS_KEY]["mse"]
+        value = float(mse_metric["value"])
     except (KeyError, TypeError, ValueError) as exc:
         raise StepError(
             f"{source} has no numeric {EVALUATION_METRICS_KEY}.mse.value; the model-build evaluation step "
@@ -363,7 +446,13 @@ def reference_mse(evaluation: Mapping[str, Any], source: str) -> float:
         ) from exc
     if not math.isfinite(value) or value < 0:
         raise StepError(f"{source}: {EVALUATION_METRICS_KEY}.mse.value is {value}, not a valid MSE")
-    return value
+    try:
+        sd = float(mse_metric["standard_deviation"])
+    except (KeyError, TypeError, ValueError):
+        return Reference(value, None)
+    if not math.isfinite(sd) or sd < 0:
+        raise StepError(f"{source}: {EVALUATION_METRICS_KEY}.mse.standard_deviation is {sd}, not valid")
+    return Reference(value, math.sqrt(max(value - sd * sd, 0.0)))
 
 
 def run_staging_test(
@@ -383,7 +472,7 @@ def run_staging_test(
         evaluation = json.loads(read_s3_text(s3, evaluation_uri))
     except json.JSONDecodeError as exc:
         raise StepError(f"{evaluation_uri} is not valid JSON: {exc}") from exc
-    reference = reference_mse(evaluation, evaluation_uri)
+    reference = read_reference(evaluation, evaluation_uri)
     all_rows = parse_test_rows(read_s3_text(s3, test_data_uri), test_data_uri)
     rows = sample_rows(all_rows, settings.max_rows, settings.seed)
     log(f"Invoking {endpoint_name} with {len(rows)} of {len(all_rows)} held-out rows from {test_data_uri}")
@@ -401,6 +490,14 @@ def run_staging_test(
         log(f"{'PASS' if check.passed else 'FAIL'} {check.name}: {check.message}")
     log(f"JUnit report: {junit_path}")
     return all(c.passed for c in checks)
+
+
+def record_outcome(build_dir: Path, package: Mapping[str, Any], endpoint_name: str, passed: bool) -> None:
+    """Leave build/staging-passed.json only when the test passed: the production job reads it."""
+    path = build_dir / STAGING_PASSED_FILE
+    path.unlink(missing_ok=True)
+    if passed:
+        write_json(path, {"model_package_arn": str(package["arn"]), "endpoint_name": endpoint_name})
 
 
 def endpoint_invoker(runtime: Any, endpoint_name: str) -> Callable[[str], bytes]:
@@ -423,9 +520,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--endpoint-name", help="default: from build/staging-deploy.json")
     parser.add_argument("--junit", type=Path, default=Path("build/staging-test-report.xml"))
-    parser.add_argument("--max-rows", type=int, help=f"rows to send at most (${ENV_MAX_ROWS}, default 300)")
+    parser.add_argument(
+        "--max-rows", type=int, help=f"rows to send at most (${ENV_MAX_ROWS}, default 0: all)"
+    )
     parser.add_argument("--rows-per-request", type=int, help=f"${ENV_ROWS_PER_REQUEST}, default 1")
-    parser.add_argument("--mse-rel-tolerance", type=float, help=f"${ENV_MSE_REL_TOLERANCE}, default 0.10")
+    parser.add_argument(
+        "--mse-k", type=float, help=f"standard errors allowed on the MSE (${ENV_MSE_K}, default 3)"
+    )
+    parser.add_argument(
+        "--bias-k", type=float, help=f"standard errors allowed on the bias (${ENV_BIAS_K}, default 3)"
+    )
     parser.add_argument("--mse-abs-tolerance", type=float, help=f"${ENV_MSE_ABS_TOLERANCE}, default 1e-6")
     parser.add_argument("--max-p95-latency-ms", type=float, help=f"${ENV_MAX_P95_MS}, default 1000")
     parser.add_argument(
@@ -444,7 +548,8 @@ def main(argv: list[str] | None = None) -> int:
             for key, value in (
                 ("max_rows", args.max_rows),
                 ("rows_per_request", args.rows_per_request),
-                ("mse_rel_tolerance", args.mse_rel_tolerance),
+                ("mse_k", args.mse_k),
+                ("bias_k", args.bias_k),
                 ("mse_abs_tolerance", args.mse_abs_tolerance),
                 ("max_p95_latency_ms", args.max_p95_latency_ms),
                 ("check_malformed", False if args.no_malformed_check else None),
@@ -462,6 +567,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         invoke = endpoint_invoker(runtime, endpoint_name)
         passed = run_staging_test(s3, invoke, package, endpoint_name, settings, args.junit)
+        record_outcome(args.build_dir, package, endpoint_name, passed)
         if not passed:
             print("ERROR: the staging endpoint failed its test; production is not deployed", flush=True)
         return 0 if passed else 1
