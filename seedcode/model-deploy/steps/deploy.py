@@ -25,6 +25,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from steps.common import (
     STAGES,
+    STAGING_PASSED_FILE,
     TEMPLATE_FILE,
     Project,
     StepError,
@@ -39,6 +40,7 @@ from steps.common import (
     tags_file,
     write_json,
 )
+from steps.promotion import check_promotion, older_allowed, promoted_arn
 
 # CloudFormation's words for an empty change set (there is no error code for it).
 NO_CHANGES_REASONS = ("didn't contain changes", "No updates are to be performed")
@@ -239,7 +241,9 @@ def record_deployment(
 
 
 def console_url(region: str, endpoint_name: str) -> str:
-    return f"https://{region}.console.aws.amazon.com/sagemaker/home?region={region}#/endpoints/{endpoint_name}"
+    return (
+        f"https://{region}.console.aws.amazon.com/sagemaker/home?region={region}#/endpoints/{endpoint_name}"
+    )
 
 
 def write_dotenv(path: Path, values: dict[str, str]) -> None:
@@ -271,14 +275,29 @@ def deploy(
     waiting: Waiting | None = None,
     log: Log = print,
     deployed_by: str = "",
+    promote_older: bool = False,
 ) -> DeployResult:
-    """Deploy one stage from the build step's files; returns what was deployed and the endpoint's state."""
+    """Deploy one stage from the build step's files; returns what was deployed and the endpoint's state.
+
+    Production first passes the promotion gate (steps/promotion.py)."""
     waiting = waiting or Waiting()
     parameters = read_json(build_dir / parameters_file(stage))
     tags = read_json(build_dir / tags_file(stage))
-    package_arn = next(
-        (p["ParameterValue"] for p in parameters if p["ParameterKey"] == "ModelPackageArn"), ""
+    package_arn = (
+        promoted_arn(build_dir, parameters)
+        if stage == "prod"
+        else next((p["ParameterValue"] for p in parameters if p["ParameterKey"] == "ModelPackageArn"), "")
     )
+    if stage == "prod":
+        passed_path = build_dir / STAGING_PASSED_FILE
+        passed = read_json(passed_path) if passed_path.exists() else None
+        gate = check_promotion(sm, project.model_package_group, package_arn, passed, promote_older)
+        newest = (
+            "is the newest approval"
+            if gate.newest_approved_arn == package_arn
+            else f"is older than the newest approval {gate.newest_approved_arn} (promoted on purpose)"
+        )
+        log(f"Promotion gate: {package_arn} passed staging in this pipeline, is Approved and {newest}")
     stack_name = project.stack_name(stage)
     previous = served_package(cfn, stack_name)
     changed, final = apply_change_set(
@@ -303,12 +322,15 @@ def deploy(
             f"endpoint {endpoint_name} is {endpoint_status}, not InService; see its events in SageMaker"
         )
     record_deployment(sm, stage, package_arn, previous, deployed_by, log)
-    write_dotenv(build_dir / deploy_dotenv_file(stage), {
-        "ENDPOINT_NAME": endpoint_name,
-        "ENDPOINT_CONSOLE_URL": console_url(project.region, endpoint_name),
-        "DEPLOYED_MODEL_PACKAGE_ARN": package_arn,
-        "DEPLOYED_MODEL_VERSION": package_arn.rsplit("/", 1)[-1],
-    })
+    write_dotenv(
+        build_dir / deploy_dotenv_file(stage),
+        {
+            "ENDPOINT_NAME": endpoint_name,
+            "ENDPOINT_CONSOLE_URL": console_url(project.region, endpoint_name),
+            "DEPLOYED_MODEL_PACKAGE_ARN": package_arn,
+            "DEPLOYED_MODEL_VERSION": package_arn.rsplit("/", 1)[-1],
+        },
+    )
     return result
 
 
@@ -344,6 +366,7 @@ def main(argv: list[str] | None = None) -> int:
             change_set_name(env),
             Waiting(timeout_seconds=args.timeout_minutes * 60),
             deployed_by=env.get("CI_PIPELINE_URL", "") or env.get("CI_JOB_URL", ""),
+            promote_older=older_allowed(env),
         )
         return 0
 
