@@ -40,7 +40,9 @@ from steps.common import (
     tags_file,
     write_json,
 )
+from steps.hosting import Hosting, hosting_file
 from steps.promotion import check_promotion, older_allowed, promoted_arn
+from steps.transform import run_transform, transform_job_name
 
 # CloudFormation's words for an empty change set (there is no error code for it).
 NO_CHANGES_REASONS = ("didn't contain changes", "No updates are to be performed")
@@ -70,6 +72,10 @@ class DeployResult:
     endpoint_status: str
     model_package_arn: str
     previous_model_package_arn: str = ""
+    hosting_mode: str = "realtime"
+    model_name: str = ""
+    transform_job: str = ""  # batch: the production transform this deploy ran
+    transform_output: str = ""
 
 
 def _error_code(exc: ClientError) -> str:
@@ -264,6 +270,27 @@ def endpoint_of_stack(cfn: Any, stack_name: str) -> str:
     return physical.rsplit("endpoint/", 1)[-1] if physical.startswith("arn:") else physical
 
 
+def read_hosting(build_dir: Path, stage: str) -> Hosting:
+    """The stage's hosting as the build parsed it (a build directory from before hosting modes: realtime)."""
+    path = build_dir / hosting_file(stage)
+    return Hosting.from_json(read_json(path)) if path.exists() else Hosting()
+
+
+def model_of_stack(cfn: Any, stack_name: str) -> str:
+    """The SageMaker model name from the stack's ModelName output (or its Model resource)."""
+    stack = cfn.describe_stacks(StackName=stack_name)["Stacks"][0]
+    for output in stack.get("Outputs") or []:
+        if output["OutputKey"] == "ModelName":
+            return str(output["OutputValue"])
+    resources = cfn.describe_stack_resources(StackName=stack_name, LogicalResourceId="Model")
+    physical = str(resources["StackResources"][0]["PhysicalResourceId"])
+    return physical.rsplit("model/", 1)[-1] if physical.startswith("arn:") else physical
+
+
+def model_console_url(region: str, kind: str, name: str) -> str:
+    return f"https://{region}.console.aws.amazon.com/sagemaker/home?region={region}#/{kind}/{name}"
+
+
 def deploy(
     cfn: Any,
     sm: Any,
@@ -303,8 +330,34 @@ def deploy(
     changed, final = apply_change_set(
         cfn, stack_name, template_body, parameters, tags, change_set_name, waiting, log
     )
-    endpoint_name = endpoint_of_stack(cfn, stack_name)
-    endpoint_status = str(sm.describe_endpoint(EndpointName=endpoint_name)["EndpointStatus"])
+    hosting = read_hosting(build_dir, stage)
+    model_name = model_of_stack(cfn, stack_name)
+    transform_job = transform_output = ""
+    if hosting.has_endpoint:
+        endpoint_name = endpoint_of_stack(cfn, stack_name)
+        endpoint_status = str(sm.describe_endpoint(EndpointName=endpoint_name)["EndpointStatus"])
+        url = console_url(project.region, endpoint_name)
+    else:
+        endpoint_name, endpoint_status = "", "none (batch: the model only)"
+        url = model_console_url(project.region, "models", model_name)
+    if hosting.batch is not None and stage == "prod":
+        suffix = change_set_name.removeprefix("deploy-")
+        ran = run_transform(
+            sm,
+            model_name,
+            transform_job_name(project.id, stage, suffix),
+            hosting.batch.input_s3_uri,
+            hosting.batch,
+            project.tags(),
+            timeout_seconds=waiting.timeout_seconds,
+            delay_seconds=waiting.delay_seconds,
+            sleep=waiting.sleep,
+            log=log,
+        )
+        if ran.status != "Completed":
+            raise StepError(f"transform job {ran.job_name} ended {ran.status}: {ran.failure_reason}")
+        transform_job, transform_output = ran.job_name, ran.output_s3_uri
+        url = model_console_url(project.region, "transform-jobs", ran.job_name)
     result = DeployResult(
         stack_name=stack_name,
         stage=stage,
@@ -314,19 +367,30 @@ def deploy(
         endpoint_status=endpoint_status,
         model_package_arn=package_arn,
         previous_model_package_arn=previous,
+        hosting_mode=hosting.mode,
+        model_name=model_name,
+        transform_job=transform_job,
+        transform_output=transform_output,
     )
     write_json(build_dir / deploy_result_file(stage), asdict(result))
-    log(f"Endpoint {endpoint_name}: {endpoint_status} (stack {stack_name} {final}, serving {package_arn})")
-    if endpoint_status != "InService":
-        raise StepError(
-            f"endpoint {endpoint_name} is {endpoint_status}, not InService; see its events in SageMaker"
+    if hosting.has_endpoint:
+        log(
+            f"Endpoint {endpoint_name} ({hosting.mode}): {endpoint_status} (stack {stack_name} {final}, "
+            f"serving {package_arn})"
         )
+        if endpoint_status != "InService":
+            raise StepError(
+                f"endpoint {endpoint_name} is {endpoint_status}, not InService; see its events in SageMaker"
+            )
+    else:
+        log(f"Model {model_name} (batch, no endpoint): stack {stack_name} {final}, serving {package_arn}")
     record_deployment(sm, stage, package_arn, previous, deployed_by, log)
     write_dotenv(
         build_dir / deploy_dotenv_file(stage),
         {
             "ENDPOINT_NAME": endpoint_name,
-            "ENDPOINT_CONSOLE_URL": console_url(project.region, endpoint_name),
+            "ENDPOINT_CONSOLE_URL": url,
+            "HOSTING_MODE": hosting.mode,
             "DEPLOYED_MODEL_PACKAGE_ARN": package_arn,
             "DEPLOYED_MODEL_VERSION": package_arn.rsplit("/", 1)[-1],
         },

@@ -12,6 +12,14 @@ Checks (each one a JUnit test case, so GitLab shows them on the pipeline's Tests
   malformed-record-refused  a record with one value missing gets a 4xx, never a prediction
 Exits non-zero when any check fails.
 
+Each hosting mode (steps/hosting.py) is tested for what it promises:
+  realtime, serverless  one text/csv request per STAGING_TEST_ROWS_PER_REQUEST rows; latency-p95
+  async                 every request is first queued (its rows put in S3, InvokeEndpointAsync), then each
+                        output awaited: async-queued-completion = all done within STAGING_TEST_ASYNC_TIMEOUT_S
+                        (the p95 of queue-to-result times shown); a mis-shaped record is not sent
+  batch                 one transform job over the held-out records (uploaded under the artifacts bucket):
+                        transform-completed, and transform-row-count = one output line per record
+
 Every held-out row is sent by default (STAGING_TEST_MAX_ROWS caps it to a reproducible sample). The bounds
 come from the evaluation's own spread, measured on the rows sent:
 
@@ -55,8 +63,11 @@ from steps.common import (
     read_json,
     read_s3_text,
     run_cli,
+    split_s3_uri,
     write_json,
 )
+from steps.hosting import ASYNC, BATCH, REALTIME, SERVERLESS, Hosting, hosting_file
+from steps.transform import TransformResult, run_transform, transform_job_name
 
 # CI/CD variables that override the defaults (flags override both).
 ENV_MAX_ROWS = "STAGING_TEST_MAX_ROWS"
@@ -66,6 +77,8 @@ ENV_BIAS_K = "STAGING_TEST_BIAS_K"
 ENV_MSE_ABS_TOLERANCE = "STAGING_TEST_MSE_ABS_TOLERANCE"
 ENV_MAX_P95_MS = "STAGING_TEST_MAX_P95_LATENCY_MS"
 ENV_CHECK_MALFORMED = "STAGING_TEST_CHECK_MALFORMED"
+ENV_ASYNC_TIMEOUT = "STAGING_TEST_ASYNC_TIMEOUT_S"
+ASYNC_ROWS_PER_REQUEST = 50  # an async request carries many rows unless STAGING_TEST_ROWS_PER_REQUEST says
 
 
 @dataclass(frozen=True)
@@ -81,6 +94,7 @@ class TestSettings:
     mse_abs_tolerance: float = 1e-6
     max_p95_latency_ms: float = 1000.0
     check_malformed: bool = True
+    async_timeout_s: float = 900.0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -90,8 +104,8 @@ class TestSettings:
             )
         if self.mse_k < 0 or self.bias_k < 0 or self.mse_abs_tolerance < 0:
             raise StepError(f"{ENV_MSE_K}, {ENV_BIAS_K} and {ENV_MSE_ABS_TOLERANCE} must be >= 0")
-        if self.max_p95_latency_ms <= 0:
-            raise StepError(f"{ENV_MAX_P95_MS} must be > 0")
+        if self.max_p95_latency_ms <= 0 or self.async_timeout_s <= 0:
+            raise StepError(f"{ENV_MAX_P95_MS} and {ENV_ASYNC_TIMEOUT} must be > 0")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> TestSettings:
@@ -113,6 +127,7 @@ class TestSettings:
             mse_abs_tolerance=get(ENV_MSE_ABS_TOLERANCE, float, d.mse_abs_tolerance),
             max_p95_latency_ms=get(ENV_MAX_P95_MS, float, d.max_p95_latency_ms),
             check_malformed=get(ENV_CHECK_MALFORMED, _flag, d.check_malformed),
+            async_timeout_s=get(ENV_ASYNC_TIMEOUT, float, d.async_timeout_s),
         )
 
 
@@ -154,6 +169,7 @@ class Invocations:
     latencies_s: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    job_errors: list[str] = field(default_factory=list)  # batch: the transform job itself failed
 
 
 def parse_test_rows(text: str, source: str) -> list[Row]:
@@ -334,24 +350,25 @@ def evaluate(
     invocations: Invocations,
     reference: Reference,
     settings: TestSettings,
+    mode: str = REALTIME,
 ) -> list[Check]:
-    """The checks on what the endpoint answered."""
+    """The checks on what the endpoint (or the transform job) answered."""
     checks = []
     bad = [p for p in invocations.predictions if p is None]
+    parse_name = "transform-row-count" if mode == BATCH else "responses-parse"
     if invocations.errors:
         shown = "; ".join(invocations.errors[:3])
         checks.append(
             Check(
-                "responses-parse",
+                parse_name,
                 False,
                 f"{len(bad)} of {len(rows)} rows got no usable prediction: {shown}",
                 invocations.seconds,
             )
         )
     else:
-        checks.append(
-            Check("responses-parse", True, f"{len(rows)} rows, every response parsed", invocations.seconds)
-        )
+        what = "one output line per record" if mode == BATCH else "every response parsed"
+        checks.append(Check(parse_name, True, f"{len(rows)} rows, {what}", invocations.seconds))
 
     pairs = [(row.target, p) for row, p in zip(rows, invocations.predictions, strict=True) if p is not None]
     if not pairs:
@@ -381,25 +398,65 @@ def evaluate(
             )
         )
 
-    if not invocations.latencies_s:
-        checks.append(Check("latency-p95", False, "no requests were made"))
+    if mode in (REALTIME, SERVERLESS):
+        checks.append(latency_check(invocations, settings))
+    elif mode == ASYNC:
+        checks.append(async_completion_check(invocations, settings))
     else:
-        p95_ms = percentile(invocations.latencies_s, 95) * 1000
-        limit = settings.max_p95_latency_ms
-        checks.append(
-            Check(
-                "latency-p95",
-                p95_ms <= limit,
-                f"p95 latency {p95_ms:.1f} ms over {len(invocations.latencies_s)} requests "
-                f"{'<=' if p95_ms <= limit else '>'} bound {limit:.1f} ms",
-                properties={
-                    "measured": f"{p95_ms:.1f} ms",
-                    "bound": f"{limit:.1f} ms",
-                    "bound_computed_as": f"{ENV_MAX_P95_MS}",
-                },
-            )
-        )
+        checks.append(transform_check(invocations))
     return checks
+
+
+def latency_check(invocations: Invocations, settings: TestSettings) -> Check:
+    if not invocations.latencies_s:
+        return Check("latency-p95", False, "no requests were made")
+    p95_ms = percentile(invocations.latencies_s, 95) * 1000
+    limit = settings.max_p95_latency_ms
+    return Check(
+        "latency-p95",
+        p95_ms <= limit,
+        f"p95 latency {p95_ms:.1f} ms over {len(invocations.latencies_s)} requests "
+        f"{'<=' if p95_ms <= limit else '>'} bound {limit:.1f} ms",
+        properties={
+            "measured": f"{p95_ms:.1f} ms",
+            "bound": f"{limit:.1f} ms",
+            "bound_computed_as": ENV_MAX_P95_MS,
+        },
+    )
+
+
+def async_completion_check(invocations: Invocations, settings: TestSettings) -> Check:
+    """Every queued request produced its output within the timeout."""
+    name = "async-queued-completion"
+    if not invocations.latencies_s:
+        return Check(name, False, "no requests were queued")
+    waited = max(invocations.latencies_s)
+    failed = len(invocations.errors)
+    passed = failed == 0 and waited <= settings.async_timeout_s
+    return Check(
+        name,
+        passed,
+        f"{len(invocations.latencies_s) - failed} of {len(invocations.latencies_s)} queued requests done; "
+        f"slowest {waited:.1f} s, p95 {percentile(invocations.latencies_s, 95):.1f} s "
+        f"{'<=' if waited <= settings.async_timeout_s else '>'} bound {settings.async_timeout_s:.0f} s",
+        invocations.seconds,
+        {
+            "measured": f"{waited:.1f} s",
+            "bound": f"{settings.async_timeout_s:.0f} s",
+            "bound_computed_as": ENV_ASYNC_TIMEOUT,
+        },
+    )
+
+
+def transform_check(invocations: Invocations) -> Check:
+    ok = not invocations.job_errors
+    detail = "completed" if ok else f"failed: {'; '.join(invocations.job_errors[:2])}"
+    return Check(
+        "transform-completed",
+        ok,
+        f"transform job {detail} in {invocations.seconds:.1f} s",
+        invocations.seconds,
+    )
 
 
 def write_junit(checks: Sequence[Check], path: Path, suite: str, properties: Mapping[str, str]) -> None:
@@ -464,8 +521,13 @@ def run_staging_test(
     junit_path: Path,
     log: Callable[[str], None] = print,
     clock: Callable[[], float] = time.perf_counter,
+    mode: str = REALTIME,
+    run_requests: Callable[[Sequence[Row], int], Invocations] | None = None,
 ) -> bool:
-    """Run the test against `invoke` (a function sending one text/csv payload); True when all checks pass."""
+    """Run the test against `invoke` (a function sending one text/csv payload); True when all checks pass.
+
+    `run_requests` replaces the one-request-at-a-time loop (async: queue all, then await; batch: one
+    transform job)."""
     evaluation_uri = str(package["evaluation_s3_uri"])
     test_data_uri = str(package["test_data_s3_uri"])
     try:
@@ -476,20 +538,141 @@ def run_staging_test(
     all_rows = parse_test_rows(read_s3_text(s3, test_data_uri), test_data_uri)
     rows = sample_rows(all_rows, settings.max_rows, settings.seed)
     log(f"Invoking {endpoint_name} with {len(rows)} of {len(all_rows)} held-out rows from {test_data_uri}")
-    invocations = invoke_all(rows, invoke, settings.rows_per_request, clock)
-    checks = evaluate(rows, len(all_rows), invocations, reference, settings)
-    if settings.check_malformed:
+    if run_requests is not None:
+        invocations = run_requests(rows, settings.rows_per_request)
+    else:
+        invocations = invoke_all(rows, invoke, settings.rows_per_request, clock)
+    checks = evaluate(rows, len(all_rows), invocations, reference, settings, mode)
+    if settings.check_malformed and mode in (REALTIME, SERVERLESS):
         checks.append(probe_malformed(rows[0], invoke))
     write_junit(
         checks,
         junit_path,
         "staging-endpoint",
-        {"endpoint": endpoint_name, "model_package_arn": str(package["arn"]), "test_data": test_data_uri},
+        {
+            "endpoint": endpoint_name,
+            "hosting_mode": mode,
+            "model_package_arn": str(package["arn"]),
+            "test_data": test_data_uri,
+        },
     )
     for check in checks:
         log(f"{'PASS' if check.passed else 'FAIL'} {check.name}: {check.message}")
     log(f"JUnit report: {junit_path}")
     return all(c.passed for c in checks)
+
+
+def _client_error(code: str, message: str, operation: str) -> ClientError:
+    return ClientError({"Error": {"Code": code, "Message": message}}, operation)
+
+
+def _s3_exists(s3: Any, uri: str) -> bool:
+    bucket, key = split_s3_uri(uri)
+    try:
+        s3.head_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            return False
+        raise
+    return True
+
+
+def async_requests(
+    s3: Any,
+    runtime: Any,
+    endpoint_name: str,
+    input_prefix: str,
+    timeout_s: float,
+    poll_s: float = 0.5,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Callable[[Sequence[Row], int], Invocations]:
+    """Queue every request first (rows put under `input_prefix`, InvokeEndpointAsync), then await each output
+    (or failure) object; latencies are queue-to-result times."""
+    bucket, prefix = split_s3_uri(input_prefix.rstrip("/") + "/x")
+    prefix = prefix[:-1]
+
+    def run(rows: Sequence[Row], rows_per_request: int) -> Invocations:
+        result = Invocations()
+        begin = clock()
+        pending = []
+        for start in range(0, len(rows), rows_per_request):
+            batch = rows[start : start + rows_per_request]
+            key = f"{prefix}rows-{start + 1:06d}-{start + len(batch):06d}.csv"
+            s3.put_object(Bucket=bucket, Key=key, Body="\n".join(r.features for r in batch).encode())
+            answer = runtime.invoke_endpoint_async(
+                EndpointName=endpoint_name,
+                InputLocation=f"s3://{bucket}/{key}",
+                ContentType="text/csv",
+                Accept="text/csv",
+            )
+            pending.append(
+                (start, batch, clock(), answer["OutputLocation"], answer.get("FailureLocation", ""))
+            )
+        outcomes: dict[int, tuple[list[float | None], float]] = {}
+        while pending:
+            still = []
+            for start, batch, queued, output, failure in pending:
+                where = f"rows {start + 1}-{start + len(batch)}"
+                if _s3_exists(s3, output):
+                    try:
+                        values: list[float | None] = list(
+                            parse_predictions(read_s3_text(s3, output).encode(), len(batch))
+                        )
+                    except ValueError as exc:
+                        result.errors.append(f"{where}: {exc}")
+                        values = [None] * len(batch)
+                    outcomes[start] = (values, clock() - queued)
+                elif failure and _s3_exists(s3, failure):
+                    result.errors.append(f"{where}: failed: {read_s3_text(s3, failure)[:160]}")
+                    outcomes[start] = ([None] * len(batch), clock() - queued)
+                elif clock() - queued > timeout_s:
+                    result.errors.append(f"{where}: no output at {output} after {timeout_s:.0f} s")
+                    outcomes[start] = ([None] * len(batch), clock() - queued)
+                else:
+                    still.append((start, batch, queued, output, failure))
+            pending = still
+            if pending:
+                sleep(poll_s)
+        for start in sorted(outcomes):
+            values, waited = outcomes[start]
+            result.predictions.extend(values)
+            result.latencies_s.append(waited)
+        result.seconds = clock() - begin
+        return result
+
+    return run
+
+
+def batch_requests(
+    s3: Any,
+    transform: Callable[[str], TransformResult],
+    input_prefix: str,
+) -> Callable[[Sequence[Row], int], Invocations]:
+    """Put every record into one file under `input_prefix`, transform it, read `<file>.out` back."""
+    bucket, prefix = split_s3_uri(input_prefix.rstrip("/") + "/x")
+    key = prefix[:-1] + "held-out.csv"
+
+    def run(rows: Sequence[Row], rows_per_request: int) -> Invocations:
+        result = Invocations()
+        s3.put_object(Bucket=bucket, Key=key, Body=("\n".join(r.features for r in rows) + "\n").encode())
+        ran = transform(f"s3://{bucket}/{key.rsplit('/', 1)[0]}/")
+        result.seconds = ran.seconds
+        result.latencies_s.append(ran.seconds)
+        if ran.status != "Completed":
+            result.job_errors.append(f"transform job {ran.job_name} {ran.status}: {ran.failure_reason}")
+            result.errors.append(f"transform job {ran.job_name} produced no output")
+            result.predictions = [None] * len(rows)
+            return result
+        output = f"{ran.output_s3_uri.rstrip('/')}/{key.rsplit('/', 1)[1]}.out"
+        try:
+            result.predictions = list(parse_predictions(read_s3_text(s3, output).encode(), len(rows)))
+        except (ValueError, StepError) as exc:
+            result.errors.append(f"{output}: {exc}")
+            result.predictions = [None] * len(rows)
+        return result
+
+    return run
 
 
 def record_outcome(build_dir: Path, package: Mapping[str, Any], endpoint_name: str, passed: bool) -> None:
@@ -558,15 +741,34 @@ def main(argv: list[str] | None = None) -> int:
         }
         settings = replace(settings, **overrides)
         package = read_json(args.build_dir / MODEL_PACKAGE_FILE)
-        endpoint_name = (
-            args.endpoint_name or read_json(args.build_dir / deploy_result_file("staging"))["endpoint_name"]
-        )
+        deployed = read_json(args.build_dir / deploy_result_file("staging"))
+        hosting_path = args.build_dir / hosting_file("staging")
+        hosting = Hosting.from_json(read_json(hosting_path)) if hosting_path.exists() else Hosting()
+        if hosting.mode == ASYNC and args.rows_per_request is None and not env.get(ENV_ROWS_PER_REQUEST):
+            settings = replace(settings, rows_per_request=ASYNC_ROWS_PER_REQUEST)
+        endpoint_name = args.endpoint_name or deployed["endpoint_name"]
         s3 = boto3.client("s3", region_name=project.region)
         runtime = boto3.client(
             "sagemaker-runtime", region_name=project.region, config=Config(retries={"max_attempts": 3})
         )
         invoke = endpoint_invoker(runtime, endpoint_name)
-        passed = run_staging_test(s3, invoke, package, endpoint_name, settings, args.junit)
+        run_id = env.get("CI_PIPELINE_ID", "") or f"{int(time.time())}"
+        runner = None
+        if hosting.mode == ASYNC:
+            prefix = f"s3://{project.artifact_bucket}/async-inference/staging/input/{run_id}/"
+            runner = async_requests(s3, runtime, endpoint_name, prefix, settings.async_timeout_s)
+        elif hosting.batch is not None:
+            sm = boto3.client("sagemaker", region_name=project.region)
+            batch, job = hosting.batch, transform_job_name(project.id, "staging", f"test-{run_id}")
+            endpoint_name = f"transform job {job} of model {deployed['model_name']}"
+
+            def transform(input_uri: str) -> TransformResult:
+                return run_transform(sm, deployed["model_name"], job, input_uri, batch, project.tags())
+
+            runner = batch_requests(s3, transform, f"{batch.output_s3_prefix}/{job}-input/")
+        passed = run_staging_test(
+            s3, invoke, package, endpoint_name, settings, args.junit, mode=hosting.mode, run_requests=runner
+        )
         record_outcome(args.build_dir, package, endpoint_name, passed)
         if not passed:
             print("ERROR: the staging endpoint failed its test; production is not deployed", flush=True)

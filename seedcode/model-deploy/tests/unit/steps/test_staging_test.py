@@ -356,3 +356,74 @@ def test_the_probe_runs_with_the_other_checks_by_default(
     assert cases["malformed-record-refused"].find("failure") is not None
     assert cases["mse-within-bound"].find("failure") is None
     assert TestSettings.from_env({"STAGING_TEST_CHECK_MALFORMED": "false"}).check_malformed is False
+
+
+class FakeAsyncRuntime:
+    """InvokeEndpointAsync that 'processes' each input at once: output = targets + shift, in moto S3."""
+
+    def __init__(self, s3: Any, answers: dict[str, float], shift: float = 0.0, fail: bool = False) -> None:
+        self.s3, self.answers, self.shift, self.fail, self.calls = s3, answers, shift, fail, 0
+
+    def invoke_endpoint_async(self, **kwargs: Any) -> dict[str, str]:
+        self.calls += 1
+        bucket, key = kwargs["InputLocation"][5:].split("/", 1)
+        lines = self.s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode().splitlines()
+        output = f"s3://{bucket}/out/{self.calls}.out"
+        failure = f"s3://{bucket}/failure/{self.calls}-error.out"
+        if self.fail:
+            self.s3.put_object(Bucket=bucket, Key=f"failure/{self.calls}-error.out", Body=b"ModelError")
+        else:
+            body = "\n".join(str(self.answers[line] + self.shift) for line in lines)
+            self.s3.put_object(Bucket=bucket, Key=f"out/{self.calls}.out", Body=body.encode())
+        return {"OutputLocation": output, "FailureLocation": failure, "InferenceId": str(self.calls)}
+
+
+def _async_run(client: Any, registry: Any, runtime: FakeAsyncRuntime) -> Invocations:
+    from steps.staging_test import async_requests
+
+    rows, _ = rows_and_answers()
+    run = async_requests(client("s3"), runtime, "ep", f"s3://{registry.bucket}/async/in/", 5, poll_s=0)
+    return run(rows, 3)
+
+
+def test_async_requests_are_all_queued_before_their_outputs_are_awaited(client: Any, registry: Any):
+    rows, _ = rows_and_answers()
+    runtime = FakeAsyncRuntime(client("s3"), {r.features: r.target for r in rows})
+    invocations = _async_run(client, registry, runtime)
+    assert runtime.calls == 2  # 4 rows, 3 per request
+    assert invocations.predictions == TARGETS and not invocations.errors
+    checks = {c.name: c for c in evaluate(rows, 4, invocations, Reference(0.0, 0.0), TestSettings(), "async")}
+    assert checks["async-queued-completion"].passed, checks["async-queued-completion"].message
+    assert "2 of 2 queued requests done" in checks["async-queued-completion"].message
+    assert "latency-p95" not in checks
+
+
+def test_an_async_failure_is_reported_from_its_failure_location(client: Any, registry: Any):
+    rows, _ = rows_and_answers()
+    invocations = _async_run(client, registry, FakeAsyncRuntime(client("s3"), {}, fail=True))
+    assert invocations.predictions == [None] * 4
+    assert "failed: ModelError" in invocations.errors[0]
+    checks = {c.name: c for c in evaluate(rows, 4, invocations, Reference(0.0, 0.0), TestSettings(), "async")}
+    assert not checks["async-queued-completion"].passed
+
+
+def test_a_batch_transform_is_checked_for_row_count_and_metric(client: Any, registry: Any):
+    from steps.staging_test import batch_requests
+    from steps.transform import TransformResult
+
+    rows, _ = rows_and_answers()
+    s3 = client("s3")
+
+    def transform(input_uri: str) -> TransformResult:
+        bucket, prefix = input_uri[5:].split("/", 1)
+        lines = s3.get_object(Bucket=bucket, Key=f"{prefix}held-out.csv")["Body"].read().decode().splitlines()
+        by_features = {r.features: r.target for r in rows}
+        body = "\n".join(str(by_features[line] + 1) for line in lines[:-1])  # one row short, biased
+        s3.put_object(Bucket=bucket, Key="out/job/held-out.csv.out", Body=body.encode())
+        return TransformResult("job", "Completed", f"s3://{bucket}/out/job/", seconds=1.0)
+
+    invocations = batch_requests(s3, transform, f"s3://{registry.bucket}/batch/in/")(rows, 1)
+    checks = {c.name: c for c in evaluate(rows, 4, invocations, Reference(0.0, 0.0), TestSettings(), "batch")}
+    assert not checks["transform-row-count"].passed
+    assert "expected 4 prediction(s), got 3" in checks["transform-row-count"].message
+    assert checks["transform-completed"].passed
