@@ -43,7 +43,8 @@ def run_transform(
     sleep: Callable[[float], None] = time.sleep,
     log: Callable[[str], None] = print,
 ) -> TransformResult:
-    """Start the transform job over `input_s3_uri` and wait for it to finish."""
+    """Start the transform job over `input_s3_uri` and wait for it to finish (polls after 1 s, doubling up to
+    `delay_seconds`)."""
     output = f"{batch.output_s3_prefix.rstrip('/')}/{job_name}/"
     began = time.monotonic()
     sm.create_transform_job(
@@ -64,6 +65,7 @@ def run_transform(
         f"Transform job {job_name}: {input_s3_uri} -> {output} "
         f"({batch.instance_count} x {batch.instance_type})"
     )
+    delay = min(1.0, delay_seconds)
     while True:
         described = sm.describe_transform_job(TransformJobName=job_name)
         status = str(described["TransformJobStatus"])
@@ -74,7 +76,8 @@ def run_transform(
                 f"transform job {job_name} is still {status} after {timeout_seconds:.0f} s; stop it or look "
                 "at it in the SageMaker console and re-run this job"
             )
-        sleep(delay_seconds)
+        sleep(delay)
+        delay = min(delay * 2, delay_seconds)
     result = TransformResult(
         job_name, status, output, str(described.get("FailureReason", "")), time.monotonic() - began
     )
