@@ -39,7 +39,7 @@ from scripts.gitlab_standin.runner import RunContext
 
 from . import iam_recorder, moto_fidelity
 from .lambda_runner import moto_environment
-from .moto_gaps import allow_model_package_tags
+from .moto_gaps import allow_cloudwatch_alarms_in_stacks, allow_model_package_tags
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
@@ -182,6 +182,7 @@ class Services:
             (root / sub).mkdir(parents=True, exist_ok=True)
         self._stack = contextlib.ExitStack()
         allow_model_package_tags()
+        allow_cloudwatch_alarms_in_stacks()
         try:
             self.ca = LocalCA.create(root / "ca")
             self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)

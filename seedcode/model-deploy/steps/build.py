@@ -41,7 +41,7 @@ from steps.common import (
     tags_file,
     write_json,
 )
-from steps.hosting import HOSTING_PARAMETERS, Hosting, hosting_file, parse_hosting
+from steps.hosting import HOSTING_PARAMETERS, Hosting, hosting_file, parse_hosting, parse_rollout
 
 # Container variables that select script mode in SageMaker's framework images: set, they must name
 # the entry point and its directory (set but empty, the XGBoost image imports a module named "" and
@@ -211,10 +211,11 @@ def stage_files(
 ) -> tuple[list[dict[str, str]], list[dict[str, str]], Hosting]:
     """CloudFormation parameters, tags and hosting for one stage: the stage config plus what the build fills
     in."""
-    unknown_keys = set(config) - {"Hosting", "Parameters", "Tags"}
+    unknown_keys = set(config) - {"Hosting", "Rollout", "Parameters", "Tags"}
     if unknown_keys:
         raise StepError(
-            f"{source}: unknown top-level keys {sorted(unknown_keys)}; only Hosting, Parameters and Tags"
+            f"{source}: unknown top-level keys {sorted(unknown_keys)}; only Hosting, Rollout, Parameters "
+            "and Tags"
         )
     configured = dict(config.get("Parameters", {}))
     reserved = sorted(set(configured) & set(BUILD_PARAMETERS))
@@ -226,6 +227,7 @@ def stage_files(
             f"{source}: {', '.join(from_hosting)} come from the Hosting section; set them there (see README)"
         )
     hosting = parse_hosting(config.get("Hosting"), configured, stage, project.artifact_bucket, source)
+    rollout = parse_rollout(config.get("Rollout"), hosting, stage, source)
     unknown = sorted(set(configured) - set(template_params))
     if unknown:
         raise StepError(
@@ -235,6 +237,7 @@ def stage_files(
         )
     values = {name: _as_parameter_value(name, value, source) for name, value in configured.items()}
     values.update(hosting.template_parameters())
+    values.update(rollout.template_parameters())
     values.update(
         SageMakerProjectName=project.name,
         SageMakerProjectId=project.id,

@@ -13,6 +13,7 @@ URL from ENDPOINT_CONSOLE_URL and keeps the version beside it (DEPLOYED_MODEL_VE
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -270,6 +271,46 @@ def endpoint_of_stack(cfn: Any, stack_name: str) -> str:
     return physical.rsplit("endpoint/", 1)[-1] if physical.startswith("arn:") else physical
 
 
+def stack_parameters(cfn: Any, stack_name: str) -> dict[str, str]:
+    """The stack's current parameter values ({} when there is no stack yet)."""
+    try:
+        stacks = cfn.describe_stacks(StackName=stack_name)["Stacks"]
+    except ClientError as exc:
+        if _error_code(exc) == "ValidationError":
+            return {}
+        raise
+    return {str(p["ParameterKey"]): str(p["ParameterValue"]) for p in (stacks[0].get("Parameters") or [])}
+
+
+def scaling_plan(current: dict[str, str], new: dict[str, str]) -> tuple[bool, bool]:
+    """(keep the instance count autoscaling reached, pause autoscaling for an instance-type change).
+
+    Application Auto Scaling refuses an endpoint update that changes the instance type of a registered
+    variant (SageMaker guide, "Update or delete endpoints that use automatic scaling"): deregister it,
+    update the endpoint, register it again."""
+    scaled = current.get("EnableAutoScaling") == "true" and new.get("EnableAutoScaling") == "true"
+    keep = bool(current) and scaled and current.get("StageName") == new.get("StageName")
+    retype = keep and current.get("EndpointInstanceType") != new.get("EndpointInstanceType")
+    return keep, retype
+
+
+def pause_autoscaling(
+    cfn: Any, stack_name: str, current: dict[str, str], tags: Any, change_set: str, waiting: Waiting, log: Log
+) -> None:
+    """Update the stack as it is, autoscaling off: CloudFormation deregisters the scalable target (and its
+    policies); the endpoint itself is not touched."""
+    log(
+        f"Instance type changes from {current.get('EndpointInstanceType')} with autoscaling on: first "
+        "deregistering the scalable target (the endpoint keeps serving), updating, then registering it again"
+    )
+    previous = cfn.get_template(StackName=stack_name)["TemplateBody"]
+    body = previous if isinstance(previous, str) else json.dumps(previous)
+    paused = [
+        {"ParameterKey": k, "ParameterValue": v} for k, v in {**current, "EnableAutoScaling": "false"}.items()
+    ]
+    apply_change_set(cfn, stack_name, body, paused, tags, change_set, waiting, log)
+
+
 def read_hosting(build_dir: Path, stage: str) -> Hosting:
     """The stage's hosting as the build parsed it (a build directory from before hosting modes: realtime)."""
     path = build_dir / hosting_file(stage)
@@ -327,6 +368,14 @@ def deploy(
         log(f"Promotion gate: {package_arn} passed staging in this pipeline, is Approved and {newest}")
     stack_name = project.stack_name(stage)
     previous = served_package(cfn, stack_name)
+    current = stack_parameters(cfn, stack_name)
+    keep_count, retype = scaling_plan(current, {p["ParameterKey"]: p["ParameterValue"] for p in parameters})
+    parameters = [p for p in parameters if p["ParameterKey"] != "RetainInstanceCount"]
+    parameters.append(
+        {"ParameterKey": "RetainInstanceCount", "ParameterValue": "true" if keep_count else "false"}
+    )
+    if retype:
+        pause_autoscaling(cfn, stack_name, current, tags, f"{change_set_name}-pause", waiting, log)
     changed, final = apply_change_set(
         cfn, stack_name, template_body, parameters, tags, change_set_name, waiting, log
     )

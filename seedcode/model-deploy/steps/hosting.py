@@ -48,7 +48,16 @@ HOSTING_PARAMETERS: Final = (
     "AsyncErrorTopicArn",
     "AsyncMaxConcurrentInvocationsPerInstance",
     "AsyncScaleToZero",
+    "RolloutStrategy",
+    "RolloutStepPercent",
+    "RolloutWaitSeconds",
+    "RolloutTerminationWaitSeconds",
+    "RolloutMaxExecutionSeconds",
+    "RollbackModelLatencyMicroseconds",
+    "Rollback5xxErrors",
+    "RollbackModelErrors",
 )
+ROLLOUT_STRATEGIES: Final = ("none", "all-at-once", "canary", "linear")
 _S3_URI = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$")
 _SNS_ARN = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{1,256}$")
 _INSTANCE_TYPE = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
@@ -247,6 +256,77 @@ def parse_hosting(
             )
     section.check_no_others(mode)
     return hosting
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """How a real-time stage replaces its fleet: SageMaker's blue/green deployment guardrails.
+
+    Traffic moves to the new fleet all at once, as a canary (StepPercent of capacity first, then the
+    rest) or linearly (StepPercent at a time), waiting WaitSeconds between steps; any of the three alarms
+    (model latency, 5xx, model errors, per minute) firing during the shift or the TerminationWaitSeconds
+    after it rolls traffic back to the old fleet. `none`: SageMaker's default update, no alarms."""
+
+    strategy: str = "none"
+    step_percent: int = 10
+    wait_seconds: int = 300
+    termination_wait_seconds: int = 300
+    max_execution_seconds: int = 3600
+    max_model_latency_ms: int = 1000
+    max_5xx_errors: int = 1
+    max_model_errors: int = 1
+
+    def template_parameters(self) -> dict[str, str]:
+        return {
+            "RolloutStrategy": self.strategy,
+            "RolloutStepPercent": str(self.step_percent),
+            "RolloutWaitSeconds": str(self.wait_seconds),
+            "RolloutTerminationWaitSeconds": str(self.termination_wait_seconds),
+            "RolloutMaxExecutionSeconds": str(self.max_execution_seconds),
+            "RollbackModelLatencyMicroseconds": str(self.max_model_latency_ms * 1000),
+            "Rollback5xxErrors": str(self.max_5xx_errors),
+            "RollbackModelErrors": str(self.max_model_errors),
+        }
+
+
+# What production gets without a Rollout section: a 10 % canary watched for five minutes.
+DEFAULT_ROLLOUT: Final = {"staging": Rollout(), "prod": Rollout(strategy="canary")}
+
+
+def parse_rollout(raw: Any, hosting: Hosting, stage: str, source: str) -> Rollout:
+    """The stage's Rollout section; guardrails need instance-based real-time endpoints (SageMaker's
+    deployment guardrails exclude serverless, async and batch)."""
+    if raw is None:
+        return DEFAULT_ROLLOUT[stage] if hosting.mode == REALTIME else Rollout()
+    if not isinstance(raw, dict):
+        raise StepError(f'{source}: Rollout must be an object such as {{"Strategy": "canary"}}')
+    strategy = raw.get("Strategy", "canary")
+    if strategy not in ROLLOUT_STRATEGIES:
+        raise StepError(
+            f"{source}: Rollout.Strategy {strategy!r} is not one of {', '.join(ROLLOUT_STRATEGIES)}"
+        )
+    if strategy != "none" and hosting.mode != REALTIME:
+        raise StepError(
+            f"{source}: Rollout.Strategy {strategy} needs Hosting.Mode realtime (SageMaker's blue/green "
+            f"guardrails work on instance-based real-time endpoints only); remove Rollout or set it to none"
+        )
+    section = _Section(raw, source)
+    section.used.add("Strategy")
+    section.used.discard("Mode")
+    rollout = Rollout(
+        strategy=strategy,
+        step_percent=section.integer("StepPercent", 10, 1, 99),
+        wait_seconds=section.integer("WaitSeconds", 300, 0, 3600),
+        termination_wait_seconds=section.integer("TerminationWaitSeconds", 300, 0, 3600),
+        max_execution_seconds=section.integer("MaxExecutionSeconds", 3600, 600, 14400),
+        max_model_latency_ms=section.integer("MaxModelLatencyMs", 1000, 1, 60000),
+        max_5xx_errors=section.integer("Max5xxErrors", 1, 1, 100000),
+        max_model_errors=section.integer("MaxModelErrors", 1, 1, 100000),
+    )
+    unknown = sorted(set(raw) - section.used)
+    if unknown:
+        raise StepError(f"{source}: Rollout.{', '.join(unknown)}: unknown; see the README's Rollout table")
+    return rollout
 
 
 def hosting_file(stage: str) -> str:

@@ -91,7 +91,12 @@ def test_production_scales_and_captures_data_by_default():
 
 def test_each_hosting_mode_shapes_the_endpoint_config(template: dict[str, Any]):
     conditions, resources = template["Conditions"], template["Resources"]
-    assert template["Parameters"]["HostingMode"]["AllowedValues"] == ["realtime", "serverless", "async", "batch"]
+    assert template["Parameters"]["HostingMode"]["AllowedValues"] == [
+        "realtime",
+        "serverless",
+        "async",
+        "batch",
+    ]
     # batch: no endpoint at all, the model only (the CI job runs the transform jobs)
     assert conditions["HasEndpoint"] == {"Not": [{"Equals": [{"Ref": "HostingMode"}, "batch"]}]}
     for name in ("EndpointConfig", "Endpoint"):
@@ -114,3 +119,26 @@ def test_each_hosting_mode_shapes_the_endpoint_config(template: dict[str, Any]):
     alarm = resources["AsyncBacklogWithoutCapacityAlarm"]["Properties"]
     assert alarm["MetricName"] == "HasBacklogWithoutCapacity"
     assert alarm["AlarmActions"] == [{"Ref": "AsyncFromZeroPolicy"}]
+
+
+def test_a_guarded_rollout_shifts_traffic_blue_green_and_rolls_back_on_three_alarms(template: dict[str, Any]):
+    resources = template["Resources"]
+    endpoint = resources["Endpoint"]["Properties"]
+    condition, config, _ = endpoint["DeploymentConfig"]["If"]
+    assert condition == "HasRollout"
+    canary = config["BlueGreenUpdatePolicy"]["TrafficRoutingConfiguration"]["If"][1]
+    assert canary["Type"] == "CANARY"
+    assert canary["CanarySize"] == {"Type": "CAPACITY_PERCENT", "Value": {"Ref": "RolloutStepPercent"}}
+    alarms = [a["AlarmName"]["Ref"] for a in config["AutoRollbackConfiguration"]["Alarms"]]
+    metrics = {resources[a]["Properties"]["MetricName"] for a in alarms}
+    assert metrics == {"ModelLatency", "Invocation5XXErrors", "InvocationModelErrors"}
+    for alarm in alarms:
+        assert resources[alarm]["Condition"] == "HasRollout"
+        # named gitlab-mlops-<id>-<stage>-*: the stage's CI role may manage only those alarms
+        assert resources[alarm]["Properties"]["AlarmName"]["Sub"].startswith(
+            "gitlab-mlops-${SageMakerProjectId}-${StageName}-"
+        )
+    # capacity: with autoscaling the deploy step asks to keep the count autoscaling reached
+    assert endpoint["RetainAllVariantProperties"] == {"If": ["RetainCount", True, False]}
+    excluded = endpoint["ExcludeRetainedVariantProperties"]["If"][1]
+    assert {e["VariantPropertyType"] for e in excluded} == {"DesiredWeight", "DataCaptureConfig"}

@@ -67,7 +67,9 @@ def test_batch_needs_an_input_prefix_in_production_and_no_endpoint_settings():
 
 
 def test_unknown_modes_and_settings_are_named():
-    with pytest.raises(StepError, match="Hosting.Mode 'edge' is not one of realtime, serverless, async, batch"):
+    with pytest.raises(
+        StepError, match="Hosting.Mode 'edge' is not one of realtime, serverless, async, batch"
+    ):
         parse({"Mode": "edge"})
     with pytest.raises(StepError, match="Hosting.MemorySizeInMB: not settings of Mode async"):
         parse({"Mode": "async", "MemorySizeInMB": 2048})
@@ -76,3 +78,22 @@ def test_unknown_modes_and_settings_are_named():
 def test_the_parsed_section_round_trips_through_the_build_artifact():
     hosting = parse({"Mode": "batch", "InputS3Uri": "s3://data/in/", "InstanceCount": 2}, stage="prod")
     assert Hosting.from_json(hosting.to_json()) == hosting
+
+
+def test_production_defaults_to_a_canary_and_guardrails_need_realtime():
+    from steps.hosting import parse_rollout
+
+    realtime = parse(None, stage="prod")
+    assert parse_rollout(None, realtime, "prod", "prod-config.json").strategy == "canary"
+    assert parse_rollout(None, realtime, "staging", "staging-config.json").strategy == "none"
+    linear = parse_rollout({"Strategy": "linear", "StepPercent": 25}, realtime, "prod", "prod-config.json")
+    assert linear.template_parameters()["RolloutStepPercent"] == "25"
+    assert linear.template_parameters()["RollbackModelLatencyMicroseconds"] == "1000000"
+    serverless = parse({"Mode": "serverless"}, stage="prod")
+    assert parse_rollout(None, serverless, "prod", "prod-config.json").strategy == "none"
+    with pytest.raises(StepError, match="Rollout.Strategy canary needs Hosting.Mode realtime"):
+        parse_rollout({"Strategy": "canary"}, serverless, "prod", "prod-config.json")
+    with pytest.raises(StepError, match="Rollout.Strategy 'blue' is not one of"):
+        parse_rollout({"Strategy": "blue"}, realtime, "prod", "prod-config.json")
+    with pytest.raises(StepError, match="Rollout.Canary: unknown"):
+        parse_rollout({"Strategy": "canary", "Canary": 5}, realtime, "prod", "prod-config.json")
