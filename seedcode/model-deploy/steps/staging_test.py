@@ -13,7 +13,8 @@ Checks (each one a JUnit test case, so GitLab shows them on the pipeline's Tests
 Exits non-zero when any check fails.
 
 Each hosting mode (steps/hosting.py) is tested for what it promises:
-  realtime, serverless  one text/csv request per STAGING_TEST_ROWS_PER_REQUEST rows; latency-p95
+  realtime, serverless  text/csv requests of STAGING_TEST_ROWS_PER_REQUEST rows for the metrics; latency-p95
+                        over STAGING_TEST_LATENCY_REQUESTS single-record requests
   async                 every request is first queued (its rows put in S3, InvokeEndpointAsync), then each
                         output awaited: async-queued-completion = all done within STAGING_TEST_ASYNC_TIMEOUT_S
                         (the p95 of queue-to-result times shown); a mis-shaped record is not sent
@@ -78,7 +79,7 @@ ENV_MSE_ABS_TOLERANCE = "STAGING_TEST_MSE_ABS_TOLERANCE"
 ENV_MAX_P95_MS = "STAGING_TEST_MAX_P95_LATENCY_MS"
 ENV_CHECK_MALFORMED = "STAGING_TEST_CHECK_MALFORMED"
 ENV_ASYNC_TIMEOUT = "STAGING_TEST_ASYNC_TIMEOUT_S"
-ASYNC_ROWS_PER_REQUEST = 50  # an async request carries many rows unless STAGING_TEST_ROWS_PER_REQUEST says
+ENV_LATENCY_REQUESTS = "STAGING_TEST_LATENCY_REQUESTS"
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,8 @@ class TestSettings:
     __test__ = False  # not a pytest class
 
     max_rows: int = 0  # 0: every held-out row
-    rows_per_request: int = 1
+    rows_per_request: int = 50  # for the metrics; latency is measured on single-record requests
+    latency_requests: int = 50
     mse_k: float = 3.0
     bias_k: float = 3.0
     mse_abs_tolerance: float = 1e-6
@@ -98,9 +100,10 @@ class TestSettings:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.max_rows < 0 or self.rows_per_request < 1:
+        if self.max_rows < 0 or self.rows_per_request < 1 or self.latency_requests < 1:
             raise StepError(
-                f"{ENV_MAX_ROWS} must be >= 0 (0: every row) and {ENV_ROWS_PER_REQUEST} at least 1"
+                f"{ENV_MAX_ROWS} must be >= 0 (0: every row), {ENV_ROWS_PER_REQUEST} and "
+                f"{ENV_LATENCY_REQUESTS} at least 1"
             )
         if self.mse_k < 0 or self.bias_k < 0 or self.mse_abs_tolerance < 0:
             raise StepError(f"{ENV_MSE_K}, {ENV_BIAS_K} and {ENV_MSE_ABS_TOLERANCE} must be >= 0")
@@ -122,6 +125,7 @@ class TestSettings:
         return cls(
             max_rows=get(ENV_MAX_ROWS, int, d.max_rows),
             rows_per_request=get(ENV_ROWS_PER_REQUEST, int, d.rows_per_request),
+            latency_requests=get(ENV_LATENCY_REQUESTS, int, d.latency_requests),
             mse_k=get(ENV_MSE_K, float, d.mse_k),
             bias_k=get(ENV_BIAS_K, float, d.bias_k),
             mse_abs_tolerance=get(ENV_MSE_ABS_TOLERANCE, float, d.mse_abs_tolerance),
@@ -351,8 +355,10 @@ def evaluate(
     reference: Reference,
     settings: TestSettings,
     mode: str = REALTIME,
+    latency: Invocations | None = None,
 ) -> list[Check]:
-    """The checks on what the endpoint (or the transform job) answered."""
+    """The checks on what the endpoint (or the transform job) answered; `latency` holds the single-record
+    requests timed for latency-p95 (default: `invocations` themselves)."""
     checks = []
     bad = [p for p in invocations.predictions if p is None]
     parse_name = "transform-row-count" if mode == BATCH else "responses-parse"
@@ -399,7 +405,7 @@ def evaluate(
         )
 
     if mode in (REALTIME, SERVERLESS):
-        checks.append(latency_check(invocations, settings))
+        checks.append(latency_check(latency or invocations, settings))
     elif mode == ASYNC:
         checks.append(async_completion_check(invocations, settings))
     else:
@@ -538,11 +544,14 @@ def run_staging_test(
     all_rows = parse_test_rows(read_s3_text(s3, test_data_uri), test_data_uri)
     rows = sample_rows(all_rows, settings.max_rows, settings.seed)
     log(f"Invoking {endpoint_name} with {len(rows)} of {len(all_rows)} held-out rows from {test_data_uri}")
+    latency = None
     if run_requests is not None:
         invocations = run_requests(rows, settings.rows_per_request)
     else:
         invocations = invoke_all(rows, invoke, settings.rows_per_request, clock)
-    checks = evaluate(rows, len(all_rows), invocations, reference, settings, mode)
+        if settings.rows_per_request > 1:
+            latency = invoke_all(rows[: settings.latency_requests], invoke, 1, clock)
+    checks = evaluate(rows, len(all_rows), invocations, reference, settings, mode, latency)
     if settings.check_malformed and mode in (REALTIME, SERVERLESS):
         checks.append(probe_malformed(rows[0], invoke))
     write_junit(
@@ -706,7 +715,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--max-rows", type=int, help=f"rows to send at most (${ENV_MAX_ROWS}, default 0: all)"
     )
-    parser.add_argument("--rows-per-request", type=int, help=f"${ENV_ROWS_PER_REQUEST}, default 1")
+    parser.add_argument("--rows-per-request", type=int, help=f"${ENV_ROWS_PER_REQUEST}, default 50")
     parser.add_argument(
         "--mse-k", type=float, help=f"standard errors allowed on the MSE (${ENV_MSE_K}, default 3)"
     )
@@ -744,8 +753,6 @@ def main(argv: list[str] | None = None) -> int:
         deployed = read_json(args.build_dir / deploy_result_file("staging"))
         hosting_path = args.build_dir / hosting_file("staging")
         hosting = Hosting.from_json(read_json(hosting_path)) if hosting_path.exists() else Hosting()
-        if hosting.mode == ASYNC and args.rows_per_request is None and not env.get(ENV_ROWS_PER_REQUEST):
-            settings = replace(settings, rows_per_request=ASYNC_ROWS_PER_REQUEST)
         endpoint_name = args.endpoint_name or deployed["endpoint_name"]
         s3 = boto3.client("s3", region_name=project.region)
         runtime = boto3.client(

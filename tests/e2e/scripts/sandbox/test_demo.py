@@ -179,6 +179,8 @@ def _extra(run: demo.Run, lab: Lab, found: dict[str, Any], workdir: Path) -> Non
     # production gate, is stale: playing its deploy-prod must refuse and leave production alone.
     biased = lab.register_biased(project, lab.sm.describe_model_package(ModelPackageName=second), 1.0)
     found["biased"] = demo.step_staging_fails(lab, run.report, project, biased)
+    junit_file = found["biased"]["junit"]
+    found["biased_junit"] = junit_file.read_text() if junit_file else ""  # the sandbox is pruned after the run
     found["stale_prod"] = demo.step_stale_prod_refused(
         lab, run.report, project, found["second_deploy"]["pipeline"]["id"]
     )
@@ -369,7 +371,8 @@ def test_a_biased_model_fails_its_staging_test_and_never_waits_for_production(ou
         assert "no passed staging test in this pipeline" in biased["prod_refusal"]
     assert any(line.startswith("FAIL bias-within-bound: |mean error|") for line in biased["failed_checks"])
     assert "predictions above targets" in biased["log"]
-    assert biased["junit"] is not None and "<failure" in biased["junit"].read_text()
+    assert 'name="bias-within-bound"' in outcome.extra["biased_junit"]
+    assert "<failure" in outcome.extra["biased_junit"]
 
 
 def test_an_older_pipelines_production_job_refuses_after_a_newer_approval(outcome: Outcome) -> None:

@@ -38,7 +38,7 @@ TEST_ROWS = "10,0.455,0.365,0.095\n7,0.35,0.265,0.09\n9,0.53,0.42,0.135\n16,0.44
 TARGETS = [10.0, 7.0, 9.0, 16.0]
 REFERENCE_MSE = 4.0
 # moto's endpoints answer every request with a canned body: the malformed-record probe has its own tests.
-NO_PROBE = TestSettings(check_malformed=False)
+NO_PROBE = TestSettings(check_malformed=False, rows_per_request=1)
 
 
 def fixed_clock(step_seconds: float) -> Iterator[float]:
@@ -125,7 +125,18 @@ def test_cli_exits_non_zero_and_writes_junit_when_predictions_are_wrong(
     queue_predictions(["30", "30", "30", "30"])
     junit = tmp_path / "junit.xml"
     assert (
-        main(["--build-dir", str(staging["build_dir"]), "--junit", str(junit), "--no-malformed-check"]) == 1
+        main(
+            [
+                "--build-dir",
+                str(staging["build_dir"]),
+                "--junit",
+                str(junit),
+                "--no-malformed-check",
+                "--rows-per-request",
+                "1",
+            ]
+        )
+        == 1
     )
     out = capsys.readouterr().out
     assert "FAIL mse-within-bound" in out
@@ -147,6 +158,8 @@ def test_cli_passes_on_good_predictions(
                 "--junit",
                 str(tmp_path / "j.xml"),
                 "--no-malformed-check",
+                "--rows-per-request",
+                "1",
             ]
         )
         == 0
@@ -350,7 +363,13 @@ def test_the_probe_runs_with_the_other_checks_by_default(
     junit = tmp_path / "report.xml"
     invoke = endpoint_invoker(client("sagemaker-runtime"), staging["endpoint"])
     assert not run_staging_test(
-        client("s3"), invoke, staging["package"], staging["endpoint"], TestSettings(), junit, lambda _: None
+        client("s3"),
+        invoke,
+        staging["package"],
+        staging["endpoint"],
+        TestSettings(rows_per_request=1),
+        junit,
+        lambda _: None,
     )
     cases = junit_cases(junit)
     assert cases["malformed-record-refused"].find("failure") is not None
@@ -427,3 +446,22 @@ def test_a_batch_transform_is_checked_for_row_count_and_metric(client: Any, regi
     assert not checks["transform-row-count"].passed
     assert "expected 4 prediction(s), got 3" in checks["transform-row-count"].message
     assert checks["transform-completed"].passed
+
+
+def test_metrics_go_in_batches_and_latency_is_timed_on_single_records():
+    rows, answers = rows_and_answers()
+    sizes: list[int] = []
+
+    def invoke(payload: str) -> bytes:
+        lines = payload.split("\n")
+        sizes.append(len(lines))
+        return b"\n".join(answers[line] for line in lines)
+
+    from steps.staging_test import Reference as Ref
+
+    settings = TestSettings(rows_per_request=3, latency_requests=2, check_malformed=False)
+    invocations = invoke_all(rows, invoke, settings.rows_per_request)
+    latency = invoke_all(rows[: settings.latency_requests], invoke, 1)
+    assert sizes == [3, 1, 1, 1]
+    checks = {c.name: c for c in evaluate(rows, 4, invocations, Ref(1.0, 1.0), settings, "realtime", latency)}
+    assert "over 2 requests" in checks["latency-p95"].message
