@@ -180,7 +180,7 @@ def _extra(run: demo.Run, lab: Lab, found: dict[str, Any], workdir: Path) -> Non
     biased = lab.register_biased(project, lab.sm.describe_model_package(ModelPackageName=second), 1.0)
     found["biased"] = demo.step_staging_fails(lab, run.report, project, biased)
     junit_file = found["biased"]["junit"]
-    found["biased_junit"] = junit_file.read_text() if junit_file else ""  # the sandbox is pruned after the run
+    found["biased_junit"] = junit_file.read_text() if junit_file else ""  # the sandbox is pruned at the end
     found["stale_prod"] = demo.step_stale_prod_refused(
         lab, run.report, project, found["second_deploy"]["pipeline"]["id"]
     )
