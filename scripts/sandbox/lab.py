@@ -760,9 +760,13 @@ class Lab:
     def endpoint(self, project: Project, stage: str) -> dict[str, Any] | None:
         stack = project.endpoint_stack(stage)
         try:
-            resources = self.cfn.describe_stack_resources(StackName=stack, LogicalResourceId="Endpoint")
+            described = self.cfn.describe_stacks(StackName=stack)["Stacks"][0]
         except self.cfn.exceptions.ClientError:
             return None
+        parameters = {p["ParameterKey"]: p["ParameterValue"] for p in described.get("Parameters", [])}
+        if parameters.get("HostingMode") == "batch":  # the model only; moto fails on the skipped Endpoint
+            return None
+        resources = self.cfn.describe_stack_resources(StackName=stack, LogicalResourceId="Endpoint")
         physical = str(resources["StackResources"][0]["PhysicalResourceId"])
         name = physical.rsplit("endpoint/", 1)[-1]  # moto's physical id is the endpoint ARN
         described = self.sm.describe_endpoint(EndpointName=name)

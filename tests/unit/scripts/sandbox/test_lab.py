@@ -42,3 +42,34 @@ def test_the_biased_copy_predicts_the_shift_more_and_keeps_the_code():
     biased.load_model(bytearray(shifted["xgboost-model"]))
     sample = xgboost.DMatrix(features[:5])
     np.testing.assert_allclose(biased.predict(sample), booster.predict(sample) + 1.0, rtol=1e-5)
+
+
+def test_the_demo_stage_configs_of_every_mode_pass_the_deploy_seeds_own_checks():
+    import sys
+    from pathlib import Path
+
+    import pytest
+
+    from scripts.sandbox.lab import HOSTING_MODES, hosting_configs
+
+    seed = str(Path(__file__).resolve().parents[4] / "seedcode" / "model-deploy")
+    if seed not in sys.path:
+        sys.path.insert(0, seed)
+    from steps.hosting import parse_hosting, parse_rollout
+
+    for mode in HOSTING_MODES[1:]:
+        for stage, config in hosting_configs(mode, "bucket").items():
+            source = f"{stage}-config.json"
+            hosting = parse_hosting(config["Hosting"], config["Parameters"], stage, "bucket", source)
+            assert hosting.mode == mode
+            assert parse_rollout(config.get("Rollout"), hosting, stage, source).strategy == "none"
+    with pytest.raises(Exception, match="realtime"):
+        hosting_configs("realtime", "bucket")
+
+
+def test_demo_takes_a_hosting_mode_anywhere_and_defaults_to_realtime():
+    from scripts.sandbox import demo
+
+    assert demo.build_parser().parse_args([]).hosting == "realtime"
+    assert demo.build_parser().parse_args(["--hosting", "batch"]).hosting == "batch"
+    assert demo.build_parser().parse_args(["create-project", "--hosting", "async"]).hosting == "async"
