@@ -1,9 +1,12 @@
 """`make demo`: the bundle's whole lifecycle on a local sandbox, with the real product code at every step.
 
     python -m scripts.sandbox.demo                 # everything, fresh state, cleans up (default)
+    python -m scripts.sandbox.demo --hosting async # the same with staging and production hosted async
+                                                   # (realtime, the default; serverless; async; batch)
     python -m scripts.sandbox.demo up              # start the sandbox in the background and bootstrap
     python -m scripts.sandbox.demo create-project  # project stack -> seeded repos -> first model build
     python -m scripts.sandbox.demo approve|reject  # the newest pending model package
+    python -m scripts.sandbox.demo register-biased [--shift 1]  # a model its staging test must fail
     python -m scripts.sandbox.demo run-job deploy-prod [--pipeline N]
     python -m scripts.sandbox.demo status          # clone line, MRs, versions -> commit -> environments
     python -m scripts.sandbox.demo down [--keep]   # always cleans: also after --keep or a crash
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -38,11 +42,15 @@ from scripts.gitlab_standin.runner import kill_leftover_runs
 from scripts.iam.audit import Audit
 
 from .exceptions import SandboxError
-from .lab import BUILD_REPO, DEPLOY_REPO, DemoError, Lab, Project
+from .lab import BUILD_REPO, DEPLOY_REPO, HOSTING_MODES, DemoError, Lab, Project
 from .services import REPO_ROOT, Services, State, new_project_id
 
 DEFAULT_ROOT = REPO_ROOT / ".sandbox"
 DEFAULT_PROJECT = "abalone-demo"
+# model-deploy's jobs: one staging job deploys and tests under the staging lock, then the production gate.
+STAGING_JOB, PROD_JOB = "staging", "deploy-prod"
+STAGING_JOBS = ("build", STAGING_JOB)
+STAGING_REPORT = "staging-test-report.xml"
 PREDICTION_ROWS = 20
 
 
@@ -210,7 +218,8 @@ def step_pending_event(lab: Lab, report: Report, project: Project, package_arn: 
     report.say(f"pending event matched rules {list(emission.matched_rules) or 'none'}; no deploy pipeline")
 
 
-def step_approve(lab: Lab, report: Report, project: Project, package_arn: str) -> dict[str, Any]:
+def _approved_pipeline(lab: Lab, report: Report, project: Project, package_arn: str) -> dict[str, Any]:
+    """Approve the package; the deploy pipeline the trigger starts, settled, with its variables checked."""
     newest = max([p["id"] for p in lab.pipelines(project.deploy_project_id)], default=0)
     emission = lab.set_status(package_arn, contract.APPROVED)
     if not emission.deliveries:
@@ -229,22 +238,82 @@ def step_approve(lab: Lab, report: Report, project: Project, package_arn: str) -
             f"deploy pipeline #{pipeline['id']} got MODEL_PACKAGE_ARN="
             f"{variables.get(contract.PIPELINE_VAR_MODEL_PACKAGE_ARN)!r}, not {package_arn}"
         )
-    jobs = pipeline["jobs"]
-    if any(
-        jobs.get(name, {}).get("status") != "success" for name in ("build", "deploy-staging", "test-staging")
-    ):
-        raise DemoError(lab.failed_job_reason(project.deploy_project_id, pipeline))
-    if jobs.get("deploy-prod", {}).get("status") != "manual":
-        raise DemoError(f"deploy-prod should wait as a manual job, it is {jobs.get('deploy-prod')}")
-    staging = lab.endpoint(project, "staging")
-    if staging is None or staging["status"] != "InService":
-        raise DemoError(f"staging endpoint not InService: {staging}")
-    report.say(f"staging endpoint {staging['name']} InService (config {staging['config']})")
-    junit = lab.artifact(pipeline["id"], "test-staging", "staging-test-report.xml")
+    junit = lab.artifact(pipeline["id"], STAGING_JOB, STAGING_REPORT)
     if junit is not None:
         report.say(f"staging test report: {junit}")
-    report.say("deploy-prod waits for a person (manual job)")
-    return {"pipeline": pipeline, "variables": variables, "staging": staging, "junit": junit}
+    return {"pipeline": pipeline, "variables": variables, "junit": junit}
+
+
+def step_hosting(lab: Lab, report: Report, project: Project, hosting: str) -> None:
+    if hosting == "realtime":
+        report.say("realtime: model-deploy's stage config files as the seed ships them")
+        return
+    lab.set_hosting(project, hosting)
+
+
+def step_approve(
+    lab: Lab, report: Report, project: Project, package_arn: str, hosting: str = "realtime"
+) -> dict[str, Any]:
+    found = _approved_pipeline(lab, report, project, package_arn)
+    pipeline = found["pipeline"]
+    jobs = pipeline["jobs"]
+    if any(jobs.get(name, {}).get("status") != "success" for name in STAGING_JOBS):
+        raise DemoError(lab.failed_job_reason(project.deploy_project_id, pipeline))
+    if jobs.get(PROD_JOB, {}).get("status") != "manual":
+        raise DemoError(f"{PROD_JOB} should wait as a manual job, it is {jobs.get(PROD_JOB)}")
+    staging = lab.endpoint(project, "staging")
+    if hosting == "batch":
+        if staging is not None:
+            raise DemoError(f"a batch stage has no endpoint, yet staging has {staging['name']}")
+        staging = {"name": "(batch: transform jobs, no endpoint)", "status": "n/a", "config": ""}
+        report.say(
+            "staging (batch): the model only; the staging test ran a transform job on the held-out rows"
+        )
+    elif staging is None or staging["status"] != "InService":
+        raise DemoError(f"staging endpoint not InService: {staging}")
+    else:
+        report.say(f"staging endpoint {staging['name']} InService (config {staging['config']})")
+    report.say(f"{PROD_JOB} waits for a person (manual job)")
+    return {**found, "staging": staging}
+
+
+def step_staging_fails(lab: Lab, report: Report, project: Project, package_arn: str) -> dict[str, Any]:
+    """Approve a package the staging test must fail (e.g. `register-biased`): production never waits."""
+    found = _approved_pipeline(lab, report, project, package_arn)
+    pipeline = found["pipeline"]
+    jobs = pipeline["jobs"]
+    if jobs.get(STAGING_JOB, {}).get("status") != "failed":
+        raise DemoError(f"the staging test should have failed {package_arn}; job {STAGING_JOB}: {jobs}")
+    log = lab.job_log(project.deploy_project_id, jobs[STAGING_JOB]["id"])
+    failed = [line.strip() for line in log.splitlines() if line.strip().startswith("FAIL ")]
+    for line in failed:
+        report.say(line)
+    refusal = ""
+    prod_status = jobs.get(PROD_JOB, {}).get("status")
+    if prod_status == "manual":
+        # GitLab skips a job whose `needs` failed; the stand-in (gitlab-ci-local) leaves it playable. Play it:
+        # its promotion gate must refuse, as nothing passed staging in this pipeline.
+        played = lab.play(project.deploy_project_id, pipeline["id"], PROD_JOB, DEPLOY_REPO)
+        prod_status = played["jobs"][PROD_JOB]["status"]
+        prod_log = lab.job_log(project.deploy_project_id, played["jobs"][PROD_JOB]["id"])
+        refusal = next((line for line in prod_log.splitlines() if line.startswith("ERROR:")), "")
+        report.say(f"{PROD_JOB} of #{pipeline['id']} played anyway: {prod_status}: {refusal}")
+    if prod_status in ("success", "running"):
+        raise DemoError(f"{PROD_JOB} is {prod_status} after a failed staging test")
+    report.say(f"pipeline #{pipeline['id']} stopped at {STAGING_JOB}; {PROD_JOB}: {prod_status}")
+    return {**found, "failed_checks": failed, "log": log, "prod_status": prod_status, "prod_refusal": refusal}
+
+
+def step_stale_prod_refused(lab: Lab, report: Report, project: Project, pipeline_id: int) -> dict[str, Any]:
+    """Play an older pipeline's production job after a newer approval: its promotion gate must refuse."""
+    pipeline = lab.play(project.deploy_project_id, pipeline_id, PROD_JOB, DEPLOY_REPO)
+    job = pipeline["jobs"][PROD_JOB]
+    if job["status"] != "failed":
+        raise DemoError(f"the stale {PROD_JOB} of pipeline #{pipeline_id} ended {job['status']}, not failed")
+    log = lab.job_log(project.deploy_project_id, job["id"])
+    reason = next((line for line in log.splitlines() if line.startswith("ERROR:")), "")
+    report.say(f"stale {PROD_JOB} of #{pipeline_id} refused: {reason}")
+    return {"pipeline": pipeline, "log": log, "reason": reason}
 
 
 def step_reject(lab: Lab, report: Report, project: Project, package_arn: str) -> dict[str, Any]:
@@ -268,11 +337,23 @@ def step_reject(lab: Lab, report: Report, project: Project, package_arn: str) ->
 
 
 def step_prod(
-    lab: Lab, report: Report, project: Project, pipeline_id: int, job: str = "deploy-prod"
+    lab: Lab,
+    report: Report,
+    project: Project,
+    pipeline_id: int,
+    job: str = PROD_JOB,
+    hosting: str = "realtime",
 ) -> dict[str, Any]:
     pipeline = lab.play(project.deploy_project_id, pipeline_id, job, DEPLOY_REPO)
     if pipeline["jobs"][job]["status"] != "success":
         raise DemoError(lab.failed_job_reason(project.deploy_project_id, pipeline))
+    if hosting == "batch":
+        result = lab.artifact(pipeline_id, job, "prod-deploy.json")
+        if result is None:
+            raise DemoError(f"{job} of pipeline #{pipeline_id} left no prod-deploy.json")
+        deployed = json.loads(result.read_text())
+        report.say(f"production transform job {deployed['transform_job']} -> {deployed['transform_output']}")
+        return {"pipeline": pipeline, "prod": {"name": deployed["transform_job"], **deployed}}
     prod = lab.endpoint(project, "prod")
     if prod is None or prod["status"] != "InService":
         raise DemoError(f"production endpoint not InService: {prod}")
@@ -281,23 +362,38 @@ def step_prod(
 
 
 def step_predict(
-    lab: Lab, report: Report, project: Project, endpoint: str, package: dict[str, Any]
+    lab: Lab,
+    report: Report,
+    project: Project,
+    endpoint: str,
+    package: dict[str, Any],
+    hosting: str = "realtime",
+    prod: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Raw Abalone records (as any client sends them) in, rings out; a mis-shaped record must be refused."""
+    """Raw Abalone records (as any client sends them) in, rings out; a mis-shaped record must be refused.
+
+    async: queued through S3; batch: the production transform's output over the records put before it."""
     rows = lab.test_rows(package, PREDICTION_ROWS)
     truth = [float(r[0]) for r in rows]
     records = [r[1:] for r in rows]
-    predictions = lab.predict(endpoint, records)
+    if hosting == "batch":
+        output = f"{(prod or {})['transform_output'].rstrip('/')}/held-out.csv.out"
+        predictions = [float(v) for v in lab.read_s3(output).decode().split()]
+        endpoint = f"transform job {(prod or {})['transform_job']} ({output})"
+    elif hosting == "async":
+        predictions = lab.predict_async(project, endpoint, records)
+        endpoint = f"InvokeEndpointAsync {endpoint}"
+    else:
+        predictions = lab.predict(endpoint, records)
     if len(predictions) != len(rows):
         raise DemoError(f"{endpoint} answered {len(predictions)} predictions for {len(rows)} rows")
     mae = statistics.fmean(abs(p - t) for p, t in zip(predictions, truth, strict=True))
     report.say(f"raw record sent: {','.join(records[0])}")
     for p, t in list(zip(predictions, truth, strict=True))[:3]:
         report.say(f"rings predicted {p:5.2f}, true {t:4.0f}")
-    report.say(
-        f"{len(rows)} held-out abalones via sagemaker-runtime InvokeEndpoint {endpoint}: "
-        f"mean absolute error {mae:.2f} rings"
-    )
+    report.say(f"{len(rows)} held-out abalones via {endpoint}: mean absolute error {mae:.2f} rings")
+    if hosting in ("batch", "async"):
+        return {"predictions": predictions, "truth": truth, "mae": mae, "records": records, "refused": {}}
     refused = lab.refusal(endpoint, records[0][:-1])
     if not isinstance(refused["status"], int) or not 400 <= refused["status"] < 500:
         raise DemoError(f"{endpoint} did not refuse a record with a missing value with a 4xx: {refused}")
@@ -423,6 +519,7 @@ FULL_STAGES = (
     "bootstrap (init.sh)",
     "create project",
     "seeded repositories",
+    "hosting mode",
     "model build pipeline",
     "pending event ignored",
     "approve -> staging",
@@ -461,6 +558,7 @@ def lifecycle(
     policy: str,
     auth_mode: str,
     extra: Callable[[Run, Lab], None] | None = None,
+    hosting: str = "realtime",
 ) -> Run:
     """Every stage after "sandbox up" (services already running and described by state.json)."""
     report = run.report
@@ -474,6 +572,10 @@ def lifecycle(
     project = run.project
     with report.stage("seeded repositories"):
         run.repos = show_repositories(lab, report, project)
+    with report.stage("hosting mode") as stage:
+        step_hosting(lab, report, project, hosting)
+        report.facts["hosting"] = hosting
+        stage.detail = hosting
     with report.stage("model build pipeline") as stage:
         run.build = step_build(lab, report, project)
         metrics = run.build["metrics"]
@@ -487,13 +589,18 @@ def lifecycle(
     with report.stage("pending event ignored"):
         step_pending_event(lab, report, project, package_arn)
     with report.stage("approve -> staging"):
-        run.deploy = step_approve(lab, report, project, package_arn)
+        run.deploy = step_approve(lab, report, project, package_arn, hosting)
         report.facts["staging endpoint"] = run.deploy["staging"]["name"]
     with report.stage("production (manual job)"):
-        run.prod = step_prod(lab, report, project, run.deploy["pipeline"]["id"])
+        if hosting == "batch":
+            batch_input = lab.put_batch_input(project, run.build["package"], PREDICTION_ROWS)
+            report.say(f"records for production's transform: {batch_input}")
+        run.prod = step_prod(lab, report, project, run.deploy["pipeline"]["id"], hosting=hosting)
         report.facts["production endpoint"] = run.prod["prod"]["name"]
     with report.stage("prediction from production") as stage:
-        run.prediction = step_predict(lab, report, project, run.prod["prod"]["name"], run.build["package"])
+        run.prediction = step_predict(
+            lab, report, project, run.prod["prod"]["name"], run.build["package"], hosting, run.prod["prod"]
+        )
         stage.detail = f"MAE {run.prediction['mae']:.2f} rings"
     report.facts["logs"] = (
         f"{root / 'logs'} (init.sh, CI jobs in ci/, inference server; Lambda logs {root / 'lambda/logs'})"
@@ -556,6 +663,7 @@ def full_run(
     out: Callable[[str], None] = print,
     extra: Callable[[Run, Lab], None] | None = None,
     run: Run | None = None,
+    hosting: str = "realtime",
 ) -> int:
     """The whole demo. `extra` (tests) runs as one more stage before the project is deleted."""
     report = run.report if run is not None else Report(out)
@@ -580,7 +688,7 @@ def full_run(
                 f"moto {services.state.moto_url}, GitLab {services.state.gitlab_url}, "
                 f"sagemaker-runtime {services.state.inference_url}"
             )
-        lifecycle(run, root, name, policy, auth_mode, extra)
+        lifecycle(run, root, name, policy, auth_mode, extra, hosting)
     except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - every failure ends in the summary line
         if report.failure is None:
             report.failure = ("demo", _reason(exc))
@@ -619,6 +727,12 @@ def _options(with_defaults: bool) -> argparse.ArgumentParser:
     )
     options.add_argument("--auth-mode", choices=("oidc", "access-keys"), default=default("oidc"))
     options.add_argument(
+        "--hosting",
+        choices=HOSTING_MODES,
+        default=default("realtime"),
+        help="how model-deploy hosts staging and production (default: realtime, the seed's files)",
+    )
+    options.add_argument(
         "--keep",
         action="store_true",
         default=default(False),
@@ -644,6 +758,13 @@ def build_parser() -> argparse.ArgumentParser:
             verb, parents=common, help=f"{verb} a model package (default: the newest pending one)"
         )
         cmd.add_argument("--package-arn", default="")
+    biased = sub.add_parser(
+        "register-biased",
+        parents=common,
+        help="register a copy of a model predicting --shift rings more (pending): its staging test must fail",
+    )
+    biased.add_argument("--package-arn", default="", help="default: the newest Approved version")
+    biased.add_argument("--shift", type=float, default=1.0)
     run_job = sub.add_parser(
         "run-job",
         parents=common,
@@ -807,6 +928,8 @@ def command(args: argparse.Namespace, out: Callable[[str], None] = print) -> int
             )
         with report.stage("seeded repositories"):
             show_repositories(lab, report, project)
+        with report.stage("hosting mode"):
+            step_hosting(lab, report, project, args.hosting)
         with report.stage("model build pipeline"):
             build = step_build(lab, report, project)
         with report.stage("pending event ignored"):
@@ -817,23 +940,39 @@ def command(args: argparse.Namespace, out: Callable[[str], None] = print) -> int
         arn = _pending_package(lab, project, args.package_arn)
         with report.stage(args.command):
             if args.command == "approve":
-                step_approve(lab, report, project, arn)
+                step_approve(lab, report, project, arn, project.hosting)
             else:
                 step_reject(lab, report, project, arn)
+        return 0
+    if args.command == "register-biased":
+        project = Project.load(root)
+        approved = [p for p in lab.packages(project) if p["ModelApprovalStatus"] == contract.APPROVED]
+        chosen = args.package_arn or (approved[-1]["ModelPackageArn"] if approved else "")
+        if not chosen:
+            raise DemoError(f"no Approved package in {project.package_group} to copy: pass --package-arn")
+        source = lab.sm.describe_model_package(ModelPackageName=chosen)
+        with report.stage("register biased model"):
+            arn = lab.register_biased(project, source, args.shift)
+        out(f"approve it to watch its staging test fail: demo approve --package-arn {arn}")
         return 0
     if args.command == "run-job":
         project = Project.load(root)
         chosen = _manual_pipeline(lab, project.deploy_project_id, args.job, args.pipeline)
+        if project.hosting == "batch":  # the records production's transform reads
+            lab.put_batch_input(project, lab.packages(project)[-1], PREDICTION_ROWS)
         with report.stage(f"run-job {args.job} (pipeline #{chosen})"):
-            result = step_prod(lab, report, project, chosen, args.job)
+            result = step_prod(lab, report, project, chosen, args.job, project.hosting)
         if args.job == "deploy-prod":
+            served = result["prod"].get("model_package") or result["prod"].get("model_package_arn")
             package = (
-                lab.sm.describe_model_package(ModelPackageName=result["prod"]["model_package"])
-                if result["prod"]["model_package"]
+                lab.sm.describe_model_package(ModelPackageName=served)
+                if served
                 else lab.packages(project)[-1]
             )
             with report.stage("prediction from production"):
-                step_predict(lab, report, project, result["prod"]["name"], package)
+                step_predict(
+                    lab, report, project, result["prod"]["name"], package, project.hosting, result["prod"]
+                )
         return 0
     if args.command == "status":
         status(lab, out)
@@ -852,7 +991,12 @@ def main(argv: list[str] | None = None) -> int:
     use_venv_tools()
     if args.command is None:
         return full_run(
-            args.root.resolve(), args.project_name, args.deletion_policy, args.auth_mode, args.keep
+            args.root.resolve(),
+            args.project_name,
+            args.deletion_policy,
+            args.auth_mode,
+            args.keep,
+            hosting=args.hosting,
         )
     try:
         return command(args)

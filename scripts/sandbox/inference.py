@@ -17,9 +17,29 @@ error (4xx) from primary with message ..." or "Received server error (5xx) ..." 
 and OriginalMessage when the container answers non-2xx; a container that fails its /ping (on SageMaker,
 CreateEndpoint would fail) answers ValidationError naming the health-check failure.
 
+Asynchronous inference (SageMaker API reference, InvokeEndpointAsync; "Asynchronous inference" guide):
+`POST /endpoints/{name}/async-invocations` needs the X-Amzn-SageMaker-InputLocation header (an S3 URI;
+botocore refuses the call without it) and an endpoint whose config has AsyncInferenceConfig (otherwise
+ValidationError); it answers 202 at once with InferenceId in the body and the X-Amzn-SageMaker-
+OutputLocation `<S3OutputPath>/<inference id>.out` (and FailureLocation `<S3FailurePath>/<inference
+id>-error.out` when a failure path is configured) headers; the request is queued and a worker thread
+later reads the input from (moto) S3, invokes the container and writes the answer to the output
+location, or the container's error to the failure location.
+
+Batch transform (CreateTransformJob API reference; "Use batch transform" guide), run by `serve_transform
+_jobs`, which makes moto's CreateTransformJob report InProgress and hands the job to this server: every
+object under TransformInput's S3Prefix is read; SplitType=Line splits it into records at newlines (blank
+lines dropped), SplitType None sends the object whole; BatchStrategy MultiRecord packs records into
+requests up to MaxPayloadInMB (default 6), SingleRecord (the default) sends one record per request; the
+model's answers are written to `<S3OutputPath>/<object key relative to the prefix>.out`, joined with a
+newline after each answer for AssembleWith=Line; a non-2xx answer fails the job (status Failed with a
+FailureReason naming the object and the container's message); otherwise the job ends Completed.
+
 Leaves out: images other than sagemaker-xgboost, traffic splitting between variants, data capture,
 instance counts and latency, endpoint status transitions, CloudWatch metrics and logs, request size
-limits (6 MB real-time, 4 MB serverless), the 60 s invocation timeout.
+limits (6 MB real-time, 4 MB serverless), the 60 s invocation timeout, serverless cold starts and
+concurrency limits, SNS notifications of async results (nothing is published), async request TTLs,
+manifest-file transform inputs, DataProcessing filters and transform instance counts (one worker).
 """
 
 from __future__ import annotations
@@ -35,6 +55,8 @@ import tarfile
 import tempfile
 import threading
 import time
+import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -232,6 +254,7 @@ class InferenceServer:
                     self.headers.get("Content-Type", ""),
                     self.headers.get("Accept", ""),
                     body,
+                    {key.lower(): value for key, value in self.headers.items()},
                 )
                 self.send_response(status)
                 for key, value in headers.items():
@@ -275,7 +298,7 @@ class InferenceServer:
         key, region, _service = iam_recorder.access_key_of(headers)
         call = iam_recorder.Call(
             service="sagemaker",
-            operation="InvokeEndpoint",
+            operation="InvokeEndpointAsync" if parts[2] == "async-invocations" else "InvokeEndpoint",
             principal=iam_recorder.principal_of(key, self.account) if key else "",
             params={"EndpointName": unquote(parts[1])},
             account=self.account,
@@ -284,12 +307,20 @@ class InferenceServer:
         iam_recorder.record_call(self.calls_file, call)
 
     def handle(
-        self, path: str, content_type: str, accept: str, body: bytes
+        self,
+        path: str,
+        content_type: str,
+        accept: str,
+        body: bytes,
+        headers: Mapping[str, str] | None = None,
     ) -> tuple[int, dict[str, str], bytes]:
-        """(status, headers, body) for one request; errors in botocore's rest-json error shape."""
+        """(status, headers, body) for one request (`headers` with lower-case names); errors in botocore's
+        rest-json error shape."""
         started = time.time()
         parts = path.strip("/").split("/")
         try:
+            if len(parts) == 3 and parts[0] == "endpoints" and parts[2] == "async-invocations":
+                return self.queue_async(unquote(parts[1]), headers or {})
             if len(parts) != 3 or parts[0] != "endpoints" or parts[2] != "invocations":
                 raise InvokeError(404, "UnknownOperationException", f"no operation at {path}")
             endpoint = unquote(parts[1])
@@ -328,8 +359,7 @@ class InferenceServer:
             raise model_error(payload.decode("utf-8", "replace")[:2000], status)
         return payload, out_type, container.variant
 
-    def resolve(self, endpoint: str) -> Container:
-        """Endpoint → config → model → container, as SageMaker reports them right now."""
+    def endpoint_config(self, endpoint: str) -> dict[str, Any]:
         sm = self.sagemaker_client
         try:
             config_name = sm.describe_endpoint(EndpointName=endpoint)["EndpointConfigName"]
@@ -337,8 +367,20 @@ class InferenceServer:
             raise InvokeError(
                 400, "ValidationError", f"Endpoint {endpoint} of account {self.account} not found."
             ) from exc
-        variant = sm.describe_endpoint_config(EndpointConfigName=config_name)["ProductionVariants"][0]
-        model = describe_model(sm, self.cfn_client, config_name, variant["ModelName"])
+        return dict(sm.describe_endpoint_config(EndpointConfigName=config_name))
+
+    def resolve(self, endpoint: str) -> Container:
+        """Endpoint → config → model → container, as SageMaker reports them right now."""
+        config = self.endpoint_config(endpoint)
+        variant = config["ProductionVariants"][0]
+        name = str(config["EndpointConfigName"])
+        return self.container_of(name, variant["ModelName"], variant["VariantName"])
+
+    def container_of(self, config_name: str, model_name: str, variant_name: str) -> Container:
+        """Model → container (the model package's, with the model's Environment on top)."""
+        sm = self.sagemaker_client
+        variant = {"ModelName": model_name, "VariantName": variant_name}
+        model = describe_model(sm, self.cfn_client, config_name, model_name)
         primary = model.get("PrimaryContainer") or (model.get("Containers") or [{}])[0]
         container = dict(primary)
         environment: dict[str, str] = {}
@@ -361,6 +403,140 @@ class InferenceServer:
             environment={str(k): str(v) for k, v in environment.items()},
             network_isolation=network_isolation(self.cfn_client, model),
         )
+
+    # --- asynchronous inference ----------------------------------------------------------------------
+
+    def queue_async(self, endpoint: str, headers: Mapping[str, str]) -> tuple[int, dict[str, str], bytes]:
+        """Accept the request (202, the output location) and answer it later on a worker thread."""
+        config = self.endpoint_config(endpoint)
+        async_config = config.get("AsyncInferenceConfig") or {}
+        output = async_config.get("OutputConfig") or {}
+        if not output.get("S3OutputPath"):
+            raise InvokeError(
+                400,
+                "ValidationError",
+                f"Endpoint {endpoint} of account {self.account} is not configured "
+                "for asynchronous inference (its endpoint config has no AsyncInferenceConfig).",
+            )
+        input_location = headers.get("x-amzn-sagemaker-inputlocation", "")
+        if not input_location.startswith("s3://"):
+            raise InvokeError(400, "ValidationError", "InputLocation must be an S3 URI.")
+        inference_id = headers.get("x-amzn-sagemaker-inference-id") or str(uuid.uuid4())
+        output_location = f"{output['S3OutputPath'].rstrip('/')}/{inference_id}.out"
+        failure_path = output.get("S3FailurePath", "")
+        failure_location = f"{failure_path.rstrip('/')}/{inference_id}-error.out" if failure_path else ""
+        request = (
+            headers.get("x-amzn-sagemaker-content-type", "application/octet-stream"),
+            headers.get("x-amzn-sagemaker-accept", ""),
+        )
+        threading.Thread(
+            target=self._answer_async,
+            args=(endpoint, input_location, output_location, failure_location, *request),
+            name=f"async-{inference_id}",
+            daemon=True,
+        ).start()
+        answer = {"X-Amzn-SageMaker-OutputLocation": output_location, "Content-Type": "application/json"}
+        if failure_location:
+            answer["X-Amzn-SageMaker-FailureLocation"] = failure_location
+        self._say(f"{endpoint} 202 queued {input_location} -> {output_location}")
+        return 202, answer, json.dumps({"InferenceId": inference_id}).encode()
+
+    def _put(self, uri: str, body: bytes) -> None:
+        location = urlparse(uri)
+        self.s3_client.put_object(Bucket=location.netloc, Key=location.path.lstrip("/"), Body=body)
+
+    def _get(self, uri: str) -> bytes:
+        location = urlparse(uri)
+        return bytes(
+            self.s3_client.get_object(Bucket=location.netloc, Key=location.path.lstrip("/"))["Body"].read()
+        )
+
+    def _answer_async(
+        self, endpoint: str, source: str, output: str, failure: str, content_type: str, accept: str
+    ) -> None:
+        try:
+            payload, _, _ = self.invoke(endpoint, content_type, accept, self._get(source))
+        except Exception as exc:  # noqa: BLE001 - every failure goes to the failure location
+            message = exc.message if isinstance(exc, InvokeError) else f"{type(exc).__name__}: {exc}"
+            self._say(f"{endpoint} async {source} failed: {message}")
+            if failure:
+                self._put(failure, message.encode())
+            return
+        self._put(output, payload)
+        self._say(f"{endpoint} async {source} -> {output}")
+
+    # --- batch transform ---------------------------------------------------------------------------
+
+    def run_transform_job(self, job: Any) -> None:
+        """Run one of moto's transform jobs (see the module docstring); sets its status at the end."""
+        name = str(job.transform_job_name)
+        key = f"transform:{name}"
+        try:
+            container = self.container_of("", str(job.model_name), "AllTraffic")
+            worker = self._worker(key, container)
+            if worker.failure:
+                raise RuntimeError(f"the model container failed its ping: {worker.failure}")
+            self._transform(job, worker)
+        except Exception as exc:  # noqa: BLE001 - any failure ends the job Failed with its reason
+            message = exc.message if isinstance(exc, InvokeError) else f"{type(exc).__name__}: {exc}"
+            job.failure_reason = f"ClientError: {message}"[:1024]
+            job.transform_job_status = "Failed"
+            self._say(f"transform job {name} Failed: {message}")
+        else:
+            job.transform_job_status = "Completed"
+            self._say(f"transform job {name} Completed")
+        finally:
+            with self._lock:
+                worker_left = self._workers.pop(key, None)
+            if worker_left is not None:
+                worker_left.stop()
+
+    def _transform(self, job: Any, worker: Worker) -> None:
+        source = job.transform_input["DataSource"]["S3DataSource"]
+        if source.get("S3DataType", "S3Prefix") != "S3Prefix":
+            raise RuntimeError(f"the sandbox transforms S3Prefix inputs only, not {source.get('S3DataType')}")
+        prefix = urlparse(source["S3Uri"])
+        bucket, key_prefix = prefix.netloc, prefix.path.lstrip("/")
+        content_type = str(job.transform_input.get("ContentType", ""))
+        split = str(job.transform_input.get("SplitType", "None"))
+        output = job.transform_output or {}
+        accept, assemble = str(output.get("Accept", "")), str(output.get("AssembleWith", "None"))
+        limit = int(job.max_payload_in_mb or 6) * 1024 * 1024
+        multi = (job.batch_strategy or "SingleRecord") == "MultiRecord"
+        pages = self.s3_client.get_paginator("list_objects_v2")
+        keys = [
+            item["Key"]
+            for page in pages.paginate(Bucket=bucket, Prefix=key_prefix)
+            for item in page.get("Contents", [])
+            if not item["Key"].endswith("/")
+        ]
+        if not keys:
+            raise RuntimeError(f"no objects under {source['S3Uri']}")
+        for key in keys:
+            data = self._get(f"s3://{bucket}/{key}")
+            records = [line for line in data.split(b"\n") if line.strip()] if split == "Line" else [data]
+            requests: list[list[bytes]] = []
+            for record in records:
+                if requests and multi and sum(len(r) + 1 for r in requests[-1]) + len(record) <= limit:
+                    requests[-1].append(record)
+                else:
+                    requests.append([record])
+            answers = []
+            for batch in requests:
+                status, _, payload = worker.invoke(b"\n".join(batch), content_type, accept)
+                if not 200 <= status < 300:
+                    raise RuntimeError(
+                        f"the model answered {status} for s3://{bucket}/{key}: "
+                        f"{payload.decode('utf-8', 'replace')[:500]}"
+                    )
+                answers.append(payload)
+            body = (
+                b"".join(a.rstrip(b"\n") + b"\n" for a in answers)
+                if assemble == "Line"
+                else b"".join(answers)
+            )
+            relative = key[len(key_prefix) :].lstrip("/") or key.rsplit("/", 1)[-1]
+            self._put(f"{output['S3OutputPath'].rstrip('/')}/{relative}.out", body)
 
     def _worker(self, endpoint: str, container: Container) -> Worker:
         with self._starting:
@@ -401,3 +577,34 @@ class InferenceServer:
         if self._log is not None:
             with contextlib.suppress(ValueError):
                 self._log.write(f"{time.strftime('%H:%M:%S')} {line}\n")
+
+
+_TRANSFORM_SERVERS: list[InferenceServer] = []
+_PATCHED = "_sandbox_transform_jobs"
+
+
+def serve_transform_jobs(server: InferenceServer) -> None:
+    """Make moto's CreateTransformJob report InProgress and run the job on `server` (moto runs nothing and
+    reports Completed at once). The newest server installed serves; idempotent."""
+    from moto.sagemaker.models import SageMakerModelBackend
+
+    _TRANSFORM_SERVERS.append(server)
+    original = SageMakerModelBackend.create_transform_job
+    if getattr(original, _PATCHED, False):
+        return
+
+    def create(self: Any, *args: Any, **kwargs: Any) -> Any:
+        job = original(self, *args, **kwargs)
+        if _TRANSFORM_SERVERS:
+            job.transform_job_status = "InProgress"
+            runner = _TRANSFORM_SERVERS[-1]
+            threading.Thread(target=runner.run_transform_job, args=(job,), daemon=True).start()
+        return job
+
+    setattr(create, _PATCHED, True)
+    SageMakerModelBackend.create_transform_job = create  # type: ignore[method-assign]
+
+
+def stop_serving_transform_jobs(server: InferenceServer) -> None:
+    if server in _TRANSFORM_SERVERS:
+        _TRANSFORM_SERVERS.remove(server)

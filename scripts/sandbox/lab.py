@@ -19,6 +19,7 @@ import json
 import os
 import shlex
 import subprocess
+import tarfile
 import time
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
@@ -58,6 +59,47 @@ SETTLED = ("success", "failed", "canceled", "skipped", "manual")
 Say = Callable[[str], None]
 
 
+HOSTING_MODES = ("realtime", "serverless", "async", "batch")
+BATCH_INPUT_PREFIX = "batch-input/"
+ASYNC_DEMO_PREFIX = "async-inference/demo/"
+
+
+def hosting_configs(mode: str, artifact_bucket: str) -> dict[str, dict[str, Any]]:
+    """model-deploy's staging-config.json and prod-config.json for a hosting mode (the seed's files are
+    realtime): what a team edits in its deploy repository."""
+    instances = {
+        "EndpointInstanceType": "ml.m5.large",
+        "EndpointInstanceCount": 1,
+        "EnableDataCapture": False,
+    }
+    if mode == "serverless":
+        staging: dict[str, Any] = {"Hosting": {"Mode": mode, "MemorySizeInMB": 2048, "MaxConcurrency": 5}}
+        prod: dict[str, Any] = {"Hosting": {"Mode": mode, "MemorySizeInMB": 2048, "MaxConcurrency": 20}}
+        staging["Parameters"] = prod["Parameters"] = {}
+    elif mode == "async":
+        staging = {"Hosting": {"Mode": mode}, "Parameters": {**instances, "EnableAutoScaling": False}}
+        prod = {
+            "Hosting": {"Mode": mode, "ScaleToZero": True},
+            "Parameters": {
+                **instances,
+                "EnableAutoScaling": True,
+                "AutoScalingMinCapacity": 1,
+                "AutoScalingMaxCapacity": 2,
+                "TargetInvocationsPerInstance": 5,
+            },
+        }
+    elif mode == "batch":
+        staging = {"Hosting": {"Mode": mode}, "Parameters": {}}
+        prod = {
+            "Hosting": {"Mode": mode, "InputS3Uri": f"s3://{artifact_bucket}/{BATCH_INPUT_PREFIX}"},
+            "Parameters": {},
+        }
+    else:
+        raise SandboxError(f"hosting mode {mode!r}: the seed's own files are realtime")
+    staging["Tags"], prod["Tags"] = {"stage": "staging"}, {"stage": "prod"}
+    return {"staging": staging, "prod": prod}
+
+
 class DemoError(SandboxError):
     """A demo step failed; the message says which thing and where to look."""
 
@@ -79,6 +121,7 @@ class Project:
     build_path: str = ""
     deploy_path: str = ""
     extra_refs: dict[str, str] = field(default_factory=dict)
+    hosting: str = "realtime"  # model-deploy's Hosting.Mode, set by set_hosting
 
     def save(self, root: Path) -> None:
         (root / "project.json").write_text(json.dumps(asdict(self), indent=2))
@@ -112,6 +155,29 @@ def abalone_csv(say: Say) -> bytes:
             f"cannot download the Abalone data ({exc}); this machine may be offline: download {UCI_ABALONE} "
             "elsewhere and set ABALONE_DATA=/path/to/abalone.data"
         ) from None
+
+
+def shifted_archive(archive: bytes, shift: float) -> bytes:
+    """model.tar.gz whose xgboost-model predicts `shift` more (base_score + shift); the rest unchanged."""
+    import xgboost  # the sandbox's inference server needs it anyway
+
+    out = io.BytesIO()
+    with (
+        tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as source,
+        tarfile.open(fileobj=out, mode="w:gz") as target,
+    ):
+        for member in source.getmembers():
+            data = source.extractfile(member).read() if member.isfile() else None  # type: ignore[union-attr]
+            if data is not None and Path(member.name).name == "xgboost-model":
+                booster = xgboost.Booster()
+                booster.load_model(bytearray(data))
+                config = json.loads(booster.save_config())
+                base = float(str(config["learner"]["learner_model_param"]["base_score"]).strip("[]"))
+                booster.set_param({"base_score": str(base + shift)})
+                data = bytes(booster.save_raw("ubj"))
+                member.size = len(data)
+            target.addfile(member, io.BytesIO(data) if data is not None else None)
+    return out.getvalue()
 
 
 class Lab:
@@ -587,6 +653,90 @@ class Lab:
         uri = package["ModelMetrics"]["ModelQuality"]["Statistics"]["S3Uri"]
         return dict(json.loads(self.read_s3(uri)))
 
+    def register_biased(self, project: Project, source: Mapping[str, Any], shift: float = 1.0) -> str:
+        """A knob for the staging test: register a copy of `source` whose model predicts `shift` rings more
+        (the booster's base_score moved), with the source's evaluation and held-out rows. Pending approval.
+
+        The staging test must fail it: its predictions no longer match the evaluation it carries."""
+        [container] = source["InferenceSpecification"]["Containers"]
+        archive = shifted_archive(self.read_s3(container["ModelDataUrl"]), shift)
+        key = f"sandbox/biased/v{source.get('ModelPackageVersion', 0)}-{shift:+g}/model.tar.gz"
+        self.s3.put_object(Bucket=project.artifact_bucket, Key=key, Body=archive)
+        copied = {k: v for k, v in container.items() if k in ("Image", "Environment", "Framework")}
+        spec = {k: v for k, v in source["InferenceSpecification"].items() if k != "Containers"} | {
+            "Containers": [{**copied, "ModelDataUrl": f"s3://{project.artifact_bucket}/{key}"}]
+        }
+        arn = self.sm.create_model_package(
+            ModelPackageGroupName=project.package_group,
+            ModelPackageDescription=f"sandbox knob: {source['ModelPackageArn']} biased by {shift:+g} rings",
+            ModelApprovalStatus="PendingManualApproval",
+            InferenceSpecification=spec,
+            ModelMetrics=source["ModelMetrics"],
+            CustomerMetadataProperties=dict(source.get("CustomerMetadataProperties", {})),
+        )["ModelPackageArn"]
+        self.say(f"registered {arn}: {source['ModelPackageArn']} biased by {shift:+g} rings (sandbox knob)")
+        return str(arn)
+
+    def set_hosting(self, project: Project, mode: str) -> str:
+        """Commit the mode's stage config files to the deploy repository's default branch (a push that
+        deploys nothing: no [deploy] in the message). Returns the commit id."""
+        repo = self.gitlab().projects.get(project.deploy_project_id)
+        actions = [
+            {
+                "action": "update",
+                "file_path": f"{stage}-config.json",
+                "content": json.dumps(config, indent=2) + "\n",
+            }
+            for stage, config in hosting_configs(mode, project.artifact_bucket).items()
+        ]
+        commit = repo.commits.create(
+            {
+                "branch": repo.default_branch,
+                "commit_message": f"Host staging and production {mode}",
+                "actions": actions,
+            }
+        )
+        self.say(
+            f"{DEPLOY_REPO}: stage config files set to Hosting.Mode {mode} (commit {commit.id[:8]})"
+        )
+        project.hosting = mode
+        project.save(self.root)
+        return str(commit.id)
+
+    def put_batch_input(self, project: Project, package: Mapping[str, Any], rows: int) -> str:
+        """Raw records (the package's held-out rows, no target) where production's transform reads."""
+        records = [",".join(r[1:]) for r in self.test_rows(package, rows)]
+        key = f"{BATCH_INPUT_PREFIX}held-out.csv"
+        self.s3.put_object(Bucket=project.artifact_bucket, Key=key, Body=("\n".join(records) + "\n").encode())
+        return f"s3://{project.artifact_bucket}/{key}"
+
+    def predict_async(
+        self, project: Project, endpoint_name: str, rows: Sequence[Sequence[str]], timeout: float = 120
+    ) -> list[float]:
+        """Queue the records (input in S3, InvokeEndpointAsync); read the answer at its output location."""
+        runtime = self.state.client("sagemaker-runtime")
+        key = f"{ASYNC_DEMO_PREFIX}{int(time.time() * 1000)}.csv"
+        body = "\n".join(",".join(r) for r in rows).encode()
+        self.s3.put_object(Bucket=project.artifact_bucket, Key=key, Body=body)
+        answer = runtime.invoke_endpoint_async(
+            EndpointName=endpoint_name,
+            InputLocation=f"s3://{project.artifact_bucket}/{key}",
+            ContentType="text/csv",
+            Accept="text/csv",
+        )
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                text = self.read_s3(answer["OutputLocation"]).decode()
+                break
+            except self.s3.exceptions.NoSuchKey:
+                if time.monotonic() > deadline:
+                    raise DemoError(
+                        f"{endpoint_name}: no async answer at {answer['OutputLocation']}"
+                    ) from None
+                time.sleep(0.3)
+        return [float(v) for v in text.replace(",", "\n").split() if v.strip()]
+
     def emit(self, package_arn: str) -> Emission:
         return emit_model_package_change(self.sm, self.event_bridge(), package_arn)
 
@@ -610,9 +760,13 @@ class Lab:
     def endpoint(self, project: Project, stage: str) -> dict[str, Any] | None:
         stack = project.endpoint_stack(stage)
         try:
-            resources = self.cfn.describe_stack_resources(StackName=stack, LogicalResourceId="Endpoint")
+            described = self.cfn.describe_stacks(StackName=stack)["Stacks"][0]
         except self.cfn.exceptions.ClientError:
             return None
+        parameters = {p["ParameterKey"]: p["ParameterValue"] for p in described.get("Parameters", [])}
+        if parameters.get("HostingMode") == "batch":  # the model only; moto fails on the skipped Endpoint
+            return None
+        resources = self.cfn.describe_stack_resources(StackName=stack, LogicalResourceId="Endpoint")
         physical = str(resources["StackResources"][0]["PhysicalResourceId"])
         name = physical.rsplit("endpoint/", 1)[-1]  # moto's physical id is the endpoint ARN
         described = self.sm.describe_endpoint(EndpointName=name)

@@ -6,6 +6,7 @@
   exactly two path parts, so these calls fail there with an internal error. The model-deploy pipeline tags
   the version each stage serves (`deployed-to:<stage>`), and the model-build merge request note reads the
   production tag, so the sandbox resolves such ARNs to moto's stored package.
+- CloudWatch alarms in stacks (AWS::CloudWatch::Alarm): see allow_cloudwatch_alarms_in_stacks.
 """
 
 from __future__ import annotations
@@ -37,3 +38,93 @@ def allow_model_package_tags() -> None:
 
     setattr(resolve, _PATCHED, True)
     SageMakerModelBackend._get_resource_from_arn = resolve  # type: ignore[method-assign]
+
+
+def allow_cloudwatch_alarms_in_stacks() -> None:
+    """Let moto's CloudFormation create AWS::CloudWatch::Alarm (idempotent).
+
+    moto 5.2 has no CloudFormation model for alarms: it stores None for the resource and then fails
+    DescribeStackResources with an internal error. The model-deploy template's rollback alarms (guarded
+    rollout) and its async scale-from-zero alarm are such resources; AWS creates them with PutMetricAlarm
+    (AWS::CloudWatch::Alarm resource reference), which is what this does in moto's CloudWatch.
+    """
+    from moto.cloudformation import parsing
+    from moto.cloudwatch.models import cloudwatch_backends
+    from moto.core.common_models import CloudFormationModel
+
+    if "AWS::CloudWatch::Alarm" in parsing.get_model_map():
+        return
+
+    class StackAlarm(CloudFormationModel):
+        __module__ = "moto.cloudwatch.models"  # moto's model registry files each model under its service
+
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        @staticmethod
+        def cloudformation_name_type() -> str:
+            return "AlarmName"
+
+        @staticmethod
+        def cloudformation_type() -> str:
+            return "AWS::CloudWatch::Alarm"
+
+        @classmethod
+        def create_from_cloudformation_json(
+            cls,
+            resource_name: str,
+            cloudformation_json: Any,
+            account_id: str,
+            region_name: str,
+            **kwargs: Any,
+        ) -> StackAlarm:
+            props = cloudformation_json["Properties"]
+            name = str(props.get("AlarmName") or resource_name)
+            cloudwatch_backends[account_id][region_name].put_metric_alarm(
+                name=name,
+                namespace=props.get("Namespace"),
+                metric_name=props.get("MetricName"),
+                comparison_operator=props["ComparisonOperator"],
+                evaluation_periods=int(props["EvaluationPeriods"]),
+                period=int(props.get("Period", 60)),
+                threshold=float(props["Threshold"]),
+                statistic=props.get("Statistic"),
+                description=props.get("AlarmDescription", ""),
+                dimensions=list(props.get("Dimensions", [])),
+                alarm_actions=[str(a) for a in props.get("AlarmActions", [])],
+                treat_missing_data=props.get("TreatMissingData"),
+            )
+            return cls(name)
+
+        @classmethod
+        def update_from_cloudformation_json(
+            cls,
+            original_resource: Any,
+            new_resource_name: str,
+            cloudformation_json: Any,
+            account_id: str,
+            region_name: str,
+        ) -> StackAlarm:
+            cloudwatch_backends[account_id][region_name].delete_alarms([original_resource.name])
+            return cls.create_from_cloudformation_json(
+                new_resource_name, cloudformation_json, account_id, region_name
+            )
+
+        @classmethod
+        def delete_from_cloudformation_json(
+            cls, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str
+        ) -> None:
+            props = cloudformation_json.get("Properties", {})
+            cloudwatch_backends[account_id][region_name].delete_alarms(
+                [props.get("AlarmName") or resource_name]
+            )
+
+        def is_created(self) -> bool:
+            return True
+
+        @property
+        def physical_resource_id(self) -> str:
+            return self.name
+
+    for cached in (parsing.get_model_list, parsing.get_model_map, parsing.get_name_type_map):
+        cached.cache_clear()

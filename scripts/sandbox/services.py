@@ -3,7 +3,8 @@
 One process hosts them (the demo itself for a full run, or a detached `demo serve` for `demo up`):
 moto (all of AWS the sandbox uses, with the gaps in moto_gaps.py filled) on 127.0.0.1, the GitLab
 stand-in with a gitlab-ci-local pipeline runner behind an HTTPS terminator (certificate from the
-sandbox's local CA), and the local sagemaker-runtime (`InferenceServer`). Everything else the demo does
+sandbox's local CA), and the local sagemaker-runtime (`InferenceServer`: real-time, serverless and
+asynchronous invocations, and the transform jobs moto records). Everything else the demo does
 is a short client of these URLs, so a second process can pick up from `state.json`.
 
 For people and plain git: `git-credentials` (git's credential store format, mode 600) holds the
@@ -38,7 +39,7 @@ from scripts.gitlab_standin.runner import RunContext
 
 from . import iam_recorder, moto_fidelity
 from .lambda_runner import moto_environment
-from .moto_gaps import allow_model_package_tags
+from .moto_gaps import allow_cloudwatch_alarms_in_stacks, allow_model_package_tags
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
@@ -168,7 +169,7 @@ class Services:
 
         from scripts.gitlab_standin import GitlabCiLocalRunner, start_standin
 
-        from .inference import InferenceServer
+        from .inference import InferenceServer, serve_transform_jobs, stop_serving_transform_jobs
         from .tls import LocalCA, TlsTerminator
 
         self.root = root
@@ -181,6 +182,7 @@ class Services:
             (root / sub).mkdir(parents=True, exist_ok=True)
         self._stack = contextlib.ExitStack()
         allow_model_package_tags()
+        allow_cloudwatch_alarms_in_stacks()
         try:
             self.ca = LocalCA.create(root / "ca")
             self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
@@ -203,6 +205,9 @@ class Services:
                 calls_file=root / IAM_CALLS_FILE,
             ).start()
             self._stack.callback(self.inference.stop)
+            # moto records transform jobs but runs nothing: the inference server runs them (inference.py).
+            serve_transform_jobs(self.inference)
+            self._stack.callback(stop_serving_transform_jobs, self.inference)
             gitlab_cert = self.ca.issue("gitlab")
             # The terminator needs the stand-in's port and the runner the terminator's URL: bind the
             # terminator after the stand-in and hand the stand-in its external URL then.

@@ -7,6 +7,7 @@ group, is refused. Output files (the job's artifacts, in the CloudFormation CLI'
     build/model-package.json         the chosen package and the data the staging test needs
     build/<stage>-parameters.json    [{"ParameterKey": .., "ParameterValue": ..}, ...]
     build/<stage>-tags.json          [{"Key": .., "Value": ..}, ...]
+    build/<stage>-hosting.json       the stage's Hosting section, parsed and checked (steps/hosting.py)
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from steps.common import (
     tags_file,
     write_json,
 )
+from steps.hosting import HOSTING_PARAMETERS, Hosting, hosting_file, parse_hosting, parse_rollout
 
 # Container variables that select script mode in SageMaker's framework images: set, they must name
 # the entry point and its directory (set but empty, the XGBoost image imports a module named "" and
@@ -206,22 +208,36 @@ def stage_files(
     config: Mapping[str, Any],
     template_params: Mapping[str, Mapping[str, Any]],
     source: str,
-) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
-    """CloudFormation parameters and tags for one stage: the stage config plus what the build fills in."""
-    unknown_keys = set(config) - {"Parameters", "Tags"}
+) -> tuple[list[dict[str, str]], list[dict[str, str]], Hosting]:
+    """CloudFormation parameters, tags and hosting for one stage: the stage config plus what the build fills
+    in."""
+    unknown_keys = set(config) - {"Hosting", "Rollout", "Parameters", "Tags"}
     if unknown_keys:
-        raise StepError(f"{source}: unknown top-level keys {sorted(unknown_keys)}; only Parameters and Tags")
+        raise StepError(
+            f"{source}: unknown top-level keys {sorted(unknown_keys)}; only Hosting, Rollout, Parameters "
+            "and Tags"
+        )
     configured = dict(config.get("Parameters", {}))
     reserved = sorted(set(configured) & set(BUILD_PARAMETERS))
     if reserved:
         raise StepError(f"{source}: {', '.join(reserved)} are filled in by the build step; remove them")
+    from_hosting = sorted(set(configured) & set(HOSTING_PARAMETERS))
+    if from_hosting:
+        raise StepError(
+            f"{source}: {', '.join(from_hosting)} come from the Hosting section; set them there (see README)"
+        )
+    hosting = parse_hosting(config.get("Hosting"), configured, stage, project.artifact_bucket, source)
+    rollout = parse_rollout(config.get("Rollout"), hosting, stage, source)
     unknown = sorted(set(configured) - set(template_params))
     if unknown:
         raise StepError(
             f"{source}: {', '.join(unknown)} are not parameters of {TEMPLATE_FILE}; "
-            f"valid ones: {', '.join(sorted(set(template_params) - set(BUILD_PARAMETERS)))}"
+            f"valid ones: "
+            f"{', '.join(sorted(set(template_params) - set(BUILD_PARAMETERS) - set(HOSTING_PARAMETERS)))}"
         )
     values = {name: _as_parameter_value(name, value, source) for name, value in configured.items()}
+    values.update(hosting.template_parameters())
+    values.update(rollout.template_parameters())
     values.update(
         SageMakerProjectName=project.name,
         SageMakerProjectId=project.id,
@@ -244,7 +260,7 @@ def stage_files(
     }
     tags.update(project.tags())
     tag_list = [{"Key": key, "Value": tags[key]} for key in sorted(tags)]
-    return parameters, tag_list
+    return parameters, tag_list, hosting
 
 
 def build(
@@ -261,9 +277,10 @@ def build(
             raise StepError(f"{config_path.name}: expected a JSON object with Parameters and Tags")
         outputs[stage] = stage_files(project, package, stage, config, template_params, config_path.name)
     write_json(out_dir / MODEL_PACKAGE_FILE, asdict(package))
-    for stage, (parameters, tags) in outputs.items():
+    for stage, (parameters, tags, hosting) in outputs.items():
         write_json(out_dir / parameters_file(stage), parameters)
         write_json(out_dir / tags_file(stage), tags)
+        write_json(out_dir / hosting_file(stage), hosting.to_json())
     return package
 
 

@@ -23,6 +23,9 @@ VAR_MODEL_PACKAGE_GROUP: Final = "MODEL_PACKAGE_GROUP_NAME"
 VAR_EXECUTION_ROLE: Final = "SAGEMAKER_EXECUTION_ROLE_ARN"
 VAR_MODEL_PACKAGE_ARN: Final = "MODEL_PACKAGE_ARN"
 VAR_APPROVAL_STATUS: Final = "MODEL_APPROVAL_STATUS"
+# "true" lets the production job promote an Approved version older than the newest approval (a deliberate
+# rollback with an older MODEL_PACKAGE_ARN); set when starting that pipeline, never project-wide.
+VAR_PROMOTE_OLDER: Final = "PROMOTE_OLDER_VERSION"
 
 APPROVED: Final = "Approved"
 STAGES: Final = ("staging", "prod")
@@ -34,6 +37,8 @@ EVALUATION_METRICS_KEY: Final = "regression_metrics"
 # Files the build step writes into the build directory (the CI artifact the later jobs read).
 MODEL_PACKAGE_FILE: Final = "model-package.json"
 TEMPLATE_FILE: Final = "endpoint-config-template.yml"
+# Written by the staging job only when the staging test passed; the production job promotes nothing else.
+STAGING_PASSED_FILE: Final = "staging-passed.json"
 
 # Registry write-back: the version a stage serves carries the tag deployed-to:<stage> (its value: the
 # pipeline that deployed it). The model-build repository's merge request note reads deployed-to:prod.

@@ -13,6 +13,7 @@ URL from ENDPOINT_CONSOLE_URL and keeps the version beside it (DEPLOYED_MODEL_VE
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -25,6 +26,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from steps.common import (
     STAGES,
+    STAGING_PASSED_FILE,
     TEMPLATE_FILE,
     Project,
     StepError,
@@ -39,6 +41,9 @@ from steps.common import (
     tags_file,
     write_json,
 )
+from steps.hosting import Hosting, hosting_file
+from steps.promotion import check_promotion, older_allowed, promoted_arn
+from steps.transform import run_transform, transform_job_name
 
 # CloudFormation's words for an empty change set (there is no error code for it).
 NO_CHANGES_REASONS = ("didn't contain changes", "No updates are to be performed")
@@ -68,6 +73,10 @@ class DeployResult:
     endpoint_status: str
     model_package_arn: str
     previous_model_package_arn: str = ""
+    hosting_mode: str = "realtime"
+    model_name: str = ""
+    transform_job: str = ""  # batch: the production transform this deploy ran
+    transform_output: str = ""
 
 
 def _error_code(exc: ClientError) -> str:
@@ -239,7 +248,9 @@ def record_deployment(
 
 
 def console_url(region: str, endpoint_name: str) -> str:
-    return f"https://{region}.console.aws.amazon.com/sagemaker/home?region={region}#/endpoints/{endpoint_name}"
+    return (
+        f"https://{region}.console.aws.amazon.com/sagemaker/home?region={region}#/endpoints/{endpoint_name}"
+    )
 
 
 def write_dotenv(path: Path, values: dict[str, str]) -> None:
@@ -260,6 +271,67 @@ def endpoint_of_stack(cfn: Any, stack_name: str) -> str:
     return physical.rsplit("endpoint/", 1)[-1] if physical.startswith("arn:") else physical
 
 
+def stack_parameters(cfn: Any, stack_name: str) -> dict[str, str]:
+    """The stack's current parameter values ({} when there is no stack yet)."""
+    try:
+        stacks = cfn.describe_stacks(StackName=stack_name)["Stacks"]
+    except ClientError as exc:
+        if _error_code(exc) == "ValidationError":
+            return {}
+        raise
+    return {str(p["ParameterKey"]): str(p["ParameterValue"]) for p in (stacks[0].get("Parameters") or [])}
+
+
+def scaling_plan(current: dict[str, str], new: dict[str, str]) -> tuple[bool, bool]:
+    """(keep the instance count autoscaling reached, pause autoscaling for an instance-type change).
+
+    Application Auto Scaling refuses an endpoint update that changes the instance type of a registered
+    variant (SageMaker guide, "Update or delete endpoints that use automatic scaling"): deregister it,
+    update the endpoint, register it again."""
+    scaled = current.get("EnableAutoScaling") == "true" and new.get("EnableAutoScaling") == "true"
+    keep = bool(current) and scaled and current.get("StageName") == new.get("StageName")
+    retype = keep and current.get("EndpointInstanceType") != new.get("EndpointInstanceType")
+    return keep, retype
+
+
+def pause_autoscaling(
+    cfn: Any, stack_name: str, current: dict[str, str], tags: Any, change_set: str, waiting: Waiting, log: Log
+) -> None:
+    """Update the stack as it is, autoscaling off: CloudFormation deregisters the scalable target (and its
+    policies); the endpoint itself is not touched."""
+    log(
+        f"Instance type changes from {current.get('EndpointInstanceType')} with autoscaling on: first "
+        "deregistering the scalable target (the endpoint keeps serving), updating, then registering it again"
+    )
+    previous = cfn.get_template(StackName=stack_name)["TemplateBody"]
+    body = previous if isinstance(previous, str) else json.dumps(previous)
+    paused = [
+        {"ParameterKey": k, "ParameterValue": v} for k, v in {**current, "EnableAutoScaling": "false"}.items()
+    ]
+    apply_change_set(cfn, stack_name, body, paused, tags, change_set, waiting, log)
+
+
+def read_hosting(build_dir: Path, stage: str) -> Hosting:
+    """The stage's hosting as the build parsed it (a build directory from before hosting modes: realtime)."""
+    path = build_dir / hosting_file(stage)
+    return Hosting.from_json(read_json(path)) if path.exists() else Hosting()
+
+
+def model_of_stack(cfn: Any, stack_name: str) -> str:
+    """The SageMaker model name from the stack's ModelName output (or its Model resource)."""
+    stack = cfn.describe_stacks(StackName=stack_name)["Stacks"][0]
+    for output in stack.get("Outputs") or []:
+        if output["OutputKey"] == "ModelName":
+            return str(output["OutputValue"])
+    resources = cfn.describe_stack_resources(StackName=stack_name, LogicalResourceId="Model")
+    physical = str(resources["StackResources"][0]["PhysicalResourceId"])
+    return physical.rsplit("model/", 1)[-1] if physical.startswith("arn:") else physical
+
+
+def model_console_url(region: str, kind: str, name: str) -> str:
+    return f"https://{region}.console.aws.amazon.com/sagemaker/home?region={region}#/{kind}/{name}"
+
+
 def deploy(
     cfn: Any,
     sm: Any,
@@ -271,21 +343,70 @@ def deploy(
     waiting: Waiting | None = None,
     log: Log = print,
     deployed_by: str = "",
+    promote_older: bool = False,
 ) -> DeployResult:
-    """Deploy one stage from the build step's files; returns what was deployed and the endpoint's state."""
+    """Deploy one stage from the build step's files; returns what was deployed and the endpoint's state.
+
+    Production first passes the promotion gate (steps/promotion.py)."""
     waiting = waiting or Waiting()
     parameters = read_json(build_dir / parameters_file(stage))
     tags = read_json(build_dir / tags_file(stage))
-    package_arn = next(
-        (p["ParameterValue"] for p in parameters if p["ParameterKey"] == "ModelPackageArn"), ""
+    package_arn = (
+        promoted_arn(build_dir, parameters)
+        if stage == "prod"
+        else next((p["ParameterValue"] for p in parameters if p["ParameterKey"] == "ModelPackageArn"), "")
     )
+    if stage == "prod":
+        passed_path = build_dir / STAGING_PASSED_FILE
+        passed = read_json(passed_path) if passed_path.exists() else None
+        gate = check_promotion(sm, project.model_package_group, package_arn, passed, promote_older)
+        newest = (
+            "is the newest approval"
+            if gate.newest_approved_arn == package_arn
+            else f"is older than the newest approval {gate.newest_approved_arn} (promoted on purpose)"
+        )
+        log(f"Promotion gate: {package_arn} passed staging in this pipeline, is Approved and {newest}")
     stack_name = project.stack_name(stage)
     previous = served_package(cfn, stack_name)
+    current = stack_parameters(cfn, stack_name)
+    keep_count, retype = scaling_plan(current, {p["ParameterKey"]: p["ParameterValue"] for p in parameters})
+    parameters = [p for p in parameters if p["ParameterKey"] != "RetainInstanceCount"]
+    parameters.append(
+        {"ParameterKey": "RetainInstanceCount", "ParameterValue": "true" if keep_count else "false"}
+    )
+    if retype:
+        pause_autoscaling(cfn, stack_name, current, tags, f"{change_set_name}-pause", waiting, log)
     changed, final = apply_change_set(
         cfn, stack_name, template_body, parameters, tags, change_set_name, waiting, log
     )
-    endpoint_name = endpoint_of_stack(cfn, stack_name)
-    endpoint_status = str(sm.describe_endpoint(EndpointName=endpoint_name)["EndpointStatus"])
+    hosting = read_hosting(build_dir, stage)
+    model_name = model_of_stack(cfn, stack_name)
+    transform_job = transform_output = ""
+    if hosting.has_endpoint:
+        endpoint_name = endpoint_of_stack(cfn, stack_name)
+        endpoint_status = str(sm.describe_endpoint(EndpointName=endpoint_name)["EndpointStatus"])
+        url = console_url(project.region, endpoint_name)
+    else:
+        endpoint_name, endpoint_status = "", "none (batch: the model only)"
+        url = model_console_url(project.region, "models", model_name)
+    if hosting.batch is not None and stage == "prod":
+        suffix = change_set_name.removeprefix("deploy-")
+        ran = run_transform(
+            sm,
+            model_name,
+            transform_job_name(project.id, stage, suffix),
+            hosting.batch.input_s3_uri,
+            hosting.batch,
+            project.tags(),
+            timeout_seconds=waiting.timeout_seconds,
+            delay_seconds=waiting.delay_seconds,
+            sleep=waiting.sleep,
+            log=log,
+        )
+        if ran.status != "Completed":
+            raise StepError(f"transform job {ran.job_name} ended {ran.status}: {ran.failure_reason}")
+        transform_job, transform_output = ran.job_name, ran.output_s3_uri
+        url = model_console_url(project.region, "transform-jobs", ran.job_name)
     result = DeployResult(
         stack_name=stack_name,
         stage=stage,
@@ -295,20 +416,34 @@ def deploy(
         endpoint_status=endpoint_status,
         model_package_arn=package_arn,
         previous_model_package_arn=previous,
+        hosting_mode=hosting.mode,
+        model_name=model_name,
+        transform_job=transform_job,
+        transform_output=transform_output,
     )
     write_json(build_dir / deploy_result_file(stage), asdict(result))
-    log(f"Endpoint {endpoint_name}: {endpoint_status} (stack {stack_name} {final}, serving {package_arn})")
-    if endpoint_status != "InService":
-        raise StepError(
-            f"endpoint {endpoint_name} is {endpoint_status}, not InService; see its events in SageMaker"
+    if hosting.has_endpoint:
+        log(
+            f"Endpoint {endpoint_name} ({hosting.mode}): {endpoint_status} (stack {stack_name} {final}, "
+            f"serving {package_arn})"
         )
+        if endpoint_status != "InService":
+            raise StepError(
+                f"endpoint {endpoint_name} is {endpoint_status}, not InService; see its events in SageMaker"
+            )
+    else:
+        log(f"Model {model_name} (batch, no endpoint): stack {stack_name} {final}, serving {package_arn}")
     record_deployment(sm, stage, package_arn, previous, deployed_by, log)
-    write_dotenv(build_dir / deploy_dotenv_file(stage), {
-        "ENDPOINT_NAME": endpoint_name,
-        "ENDPOINT_CONSOLE_URL": console_url(project.region, endpoint_name),
-        "DEPLOYED_MODEL_PACKAGE_ARN": package_arn,
-        "DEPLOYED_MODEL_VERSION": package_arn.rsplit("/", 1)[-1],
-    })
+    write_dotenv(
+        build_dir / deploy_dotenv_file(stage),
+        {
+            "ENDPOINT_NAME": endpoint_name,
+            "ENDPOINT_CONSOLE_URL": url,
+            "HOSTING_MODE": hosting.mode,
+            "DEPLOYED_MODEL_PACKAGE_ARN": package_arn,
+            "DEPLOYED_MODEL_VERSION": package_arn.rsplit("/", 1)[-1],
+        },
+    )
     return result
 
 
@@ -344,6 +479,7 @@ def main(argv: list[str] | None = None) -> int:
             change_set_name(env),
             Waiting(timeout_seconds=args.timeout_minutes * 60),
             deployed_by=env.get("CI_PIPELINE_URL", "") or env.get("CI_JOB_URL", ""),
+            promote_older=older_allowed(env),
         )
         return 0
 

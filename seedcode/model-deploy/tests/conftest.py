@@ -39,8 +39,77 @@ def post_json(url: str, payload: Any) -> None:
         pass
 
 
+def _allow_alarms_in_moto_stacks() -> None:
+    """moto 5.2's CloudFormation lacks AWS::CloudWatch::Alarm (it stores None and DescribeStackResources then
+    fails); the template's rollback alarms need it. Create them with PutMetricAlarm, as AWS does."""
+    from moto.cloudformation import parsing
+    from moto.cloudwatch.models import cloudwatch_backends
+    from moto.core.common_models import CloudFormationModel
+
+    if "AWS::CloudWatch::Alarm" in parsing.get_model_map():
+        return
+
+    class StackAlarm(CloudFormationModel):  # type: ignore[misc]
+        __module__ = "moto.cloudwatch.models"  # moto's model registry files each model under its service
+
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        @staticmethod
+        def cloudformation_name_type() -> str:
+            return "AlarmName"
+
+        @staticmethod
+        def cloudformation_type() -> str:
+            return "AWS::CloudWatch::Alarm"
+
+        @classmethod
+        def create_from_cloudformation_json(
+            cls, resource_name, cloudformation_json, account_id, region_name, **_
+        ):  # type: ignore[no-untyped-def]
+            props = cloudformation_json["Properties"]
+            name = str(props.get("AlarmName") or resource_name)
+            cloudwatch_backends[account_id][region_name].put_metric_alarm(
+                name=name,
+                namespace=props.get("Namespace"),
+                metric_name=props.get("MetricName"),
+                comparison_operator=props["ComparisonOperator"],
+                evaluation_periods=int(props["EvaluationPeriods"]),
+                period=int(props.get("Period", 60)),
+                threshold=float(props["Threshold"]),
+                statistic=props.get("Statistic"),
+                description=props.get("AlarmDescription", ""),
+                dimensions=list(props.get("Dimensions", [])),
+                alarm_actions=list(props.get("AlarmActions", [])),
+            )
+            return cls(name)
+
+        @classmethod
+        def update_from_cloudformation_json(
+            cls, original, new_name, cloudformation_json, account_id, region_name
+        ):  # type: ignore[no-untyped-def]
+            cloudwatch_backends[account_id][region_name].delete_alarms([original.name])
+            return cls.create_from_cloudformation_json(new_name, cloudformation_json, account_id, region_name)
+
+        @classmethod
+        def delete_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id, region_name):  # type: ignore[no-untyped-def]
+            name = cloudformation_json.get("Properties", {}).get("AlarmName") or resource_name
+            cloudwatch_backends[account_id][region_name].delete_alarms([name])
+
+        def is_created(self) -> bool:
+            return True
+
+        @property
+        def physical_resource_id(self) -> str:
+            return self.name
+
+    for cached in (parsing.get_model_list, parsing.get_model_map, parsing.get_name_type_map):
+        cached.cache_clear()
+
+
 @pytest.fixture(scope="session")
 def moto_url() -> Iterator[str]:
+    _allow_alarms_in_moto_stacks()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()

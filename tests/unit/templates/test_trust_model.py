@@ -579,6 +579,43 @@ DENIED = [
         sm(f"model-package/{B.name}-{B.project_id}/1"),
         **{"aws:TagKeys": ["deployed-to:prod"]},
     ),
+    # Hosting modes: transform jobs, async requests, staging-test inputs and alarms stay in their stage.
+    _probe(
+        "A's staging CI runs a transform job under B's names",
+        role(A, "ci-staging"),
+        "sagemaker:CreateTransformJob",
+        sm(f"transform-job/gitlab-mlops-{B.project_id}-staging-test-1"),
+    ),
+    _probe(
+        "staging CI runs a production transform job",
+        role(A, "ci-staging"),
+        "sagemaker:CreateTransformJob",
+        sm(f"transform-job/gitlab-mlops-{A.project_id}-prod-20261202"),
+    ),
+    _probe(
+        "A's staging CI queues async requests on B's staging endpoint",
+        role(A, "ci-staging"),
+        "sagemaker:InvokeEndpointAsync",
+        endpoint(B, "staging"),
+    ),
+    _probe(
+        "staging CI queues async requests on the production endpoint",
+        role(A, "ci-staging"),
+        "sagemaker:InvokeEndpointAsync",
+        endpoint(A, "prod"),
+    ),
+    _probe(
+        "staging CI overwrites a model artifact",
+        role(A, "ci-staging"),
+        "s3:PutObject",
+        f"{bucket(A)}/model-build/run/model.tar.gz",
+    ),
+    _probe(
+        "production CI deletes a staging alarm",
+        role(A, "ci-prod"),
+        "cloudwatch:DeleteAlarms",
+        f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:gitlab-mlops-{A.project_id}-staging-has-backlog-without-capacity",
+    ),
 ]
 
 # ... and the duties that must keep working.
@@ -687,6 +724,36 @@ ALLOWED = [
         role(A, "pipeline-trigger"),
         "secretsmanager:GetSecretValue",
         secret(f"gitlab-mlops/{A.project_id}/deploy-trigger"),
+    ),
+    _probe(
+        "staging CI queues its async staging test",
+        role(A, "ci-staging"),
+        "sagemaker:InvokeEndpointAsync",
+        endpoint(A, "staging"),
+    ),
+    _probe(
+        "staging CI puts its async test's records",
+        role(A, "ci-staging"),
+        "s3:PutObject",
+        f"{bucket(A)}/async-inference/staging/input/42/rows-000001-000050.csv",
+    ),
+    _probe(
+        "staging CI runs its batch staging test's transform job",
+        role(A, "ci-staging"),
+        "sagemaker:CreateTransformJob",
+        sm(f"transform-job/gitlab-mlops-{A.project_id}-staging-test-42"),
+    ),
+    _probe(
+        "production CI runs the production transform job",
+        role(A, "ci-prod"),
+        "sagemaker:CreateTransformJob",
+        sm(f"transform-job/gitlab-mlops-{A.project_id}-prod-20261202000000-p42"),
+    ),
+    _probe(
+        "production CI creates the async scale-from-zero alarm",
+        role(A, "ci-prod"),
+        "cloudwatch:PutMetricAlarm",
+        f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:gitlab-mlops-{A.project_id}-prod-has-backlog-without-capacity",
     ),
 ]
 
@@ -824,6 +891,35 @@ def test_each_deploy_duty_holds_the_handler_permissions_of_its_stage_only(
     assert scoped > 20
     assert not denied, "\n".join(denied)
     assert not leaked, "\n".join(leaked)
+
+
+HOSTING_SETTINGS = {
+    "serverless": {"HostingMode": "serverless", "EnableAutoScaling": "false", "EnableDataCapture": "false"},
+    "async-scale-to-zero": {
+        "HostingMode": "async",
+        "AsyncScaleToZero": "true",
+        "AsyncS3OutputPath": "s3://bucket/async-inference/out",
+        "AsyncS3FailurePath": "s3://bucket/async-inference/failure",
+    },
+    "batch": {"HostingMode": "batch", "EnableAutoScaling": "false", "EnableDataCapture": "false"},
+}
+
+
+@pytest.mark.parametrize("hosting", list(HOSTING_SETTINGS))
+@pytest.mark.parametrize(("stage", "duty"), [("staging", "ci-staging"), ("prod", "ci-prod")])
+def test_every_hosting_mode_deploys_with_its_stage_duty_alone(
+    world: Installation, stage: str, duty: str, hosting: str
+) -> None:
+    own = world.principal(role(A, duty))
+    denied = []
+    for item in handler_calls(_deploy_stack(A, stage, **HOSTING_SETTINGS[hosting])):
+        if isinstance(item, Skipped):
+            continue
+        for request in item.requests:
+            decision = evaluate(own, request, world.resource_policy_for(request.resource))
+            if not decision:
+                denied.append(f"{item.logical_id} {request.action} {request.resource}: {decision.reason}")
+    assert not denied, "\n".join(denied)
 
 
 # --- what services may do ------------------------------------------------------------------------------

@@ -54,11 +54,9 @@ def test_the_endpoint_is_named_after_project_and_stage(template: dict[str, Any])
 
 def test_autoscaling_and_data_capture_are_optional(template: dict[str, Any]):
     resources = template["Resources"]
-    assert (
-        resources["ScalableTarget"]["Condition"]
-        == resources["ScalingPolicy"]["Condition"]
-        == "AutoScalingEnabled"
-    )
+    assert resources["ScalableTarget"]["Condition"] == "AutoScalingEnabled"
+    assert resources["ScalingPolicy"]["Condition"] == "RealtimeAutoScaling"
+    assert resources["AsyncBacklogPolicy"]["Condition"] == "AsyncAutoScaling"
     tracking = resources["ScalingPolicy"]["Properties"]["TargetTrackingScalingPolicyConfiguration"]
     assert (
         tracking["PredefinedMetricSpecification"]["PredefinedMetricType"]
@@ -89,3 +87,58 @@ def test_production_scales_and_captures_data_by_default():
     assert prod["EnableAutoScaling"] is True
     assert prod["EnableDataCapture"] is True
     assert prod["AutoScalingMinCapacity"] <= prod["AutoScalingMaxCapacity"]
+
+
+def test_each_hosting_mode_shapes_the_endpoint_config(template: dict[str, Any]):
+    conditions, resources = template["Conditions"], template["Resources"]
+    assert template["Parameters"]["HostingMode"]["AllowedValues"] == [
+        "realtime",
+        "serverless",
+        "async",
+        "batch",
+    ]
+    # batch: no endpoint at all, the model only (the CI job runs the transform jobs)
+    assert conditions["HasEndpoint"] == {"Not": [{"Equals": [{"Ref": "HostingMode"}, "batch"]}]}
+    for name in ("EndpointConfig", "Endpoint"):
+        assert resources[name]["Condition"] == "HasEndpoint"
+    assert "Condition" not in resources["Model"]
+    config = resources["EndpointConfig"]["Properties"]
+    serverless, instances = config["ProductionVariants"][0]["If"][1:]
+    assert serverless["ServerlessConfig"] == {
+        "MemorySizeInMB": {"Ref": "ServerlessMemorySizeInMB"},
+        "MaxConcurrency": {"Ref": "ServerlessMaxConcurrency"},
+    }
+    # SageMaker refuses an instance type or count on a serverless variant
+    assert not {"InstanceType", "InitialInstanceCount"} & set(serverless)
+    assert {"InstanceType", "InitialInstanceCount"} <= set(instances)
+    condition, asynchronous, _ = config["AsyncInferenceConfig"]["If"]
+    assert condition == "IsAsync"
+    assert asynchronous["OutputConfig"]["S3OutputPath"] == {"Ref": "AsyncS3OutputPath"}
+    # scale to zero: min capacity 0 and a step policy on the backlog-without-capacity alarm
+    assert resources["ScalableTarget"]["Properties"]["MinCapacity"]["If"][:2] == ["AsyncFromZero", 0]
+    alarm = resources["AsyncBacklogWithoutCapacityAlarm"]["Properties"]
+    assert alarm["MetricName"] == "HasBacklogWithoutCapacity"
+    assert alarm["AlarmActions"] == [{"Ref": "AsyncFromZeroPolicy"}]
+
+
+def test_a_guarded_rollout_shifts_traffic_blue_green_and_rolls_back_on_three_alarms(template: dict[str, Any]):
+    resources = template["Resources"]
+    endpoint = resources["Endpoint"]["Properties"]
+    condition, config, _ = endpoint["DeploymentConfig"]["If"]
+    assert condition == "HasRollout"
+    canary = config["BlueGreenUpdatePolicy"]["TrafficRoutingConfiguration"]["If"][1]
+    assert canary["Type"] == "CANARY"
+    assert canary["CanarySize"] == {"Type": "CAPACITY_PERCENT", "Value": {"Ref": "RolloutStepPercent"}}
+    alarms = [a["AlarmName"]["Ref"] for a in config["AutoRollbackConfiguration"]["Alarms"]]
+    metrics = {resources[a]["Properties"]["MetricName"] for a in alarms}
+    assert metrics == {"ModelLatency", "Invocation5XXErrors", "InvocationModelErrors"}
+    for alarm in alarms:
+        assert resources[alarm]["Condition"] == "HasRollout"
+        # named gitlab-mlops-<id>-<stage>-*: the stage's CI role may manage only those alarms
+        assert resources[alarm]["Properties"]["AlarmName"]["Sub"].startswith(
+            "gitlab-mlops-${SageMakerProjectId}-${StageName}-"
+        )
+    # capacity: with autoscaling the deploy step asks to keep the count autoscaling reached
+    assert endpoint["RetainAllVariantProperties"] == {"If": ["RetainCount", True, False]}
+    excluded = endpoint["ExcludeRetainedVariantProperties"]["If"][1]
+    assert {e["VariantPropertyType"] for e in excluded} == {"DesiredWeight", "DataCaptureConfig"}

@@ -16,7 +16,7 @@ import yaml
 
 SEED = Path(__file__).resolve().parents[2]
 CI_FILE = SEED / ".gitlab-ci.yml"
-DEPLOY_JOBS = ("build", "deploy-staging", "test-staging")
+DEPLOY_JOBS = ("build", "staging")
 PACKAGE_ARN = "arn:aws:sagemaker:us-east-1:123456789012:model-package/abalone-p-abc123xyz/3"
 GCL_VERSION = "4.73.0"
 
@@ -83,8 +83,7 @@ def test_pipelines_started_on_purpose_deploy_with_a_manual_production_gate(gitla
     )
     assert running(jobs) == {
         "build": "on_success",
-        "deploy-staging": "on_success",
-        "test-staging": "on_success",
+        "staging": "on_success",
         "deploy-prod": "manual",
     }
     assert jobs["deploy-prod"]["allow_failure"] is False
@@ -140,20 +139,32 @@ def test_production_is_manual_inside_rules_and_blocks_the_pipeline(ci: dict[str,
     for rule in active_rules:
         assert rule["when"] == "manual"
         assert rule["allow_failure"] is False
-    # Production only after the staging test passed.
-    assert "test-staging" in prod["needs"]
+    # Production only after the staging job (deploy and test) passed.
+    assert "staging" in prod["needs"]
 
 
 def test_deploy_jobs_use_environments_and_resource_groups(ci: dict[str, Any]):
-    assert ci["stages"] == ["build", "deploy-staging", "test-staging", "deploy-prod"]
+    assert ci["stages"] == ["build", "staging", "deploy-prod"]
     url = "$ENDPOINT_CONSOLE_URL"  # from the job's dotenv report (steps/deploy.py writes it)
-    for job, name in (("deploy-staging", "staging"), ("deploy-prod", "production")):
+    for job, name in (("staging", "staging"), ("deploy-prod", "production")):
         assert ci[job]["environment"] == {"name": name, "deployment_tier": name, "url": url}
-    for stage, job in (("staging", "deploy-staging"), ("prod", "deploy-prod")):
+    for stage, job in (("staging", "staging"), ("prod", "deploy-prod")):
         assert ci[job]["artifacts"]["reports"]["dotenv"] == f"build/{stage}-deploy.env"
-    assert ci["deploy-staging"]["resource_group"] == ci["test-staging"]["resource_group"] == "staging"
     assert ci["deploy-prod"]["resource_group"] == "production"
-    assert ci["test-staging"]["artifacts"]["reports"]["junit"] == "build/staging-test-report.xml"
+    assert ci["staging"]["artifacts"]["reports"]["junit"] == "build/staging-test-report.xml"
+    assert ci["staging"]["artifacts"]["when"] == "always"  # the report of a failed test is kept
+
+
+def test_one_staging_job_holds_the_lock_from_deploy_to_the_end_of_the_test(ci: dict[str, Any]):
+    # resource_group locks one job at a time: deploying and testing in two jobs would let another pipeline
+    # redeploy staging in between, and this pipeline would then test the other model.
+    holders = {
+        name for name, job in ci.items() if isinstance(job, dict) and job.get("resource_group") == "staging"
+    }
+    assert holders == {"staging"}
+    script = ci["staging"]["script"]
+    assert [line.split()[2] for line in script] == ["steps.deploy", "steps.staging_test"]
+    assert "--stage staging" in script[0]
 
 
 def test_aws_jobs_request_an_oidc_token_and_use_a_pinned_image(ci: dict[str, Any]):

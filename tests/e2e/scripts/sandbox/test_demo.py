@@ -5,7 +5,9 @@ before the project is deleted where an ML engineer works as in GitLab: clones th
 plain git (the line `demo status` prints), points the build at other data, pushes a branch with a changed
 hyperparameter, opens a merge request, reads the model note its pipeline posts, and merges; the merged
 build registers a second version, which is rejected (nothing deploys), approved after all (it replaces the
-first in staging only), and shows up in `demo status` with its commit and environments. Then a second
+first in staging only), and shows up in `demo status` with its commit and environments. A biased copy of it
+(one ring too high) fails its staging test; approved, it makes the second version's waiting production job
+stale, which then refuses to run. Then a second
 project (CI access-key mode, policy delete) is created and deleted. Tests assert what each step left behind.
 """
 
@@ -170,6 +172,19 @@ def _extra(run: demo.Run, lab: Lab, found: dict[str, Any], workdir: Path) -> Non
     found["prod_after_second"] = lab.endpoint(project, "prod")
     found["status_after"] = _status(lab)
     found["deploy_environments"] = lab.environments(project.deploy_project_id)
+    found["all_rows"] = lab.test_rows(run.build["package"], 10**6)
+
+    # A model one ring too high, carrying the second version's evaluation: its staging test must fail. Once
+    # approved it is the newest approval, so the second version's pipeline, still waiting at its
+    # production gate, is stale: playing its deploy-prod must refuse and leave production alone.
+    biased = lab.register_biased(project, lab.sm.describe_model_package(ModelPackageName=second), 1.0)
+    found["biased"] = demo.step_staging_fails(lab, run.report, project, biased)
+    junit_file = found["biased"]["junit"]
+    found["biased_junit"] = junit_file.read_text() if junit_file else ""  # the sandbox is pruned at the end
+    found["stale_prod"] = demo.step_stale_prod_refused(
+        lab, run.report, project, found["second_deploy"]["pipeline"]["id"]
+    )
+    found["prod_after_stale"] = lab.endpoint(project, "prod")
 
     other = lab.create_project("abalone-other", new_project_id(), "delete", auth_mode="access-keys")
     found["other_repos"] = lab.repositories(other)
@@ -277,8 +292,7 @@ def test_approval_starts_the_deploy_pipeline_with_the_package(outcome: Outcome) 
     assert deploy["variables"][contract.PIPELINE_VAR_APPROVAL_STATUS] == contract.APPROVED
     assert {n: j["status"] for n, j in deploy["pipeline"]["jobs"].items()} == {
         "build": "success",
-        "deploy-staging": "success",
-        "test-staging": "success",
+        "staging": "success",  # deploy and test in one job: one hold of the staging lock
         "deploy-prod": "manual",
     }
 
@@ -290,6 +304,11 @@ def test_staging_test_passed_on_real_predictions(outcome: Outcome) -> None:
     assert int(suites.group(1)) >= 1 and suites.group(2) == "0"
     assert "<failure" not in report
     assert 'name="malformed-record-refused"' in report  # the staging test sent a mis-shaped record too
+    assert 'name="bias-within-bound"' in report
+    # every held-out row was sent, and the report says what was measured against which bound and why
+    rows = len(outcome.extra["all_rows"])
+    assert f"on {rows} of {rows} held-out rows" in report
+    assert 'name="bound_computed_as" value="evaluation MSE ' in report
 
 
 def test_endpoints_in_service_and_production_predicts_rings(outcome: Outcome) -> None:
@@ -341,6 +360,28 @@ def test_a_second_approved_model_replaces_the_first_in_staging_only(outcome: Out
     assert after["model_package"] == second
     assert outcome.extra["first_predictions"] != outcome.extra["second_predictions"]
     assert outcome.extra["prod_after_second"]["model_package"] == first
+
+
+def test_a_biased_model_fails_its_staging_test_and_never_waits_for_production(outcome: Outcome) -> None:
+    biased = outcome.extra["biased"]
+    jobs = {name: job["status"] for name, job in biased["pipeline"]["jobs"].items()}
+    assert jobs["build"] == "success" and jobs["staging"] == "failed"
+    assert biased["prod_status"] != "success"
+    if biased["prod_refusal"]:  # the stand-in left deploy-prod playable (GitLab skips it): the gate refused
+        assert "no passed staging test in this pipeline" in biased["prod_refusal"]
+    assert any(line.startswith("FAIL bias-within-bound: |mean error|") for line in biased["failed_checks"])
+    assert "predictions above targets" in biased["log"]
+    assert 'name="bias-within-bound"' in outcome.extra["biased_junit"]
+    assert "<failure" in outcome.extra["biased_junit"]
+
+
+def test_an_older_pipelines_production_job_refuses_after_a_newer_approval(outcome: Outcome) -> None:
+    stale = outcome.extra["stale_prod"]
+    assert stale["pipeline"]["jobs"]["deploy-prod"]["status"] == "failed"
+    assert re.search(r"v2 is not the newest approval: v3 \(.*\) was approved after it", stale["reason"])
+    assert "this pipeline is stale and stops" in stale["reason"]
+    first = outcome.run.build["package"]["ModelPackageArn"]
+    assert outcome.extra["prod_after_stale"]["model_package"] == first  # production untouched
 
 
 def test_deleting_projects_applies_the_repository_deletion_policy(outcome: Outcome) -> None:

@@ -84,11 +84,6 @@ def test_seed_ci_jobs_ask_for_the_id_token_the_oidc_provider_trusts(seed: str) -
         assert token == {contract.CI_ID_TOKEN_NAME: {"aud": contract.OIDC_AUDIENCE}}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="seedcode/model-deploy is changed on another branch: at merge, add `workflow: name: "
-    "$DEPLOY_PIPELINE_NAME` to its .gitlab-ci.yml and drop this marker",
-)
 def test_deploy_pipelines_are_named_by_the_key_the_trigger_looks_up() -> None:
     """One approval = one pipeline only if the deploy CI names its pipelines from the trigger's key."""
     ci = yaml.load((SEEDS / "model-deploy" / ".gitlab-ci.yml").read_text(), Loader=_CiLoader)  # noqa: S506

@@ -52,6 +52,8 @@ def test_deploys_staging_then_prod_for_an_approved_package(
     cfn, sm = client("cloudformation"), client("sagemaker")
     logs: list[str] = []
     for stage in ("staging", "prod"):
+        if stage == "prod":  # what the staging job leaves when its test passed
+            (build_dir / "staging-passed.json").write_text(json.dumps({"model_package_arn": arn}))
         result = run(client, project, stage, build_dir, f"deploy-{stage}-1", logs)
         stack = cfn.describe_stacks(StackName=project.stack_name(stage))["Stacks"][0]
         assert stack["StackStatus"] == "CREATE_COMPLETE"

@@ -15,8 +15,10 @@ from steps.common import Project, StepError
 from steps.deploy import Waiting, deploy
 from steps.staging_test import (
     Invocations,
+    Reference,
     Row,
     TestSettings,
+    bias_bound,
     endpoint_invoker,
     evaluate,
     invoke_all,
@@ -36,7 +38,7 @@ TEST_ROWS = "10,0.455,0.365,0.095\n7,0.35,0.265,0.09\n9,0.53,0.42,0.135\n16,0.44
 TARGETS = [10.0, 7.0, 9.0, 16.0]
 REFERENCE_MSE = 4.0
 # moto's endpoints answer every request with a canned body: the malformed-record probe has its own tests.
-NO_PROBE = TestSettings(check_malformed=False)
+NO_PROBE = TestSettings(check_malformed=False, rows_per_request=1)
 
 
 def fixed_clock(step_seconds: float) -> Iterator[float]:
@@ -79,7 +81,7 @@ def junit_cases(path: Path) -> dict[str, ET.Element]:
 def test_passes_when_the_endpoint_predicts_as_well_as_the_registered_evaluation(
     queue_predictions: Any, client: Any, staging: dict[str, Any], tmp_path: Path
 ):
-    predictions = [12.0, 5.0, 9.5, 14.5]  # MSE (4 + 4 + 0.25 + 2.25) / 4 = 2.625 <= 4.0 * 1.1
+    predictions = [12.0, 5.0, 9.5, 14.5]  # MSE (4 + 4 + 0.25 + 2.25) / 4 = 2.625 <= 4.0 + ...
     queue_predictions([f"{p}\n" for p in predictions])
     junit = tmp_path / "report.xml"
     invoke = endpoint_invoker(client("sagemaker-runtime"), staging["endpoint"])
@@ -89,9 +91,15 @@ def test_passes_when_the_endpoint_predicts_as_well_as_the_registered_evaluation(
     )
     assert passed, logs
     cases = junit_cases(junit)
-    assert set(cases) == {"responses-parse", "mse-within-bound", "latency-p95"}
+    assert set(cases) == {"responses-parse", "mse-within-bound", "bias-within-bound", "latency-p95"}
     assert all(case.find("failure") is None for case in cases.values())
-    assert "MSE 2.6250 on 4 of 4" in (cases["mse-within-bound"].findtext("system-out") or "")
+    shown = cases["mse-within-bound"].findtext("system-out") or ""
+    assert "MSE 2.6250 on 4 of 4" in shown
+    assert "evaluation MSE 4.0000 + k=3 x sd of per-row squared error" in shown
+    # The report carries the measured value, the bound and how it was computed as properties too.
+    properties = {p.get("name"): p.get("value") for p in cases["mse-within-bound"].iter("property")}
+    assert properties["measured"] == "2.625"
+    assert set(properties) == {"measured", "bound", "bound_computed_as"}
 
 
 def test_fails_when_the_endpoint_predicts_wrong(
@@ -104,10 +112,11 @@ def test_fails_when_the_endpoint_predicts_wrong(
         client("s3"), invoke, staging["package"], staging["endpoint"], NO_PROBE, junit, lambda _: None
     )
     assert not passed
-    failure = junit_cases(junit)["mse-within-bound"].find("failure")
+    # Four rows leave the MSE a wide allowance; the bias (every prediction 9.5 rings low) is far outside its.
+    failure = junit_cases(junit)["bias-within-bound"].find("failure")
     assert failure is not None
-    assert "MSE 101.5000" in failure.get("message", "")
-    assert "bound 4.4000" in failure.get("message", "")
+    assert "|mean error| 9.5000 (predictions below targets)" in failure.get("message", "")
+    assert "|evaluation bias| 1.7321" in failure.get("message", "")  # sqrt(mse 4 - sd 1^2)
 
 
 def test_cli_exits_non_zero_and_writes_junit_when_predictions_are_wrong(
@@ -116,13 +125,25 @@ def test_cli_exits_non_zero_and_writes_junit_when_predictions_are_wrong(
     queue_predictions(["30", "30", "30", "30"])
     junit = tmp_path / "junit.xml"
     assert (
-        main(["--build-dir", str(staging["build_dir"]), "--junit", str(junit), "--no-malformed-check"]) == 1
+        main(
+            [
+                "--build-dir",
+                str(staging["build_dir"]),
+                "--junit",
+                str(junit),
+                "--no-malformed-check",
+                "--rows-per-request",
+                "1",
+            ]
+        )
+        == 1
     )
     out = capsys.readouterr().out
     assert "FAIL mse-within-bound" in out
     assert "production is not deployed" in out
     root = ET.parse(junit).getroot()  # noqa: S314 - our own report
-    assert root.get("failures") == "1"
+    assert root.get("failures") == "2"  # MSE and bias
+    assert not (staging["build_dir"] / "staging-passed.json").exists()
 
 
 def test_cli_passes_on_good_predictions(
@@ -137,11 +158,16 @@ def test_cli_passes_on_good_predictions(
                 "--junit",
                 str(tmp_path / "j.xml"),
                 "--no-malformed-check",
+                "--rows-per-request",
+                "1",
             ]
         )
         == 0
     )
     assert "PASS mse-within-bound" in capsys.readouterr().out
+    # What the production job's gate reads: the package this pipeline's staging test passed with.
+    passed = json.loads((staging["build_dir"] / "staging-passed.json").read_text())
+    assert passed["model_package_arn"] == staging["package"]["arn"]
 
 
 def test_fails_when_responses_do_not_parse(aws: str, client: Any, staging: dict[str, Any], tmp_path: Path):
@@ -167,13 +193,15 @@ def test_fails_when_p95_latency_exceeds_the_bound(tmp_path: Path):
     rows, answers = rows_and_answers()
     clock = fixed_clock(0.75)  # every clock read advances 0.75 s: each request takes 750 ms
     invocations = invoke_all(rows, answers.__getitem__, 1, lambda: next(clock))
+    reference = Reference(mse=1.0, bias=1.0)
     checks = {
-        c.name: c for c in evaluate(rows, len(rows), invocations, 1.0, TestSettings(max_p95_latency_ms=500))
+        c.name: c
+        for c in evaluate(rows, len(rows), invocations, reference, TestSettings(max_p95_latency_ms=500))
     }
     assert checks["mse-within-bound"].passed
     assert not checks["latency-p95"].passed
     assert "p95 latency 750.0 ms" in checks["latency-p95"].message
-    relaxed = evaluate(rows, len(rows), invocations, 1.0, TestSettings(max_p95_latency_ms=800))
+    relaxed = evaluate(rows, len(rows), invocations, reference, TestSettings(max_p95_latency_ms=800))
     assert all(check.passed for check in relaxed)
 
 
@@ -199,13 +227,37 @@ def test_batched_requests_split_the_answer_across_rows():
     assert len(invocations.latencies_s) == 2
 
 
-def test_sampling_adds_an_allowance_only_when_rows_are_left_out():
-    squared = [1.0, 9.0, 4.0, 0.0]
-    settings = TestSettings(mse_rel_tolerance=0.1, mse_abs_tolerance=0.0)
-    assert mse_bound(4.0, squared, population=4, settings=settings) == pytest.approx(4.4)
-    assert mse_bound(4.0, squared, population=1000, settings=settings) > 4.4 + 1.0
+def test_the_bounds_are_k_standard_errors_of_the_rows_own_spread():
+    squared = [1.0, 9.0, 4.0, 0.0]  # sample sd 4.0415, n 4: standard error 2.0207
+    bound = mse_bound(Reference(3.5, None), squared, TestSettings(mse_k=2.0, mse_abs_tolerance=0.0))
+    assert bound.value == pytest.approx(3.5 + 2 * 2.02073, abs=1e-4)
+    assert bound.how == "evaluation MSE 3.5000 + k=2 x sd of per-row squared error 4.0415 / sqrt(4) (floor 0)"
     # A near-perfect model still gets the absolute floor.
-    assert mse_bound(0.0, [0.0, 0.0], 2, TestSettings(mse_abs_tolerance=0.01)) == pytest.approx(0.01)
+    assert mse_bound(Reference(0.0, 0.0), [0.0, 0.0], TestSettings(mse_abs_tolerance=0.01)).value == 0.01
+    errors = [1.0, -3.0, 2.0, 0.0]
+    assert bias_bound(Reference(3.5, 0.5), errors, TestSettings(bias_k=1.0)).value == pytest.approx(
+        0.5 + 2.1602 / 2, abs=1e-4
+    )
+    assert (
+        "0 (evaluation.json has no standard_deviation)"
+        in bias_bound(Reference(3.5, None), errors, TestSettings()).how
+    )
+
+
+def test_a_model_shifted_by_one_ring_fails_the_bias_check_on_many_rows():
+    rows = [Row(float(5 + i % 15), f"r{i}") for i in range(600)]
+    shifted = Invocations(
+        predictions=[r.target + 1 + (0.5 if i % 2 else -0.5) for i, r in enumerate(rows)], latencies_s=[0.01]
+    )
+    # the evaluation saw the same errors without the shift: MSE 0.25, bias 0
+    checks = {c.name: c for c in evaluate(rows, 600, shifted, Reference(0.25, 0.0), TestSettings())}
+    assert not checks["bias-within-bound"].passed
+    assert not checks["mse-within-bound"].passed
+
+
+def test_every_held_out_row_is_sent_by_default():
+    rows = [Row(float(i), str(i)) for i in range(1000)]
+    assert sample_rows(rows, TestSettings().max_rows, seed=0) == rows
 
 
 def test_sample_is_capped_reproducible_and_in_file_order():
@@ -224,9 +276,17 @@ def test_test_data_with_a_header_is_refused_with_a_hint():
 
 def test_settings_come_from_ci_variables():
     settings = TestSettings.from_env(
-        {"STAGING_TEST_MAX_ROWS": "50", "STAGING_TEST_MAX_P95_LATENCY_MS": "250"}
+        {
+            "STAGING_TEST_MAX_ROWS": "50",
+            "STAGING_TEST_MAX_P95_LATENCY_MS": "250",
+            "STAGING_TEST_MSE_K": "2",
+            "STAGING_TEST_BIAS_K": "4",
+        }
     )
     assert (settings.max_rows, settings.max_p95_latency_ms) == (50, 250.0)
+    assert (settings.mse_k, settings.bias_k) == (2.0, 4.0)
+    with pytest.raises(StepError, match="STAGING_TEST_MSE_K, STAGING_TEST_BIAS_K .* must be >= 0"):
+        TestSettings.from_env({"STAGING_TEST_MSE_K": "-1"})
     with pytest.raises(StepError, match="STAGING_TEST_MAX_ROWS='many'"):
         TestSettings.from_env({"STAGING_TEST_MAX_ROWS": "many"})
 
@@ -242,8 +302,8 @@ def test_a_failed_invocation_is_reported_not_raised():
     invocations = invoke_all(rows, invoke, 2)
     assert invocations.predictions == [None] * 4
     assert "ModelError: bad input" in invocations.errors[0]
-    checks = evaluate(rows, 4, invocations, 1.0, TestSettings())
-    assert [c.passed for c in checks] == [False, False, True]
+    checks = evaluate(rows, 4, invocations, Reference(1.0, None), TestSettings())
+    assert [c.passed for c in checks] == [False, False, False, True]
     assert isinstance(invocations, Invocations)
 
 
@@ -303,9 +363,105 @@ def test_the_probe_runs_with_the_other_checks_by_default(
     junit = tmp_path / "report.xml"
     invoke = endpoint_invoker(client("sagemaker-runtime"), staging["endpoint"])
     assert not run_staging_test(
-        client("s3"), invoke, staging["package"], staging["endpoint"], TestSettings(), junit, lambda _: None
+        client("s3"),
+        invoke,
+        staging["package"],
+        staging["endpoint"],
+        TestSettings(rows_per_request=1),
+        junit,
+        lambda _: None,
     )
     cases = junit_cases(junit)
     assert cases["malformed-record-refused"].find("failure") is not None
     assert cases["mse-within-bound"].find("failure") is None
     assert TestSettings.from_env({"STAGING_TEST_CHECK_MALFORMED": "false"}).check_malformed is False
+
+
+class FakeAsyncRuntime:
+    """InvokeEndpointAsync that 'processes' each input at once: output = targets + shift, in moto S3."""
+
+    def __init__(self, s3: Any, answers: dict[str, float], shift: float = 0.0, fail: bool = False) -> None:
+        self.s3, self.answers, self.shift, self.fail, self.calls = s3, answers, shift, fail, 0
+
+    def invoke_endpoint_async(self, **kwargs: Any) -> dict[str, str]:
+        self.calls += 1
+        bucket, key = kwargs["InputLocation"][5:].split("/", 1)
+        lines = self.s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode().splitlines()
+        output = f"s3://{bucket}/out/{self.calls}.out"
+        failure = f"s3://{bucket}/failure/{self.calls}-error.out"
+        if self.fail:
+            self.s3.put_object(Bucket=bucket, Key=f"failure/{self.calls}-error.out", Body=b"ModelError")
+        else:
+            body = "\n".join(str(self.answers[line] + self.shift) for line in lines)
+            self.s3.put_object(Bucket=bucket, Key=f"out/{self.calls}.out", Body=body.encode())
+        return {"OutputLocation": output, "FailureLocation": failure, "InferenceId": str(self.calls)}
+
+
+def _async_run(client: Any, registry: Any, runtime: FakeAsyncRuntime) -> Invocations:
+    from steps.staging_test import async_requests
+
+    rows, _ = rows_and_answers()
+    run = async_requests(client("s3"), runtime, "ep", f"s3://{registry.bucket}/async/in/", 5, poll_s=0)
+    return run(rows, 3)
+
+
+def test_async_requests_are_all_queued_before_their_outputs_are_awaited(client: Any, registry: Any):
+    rows, _ = rows_and_answers()
+    runtime = FakeAsyncRuntime(client("s3"), {r.features: r.target for r in rows})
+    invocations = _async_run(client, registry, runtime)
+    assert runtime.calls == 2  # 4 rows, 3 per request
+    assert invocations.predictions == TARGETS and not invocations.errors
+    checks = {c.name: c for c in evaluate(rows, 4, invocations, Reference(0.0, 0.0), TestSettings(), "async")}
+    assert checks["async-queued-completion"].passed, checks["async-queued-completion"].message
+    assert "2 of 2 queued requests done" in checks["async-queued-completion"].message
+    assert "latency-p95" not in checks
+
+
+def test_an_async_failure_is_reported_from_its_failure_location(client: Any, registry: Any):
+    rows, _ = rows_and_answers()
+    invocations = _async_run(client, registry, FakeAsyncRuntime(client("s3"), {}, fail=True))
+    assert invocations.predictions == [None] * 4
+    assert "failed: ModelError" in invocations.errors[0]
+    checks = {c.name: c for c in evaluate(rows, 4, invocations, Reference(0.0, 0.0), TestSettings(), "async")}
+    assert not checks["async-queued-completion"].passed
+
+
+def test_a_batch_transform_is_checked_for_row_count_and_metric(client: Any, registry: Any):
+    from steps.staging_test import batch_requests
+    from steps.transform import TransformResult
+
+    rows, _ = rows_and_answers()
+    s3 = client("s3")
+
+    def transform(input_uri: str) -> TransformResult:
+        bucket, prefix = input_uri[5:].split("/", 1)
+        lines = s3.get_object(Bucket=bucket, Key=f"{prefix}held-out.csv")["Body"].read().decode().splitlines()
+        by_features = {r.features: r.target for r in rows}
+        body = "\n".join(str(by_features[line] + 1) for line in lines[:-1])  # one row short, biased
+        s3.put_object(Bucket=bucket, Key="out/job/held-out.csv.out", Body=body.encode())
+        return TransformResult("job", "Completed", f"s3://{bucket}/out/job/", seconds=1.0)
+
+    invocations = batch_requests(s3, transform, f"s3://{registry.bucket}/batch/in/")(rows, 1)
+    checks = {c.name: c for c in evaluate(rows, 4, invocations, Reference(0.0, 0.0), TestSettings(), "batch")}
+    assert not checks["transform-row-count"].passed
+    assert "expected 4 prediction(s), got 3" in checks["transform-row-count"].message
+    assert checks["transform-completed"].passed
+
+
+def test_metrics_go_in_batches_and_latency_is_timed_on_single_records():
+    rows, answers = rows_and_answers()
+    sizes: list[int] = []
+
+    def invoke(payload: str) -> bytes:
+        lines = payload.split("\n")
+        sizes.append(len(lines))
+        return b"\n".join(answers[line] for line in lines)
+
+    from steps.staging_test import Reference as Ref
+
+    settings = TestSettings(rows_per_request=3, latency_requests=2, check_malformed=False)
+    invocations = invoke_all(rows, invoke, settings.rows_per_request)
+    latency = invoke_all(rows[: settings.latency_requests], invoke, 1)
+    assert sizes == [3, 1, 1, 1]
+    checks = {c.name: c for c in evaluate(rows, 4, invocations, Ref(1.0, 1.0), settings, "realtime", latency)}
+    assert "over 2 requests" in checks["latency-p95"].message
