@@ -120,6 +120,14 @@ TAG_DEPLOYED_PREFIX: Final = "deployed-to:"
 # api scope) that posts the model note on merge requests. Set by the user (the sandbox sets one).
 VAR_MR_NOTE_TOKEN: Final = "MR_NOTE_TOKEN"  # noqa: S105 - a variable name, not a secret
 
+# --- CI jobs other parts start, play or read (the seeds' .gitlab-ci.yml define them) ----------------
+BUILD_JOB_RUN_PIPELINE: Final = "run-pipeline"
+DEPLOY_JOB_BUILD: Final = "build"
+# One job deploys and tests staging under the staging lock; production waits behind its manual gate.
+DEPLOY_JOB_STAGING: Final = "staging"
+DEPLOY_JOB_PROD: Final = "deploy-prod"
+STAGING_TEST_REPORT: Final = "staging-test-report.xml"
+
 # --- SageMaker events -----------------------------------------------------------------------------
 EVENT_SOURCE: Final = "aws.sagemaker"
 EVENT_DETAIL_TYPE: Final = "SageMaker Model Package State Change"

@@ -28,8 +28,9 @@ import pytest
 import requests
 from mlops_common import contract
 
-from scripts.sandbox import demo
+from scripts.sandbox import demo, lifecycle, steps
 from scripts.sandbox.lab import BUILD_REPO, DEPLOY_REPO, Lab, Project
+from scripts.sandbox.report import Report
 from scripts.sandbox.services import new_project_id
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
@@ -51,7 +52,7 @@ ENGINEER = {
 class Outcome:
     code: int
     lines: list[str]
-    run: demo.Run
+    run: lifecycle.Run
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -75,7 +76,7 @@ def _status(lab: Lab) -> list[str]:
     return lines
 
 
-def _work_in_a_merge_request(run: demo.Run, lab: Lab, found: dict[str, Any], workdir: Path) -> None:
+def _work_in_a_merge_request(run: lifecycle.Run, lab: Lab, found: dict[str, Any], workdir: Path) -> None:
     """Clone, branch, change a hyperparameter, push, open a merge request, read its note, merge."""
     project = run.project
     assert project is not None
@@ -141,48 +142,50 @@ def _work_in_a_merge_request(run: demo.Run, lab: Lab, found: dict[str, Any], wor
 
     mr.merge()
     found["merged_mr"] = repo.mergerequests.get(mr.iid).attributes
-    found["second_build"] = demo.step_build(lab, run.report, project, newer_than=review["id"], source="push")
+    found["second_build"] = steps.step_build(lab, run.report, project, newer_than=review["id"], source="push")
 
 
-def _extra(run: demo.Run, lab: Lab, found: dict[str, Any], workdir: Path) -> None:
+def _extra(run: lifecycle.Run, lab: Lab, found: dict[str, Any], workdir: Path) -> None:
     project = run.project
     assert project is not None
-    junit = run.deploy["junit"]
+    assert run.build is not None and run.deploy is not None
+    junit = run.deploy.junit
     found["junit"] = junit.read_text() if junit else ""
     first_staging = lab.endpoint(project, "staging")
-    rows = lab.test_rows(run.build["package"], 20)
+    assert first_staging is not None, "no staging endpoint after the first approval"
+    rows = lab.test_rows(run.build.package, 20)
     found["rows"] = rows
     found["first_staging"] = first_staging
     found["first_predictions"] = lab.predict(first_staging["name"], [r[1:] for r in rows])
     found["staging_refusal"] = lab.refusal(first_staging["name"], rows[0][1:-1])
 
     _work_in_a_merge_request(run, lab, found, workdir)
-    second = found["second_build"]["package"]["ModelPackageArn"]
+    second = found["second_build"].package_arn
     found["pipelines_before_reject"] = [p["id"] for p in lab.pipelines(project.deploy_project_id)]
-    demo.step_reject(lab, run.report, project, second)
+    steps.step_reject(lab, run.report, project, second)
     time.sleep(1)
     found["pipelines_after_reject"] = [p["id"] for p in lab.pipelines(project.deploy_project_id)]
     found["status_after_reject"] = lab.sm.describe_model_package(ModelPackageName=second)[
         "ModelApprovalStatus"
     ]
 
-    found["second_deploy"] = demo.step_approve(lab, run.report, project, second)
+    found["second_deploy"] = steps.step_approve(lab, run.report, project, second)
     found["second_staging"] = lab.endpoint(project, "staging")
     found["second_predictions"] = lab.predict(found["second_staging"]["name"], [r[1:] for r in rows])
     found["prod_after_second"] = lab.endpoint(project, "prod")
     found["status_after"] = _status(lab)
     found["deploy_environments"] = lab.environments(project.deploy_project_id)
-    found["all_rows"] = lab.test_rows(run.build["package"], 10**6)
+    found["all_rows"] = lab.test_rows(run.build.package, 10**6)
 
     # A model one ring too high, carrying the second version's evaluation: its staging test must fail. Once
     # approved it is the newest approval, so the second version's pipeline, still waiting at its
     # production gate, is stale: playing its deploy-prod must refuse and leave production alone.
     biased = lab.register_biased(project, lab.sm.describe_model_package(ModelPackageName=second), 1.0)
-    found["biased"] = demo.step_staging_fails(lab, run.report, project, biased)
-    junit_file = found["biased"]["junit"]
+    found["biased"] = steps.step_staging_fails(lab, run.report, project, biased)
+    junit_file = found["biased"].junit
     found["biased_junit"] = junit_file.read_text() if junit_file else ""  # the sandbox is pruned at the end
-    found["stale_prod"] = demo.step_stale_prod_refused(
-        lab, run.report, project, found["second_deploy"]["pipeline"]["id"]
+    found["stale_prod"] = steps.step_stale_prod_refused(
+        lab, run.report, project, found["second_deploy"].pipeline_id
     )
     found["prod_after_stale"] = lab.endpoint(project, "prod")
 
@@ -196,10 +199,10 @@ def _extra(run: demo.Run, lab: Lab, found: dict[str, Any], workdir: Path) -> Non
 def outcome(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Outcome]:
     root = tmp_path_factory.mktemp("demo") / ".sandbox"
     lines: list[str] = []
-    run = demo.Run(demo.Report(lines.append))
+    run = lifecycle.Run(Report(lines.append))
     found: dict[str, Any] = {}
     workdir = tmp_path_factory.mktemp("engineer")
-    code = demo.full_run(
+    code = lifecycle.full_run(
         root,
         NAME,
         "archive",
@@ -212,6 +215,26 @@ def outcome(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Outcome]:
     yield Outcome(code, lines, run, found)
 
 
+def _built(outcome: Outcome) -> steps.Build:
+    assert outcome.run.build is not None, outcome.lines[-1]
+    return outcome.run.build
+
+
+def _staged(outcome: Outcome) -> steps.Staged:
+    assert outcome.run.deploy is not None, outcome.lines[-1]
+    return outcome.run.deploy
+
+
+def _prod(outcome: Outcome) -> steps.Production:
+    assert outcome.run.prod is not None, outcome.lines[-1]
+    return outcome.run.prod
+
+
+def _prediction(outcome: Outcome) -> steps.Prediction:
+    assert outcome.run.prediction is not None, outcome.lines[-1]
+    return outcome.run.prediction
+
+
 def _project(outcome: Outcome) -> Project:
     assert outcome.run.project is not None, outcome.lines[-1]
     return outcome.run.project
@@ -222,12 +245,12 @@ def test_the_demo_succeeds_and_ends_with_the_summary_line(outcome: Outcome) -> N
     match = SUMMARY.match(outcome.lines[-1].splitlines()[-1])
     assert match, outcome.lines[-1]
     passed, total, seconds, mse = match.groups()
-    assert passed == total == str(len(demo.FULL_STAGES) + 1)
+    assert passed == total == str(len(lifecycle.FULL_STAGES) + 1)
     assert float(seconds) > 10
-    metrics = outcome.run.build["metrics"]
+    metrics = _built(outcome).metrics
     assert mse == f"{metrics['mse']['value']:.2f}"
     summary = outcome.lines[-1]
-    for stage in demo.FULL_STAGES:
+    for stage in lifecycle.FULL_STAGES:
         assert re.search(rf"^\s+ok\s+\d+\.\d+s\s+{re.escape(stage)}", summary, re.M), stage
     assert "staging endpoint: " in summary and "production endpoint: " in summary
     assert "total wall time:" in summary
@@ -268,29 +291,29 @@ def test_seeded_repositories_and_ci_variables(outcome: Outcome) -> None:
 
 def test_the_build_registers_a_pending_package_with_real_metrics(outcome: Outcome) -> None:
     project = _project(outcome)
-    build = outcome.run.build
-    assert build["pipeline"]["status"] == "success"
-    assert build["pipeline"]["source"] == "push"
-    assert build["pipeline"]["jobs"]["run-pipeline"]["status"] == "success"
-    package = build["package"]
+    build = _built(outcome)
+    assert build.pipeline["status"] == "success"
+    assert build.pipeline["source"] == "push"
+    assert build.pipeline["jobs"]["run-pipeline"]["status"] == "success"
+    package = build.package
     assert package["ModelApprovalStatus"] == contract.PENDING
     assert package["ModelPackageGroupName"] == project.package_group
     statistics = package["ModelMetrics"]["ModelQuality"]["Statistics"]["S3Uri"]
     assert statistics.startswith(f"s3://{project.artifact_bucket}/") and statistics.endswith(
         "/evaluation.json"
     )
-    mse = build["metrics"]["mse"]["value"]
+    mse = build.metrics["mse"]["value"]
     assert 1.0 < mse < 6.0  # the pipeline's own quality gate is 6.0
-    assert abs(build["metrics"]["rmse"]["value"] ** 2 - mse) < 1e-6
+    assert abs(build.metrics["rmse"]["value"] ** 2 - mse) < 1e-6
 
 
 def test_approval_starts_the_deploy_pipeline_with_the_package(outcome: Outcome) -> None:
-    deploy = outcome.run.deploy
-    arn = outcome.run.build["package"]["ModelPackageArn"]
-    assert deploy["pipeline"]["source"] == "trigger"
-    assert deploy["variables"][contract.PIPELINE_VAR_MODEL_PACKAGE_ARN] == arn
-    assert deploy["variables"][contract.PIPELINE_VAR_APPROVAL_STATUS] == contract.APPROVED
-    assert {n: j["status"] for n, j in deploy["pipeline"]["jobs"].items()} == {
+    deploy = _staged(outcome)
+    arn = _built(outcome).package_arn
+    assert deploy.pipeline["source"] == "trigger"
+    assert deploy.variables[contract.PIPELINE_VAR_MODEL_PACKAGE_ARN] == arn
+    assert deploy.variables[contract.PIPELINE_VAR_APPROVAL_STATUS] == contract.APPROVED
+    assert {n: j["status"] for n, j in deploy.pipeline["jobs"].items()} == {
         "build": "success",
         "staging": "success",  # deploy and test in one job: one hold of the staging lock
         "deploy-prod": "manual",
@@ -312,28 +335,28 @@ def test_staging_test_passed_on_real_predictions(outcome: Outcome) -> None:
 
 
 def test_endpoints_in_service_and_production_predicts_rings(outcome: Outcome) -> None:
-    arn = outcome.run.build["package"]["ModelPackageArn"]
+    arn = _built(outcome).package_arn
     first_staging = outcome.extra["first_staging"]
-    prod = outcome.run.prod["prod"]
+    prod = _prod(outcome).prod
     assert first_staging["status"] == prod["status"] == "InService"
     assert first_staging["model_package"] == prod["model_package"] == arn
-    assert outcome.run.prod["pipeline"]["jobs"]["deploy-prod"]["status"] == "success"
-    prediction = outcome.run.prediction
-    assert len(prediction["predictions"]) == len(prediction["truth"]) == demo.PREDICTION_ROWS
-    assert all(1.0 <= p <= 30.0 for p in prediction["predictions"])
-    assert prediction["mae"] < 3.0
+    assert _prod(outcome).pipeline["jobs"]["deploy-prod"]["status"] == "success"
+    prediction = _prediction(outcome)
+    assert len(prediction.predictions) == len(prediction.truth) == steps.PREDICTION_ROWS
+    assert all(1.0 <= p <= 30.0 for p in prediction.predictions)
+    assert prediction.mae < 3.0
     truth = [float(r[0]) for r in outcome.extra["rows"]]
-    assert truth == prediction["truth"]
+    assert truth == prediction.truth
 
 
 def test_staging_and_production_take_raw_records_and_refuse_a_mis_shaped_one(outcome: Outcome) -> None:
-    prediction = outcome.run.prediction
-    records = prediction["records"]
-    assert [len(r) for r in records] == [8] * demo.PREDICTION_ROWS  # sex,length,...,shell_weight
+    prediction = _prediction(outcome)
+    records = prediction.records
+    assert [len(r) for r in records] == [8] * steps.PREDICTION_ROWS  # sex,length,...,shell_weight
     assert {r[0] for r in records} <= {"F", "I", "M"}
     # the same model in staging and production: the same answers to the same raw records
-    assert outcome.extra["first_predictions"] == prediction["predictions"]
-    for refused in (prediction["refused"], outcome.extra["staging_refusal"]):
+    assert outcome.extra["first_predictions"] == prediction.predictions
+    for refused in (prediction.refused, outcome.extra["staging_refusal"]):
         assert refused["code"] == "ModelError"
         assert refused["status"] == 400
         assert "expected 8 values" in refused["message"]
@@ -345,13 +368,13 @@ def test_rejecting_a_model_deploys_nothing(outcome: Outcome) -> None:
 
 
 def test_a_second_approved_model_replaces_the_first_in_staging_only(outcome: Outcome) -> None:
-    first = outcome.run.build["package"]["ModelPackageArn"]
+    first = _built(outcome).package_arn
     second_build = outcome.extra["second_build"]
-    second = second_build["package"]["ModelPackageArn"]
-    assert second != first and second_build["pipeline"]["source"] == "push"  # the merge's push
+    second = second_build.package_arn
+    assert second != first and second_build.pipeline["source"] == "push"  # the merge's push
     deploy = outcome.extra["second_deploy"]
-    assert deploy["variables"][contract.PIPELINE_VAR_MODEL_PACKAGE_ARN] == second
-    assert deploy["pipeline"]["id"] > outcome.run.deploy["pipeline"]["id"]
+    assert deploy.variables[contract.PIPELINE_VAR_MODEL_PACKAGE_ARN] == second
+    assert deploy.pipeline_id > _staged(outcome).pipeline_id
     before, after = outcome.extra["first_staging"], outcome.extra["second_staging"]
     assert after["name"] == before["name"]
     # moto updates the endpoint config in place (AWS would replace it): the model behind it is what changes
@@ -364,23 +387,23 @@ def test_a_second_approved_model_replaces_the_first_in_staging_only(outcome: Out
 
 def test_a_biased_model_fails_its_staging_test_and_never_waits_for_production(outcome: Outcome) -> None:
     biased = outcome.extra["biased"]
-    jobs = {name: job["status"] for name, job in biased["pipeline"]["jobs"].items()}
+    jobs = {name: job["status"] for name, job in biased.pipeline["jobs"].items()}
     assert jobs["build"] == "success" and jobs["staging"] == "failed"
-    assert biased["prod_status"] != "success"
-    if biased["prod_refusal"]:  # the stand-in left deploy-prod playable (GitLab skips it): the gate refused
-        assert "no passed staging test in this pipeline" in biased["prod_refusal"]
-    assert any(line.startswith("FAIL bias-within-bound: |mean error|") for line in biased["failed_checks"])
-    assert "predictions above targets" in biased["log"]
+    assert biased.prod_status != "success"
+    if biased.prod_refusal:  # the stand-in left deploy-prod playable (GitLab skips it): the gate refused
+        assert "no passed staging test in this pipeline" in biased.prod_refusal
+    assert any(line.startswith("FAIL bias-within-bound: |mean error|") for line in biased.failed_checks)
+    assert "predictions above targets" in biased.log
     assert 'name="bias-within-bound"' in outcome.extra["biased_junit"]
     assert "<failure" in outcome.extra["biased_junit"]
 
 
 def test_an_older_pipelines_production_job_refuses_after_a_newer_approval(outcome: Outcome) -> None:
     stale = outcome.extra["stale_prod"]
-    assert stale["pipeline"]["jobs"]["deploy-prod"]["status"] == "failed"
-    assert re.search(r"v2 is not the newest approval: v3 \(.*\) was approved after it", stale["reason"])
-    assert "this pipeline is stale and stops" in stale["reason"]
-    first = outcome.run.build["package"]["ModelPackageArn"]
+    assert stale.pipeline["jobs"]["deploy-prod"]["status"] == "failed"
+    assert re.search(r"v2 is not the newest approval: v3 \(.*\) was approved after it", stale.reason)
+    assert "this pipeline is stale and stops" in stale.reason
+    first = _built(outcome).package_arn
     assert outcome.extra["prod_after_stale"]["model_package"] == first  # production untouched
 
 
@@ -409,7 +432,7 @@ def test_access_key_mode_hands_ci_masked_protected_keys_and_no_role(outcome: Out
 
 def test_test_rows_are_abalone_shaped(outcome: Outcome) -> None:
     rows = outcome.extra["rows"]
-    assert len(rows) == demo.PREDICTION_ROWS
+    assert len(rows) == steps.PREDICTION_ROWS
     for row in rows:
         assert 1 <= float(row[0]) <= 29  # rings
         assert len(row) == 9 and row[1] in {"F", "I", "M"}  # then the raw record a client sends
@@ -474,7 +497,7 @@ def test_one_model_note_carries_the_numbers_of_the_evaluation_artifact(outcome: 
     evaluation = outcome.extra["mr_evaluation"]
     assert evaluation is not None
     table = _note_table(body)
-    first = outcome.run.build["metrics"]
+    first = _built(outcome).metrics
     for name, values in evaluation["regression_metrics"].items():
         candidate, baseline = table[name][0], table[name][1]
         assert candidate == f"{values['value']:.4f}"
@@ -490,18 +513,18 @@ def test_the_merged_version_records_commit_branch_pipeline_and_merge_request(out
     merged = outcome.extra["merged_mr"]
     assert merged["state"] == "merged"
     build = outcome.extra["second_build"]
-    package = build["package"]
+    package = build.package
     sha = merged["merge_commit_sha"]
-    assert build["pipeline"]["sha"] == sha
+    assert build.pipeline["sha"] == sha
     metadata = package["CustomerMetadataProperties"]
     assert metadata[contract.METADATA_GIT_COMMIT] == sha
     assert metadata[contract.METADATA_GIT_BRANCH] == "main"
     assert metadata[contract.METADATA_MERGE_REQUEST_URL] == merged["web_url"]
-    assert metadata[contract.METADATA_PIPELINE_URL] == build["pipeline"]["web_url"]
+    assert metadata[contract.METADATA_PIPELINE_URL] == build.pipeline["web_url"]
     assert package["MetadataProperties"]["CommitId"] == sha
     description = package["ModelPackageDescription"]
     assert sha in description and merged["web_url"] in description
-    first = outcome.run.build["package"]["CustomerMetadataProperties"]
+    first = _built(outcome).package["CustomerMetadataProperties"]
     assert first[contract.METADATA_MERGE_REQUEST_URL] == contract.METADATA_UNKNOWN  # the seed commit had none
 
 

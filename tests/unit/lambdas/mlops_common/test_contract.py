@@ -148,3 +148,14 @@ def test_provenance_and_deployment_names_match_the_seeds() -> None:
     deploy_text = (SEEDS / "model-deploy" / "steps" / "common.py").read_text()
     assert f'DEPLOYED_TAG_PREFIX: Final = "{contract.TAG_DEPLOYED_PREFIX}"' in deploy_text
     assert contract.VAR_MR_NOTE_TOKEN in (SEEDS / "model-build" / ".gitlab-ci.yml").read_text()
+
+
+def test_the_ci_jobs_other_parts_run_or_read_are_the_seeds_jobs() -> None:
+    build = yaml.load((SEEDS / "model-build" / ".gitlab-ci.yml").read_text(), Loader=_CiLoader)  # noqa: S506
+    deploy = yaml.load((SEEDS / "model-deploy" / ".gitlab-ci.yml").read_text(), Loader=_CiLoader)  # noqa: S506
+    assert contract.BUILD_JOB_RUN_PIPELINE in build
+    for job in (contract.DEPLOY_JOB_BUILD, contract.DEPLOY_JOB_STAGING, contract.DEPLOY_JOB_PROD):
+        assert job in deploy, job
+    assert {rule.get("when") for rule in deploy[contract.DEPLOY_JOB_PROD]["rules"]} == {"manual"}
+    reports = deploy[contract.DEPLOY_JOB_STAGING]["artifacts"]["reports"]
+    assert reports["junit"].endswith("/" + contract.STAGING_TEST_REPORT)
