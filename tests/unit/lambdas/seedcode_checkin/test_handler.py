@@ -53,7 +53,7 @@ def checkin(monkeypatch: pytest.MonkeyPatch) -> Checkin:
     monkeypatch.setenv("LOG_LEVEL", "DEBUG")
     module = importlib.import_module("seedcode_checkin.handler")
     sent: list[dict[str, Any]] = []
-    original = CfnResource._send
+    original = CfnResource._send  # type: ignore[attr-defined]  # crhelper's private sender, captured
 
     def send(status: str | None = None, reason: str = "", send_response: Any = None) -> None:
         original(module.helper, status, reason, send_response=lambda url, body, verify: sent.append(body))
