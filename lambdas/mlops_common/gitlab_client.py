@@ -1,7 +1,8 @@
 """The one place that talks to python-gitlab: bounded time and retries, and error translation.
 
 Library errors become domain errors here, by HTTP status code (never by reading message text), so the
-rest of the code only sees `mlops_common.errors` and small frozen dataclasses.
+rest of the code only sees `mlops_common.errors` and the small frozen dataclasses of `gitlab_api`
+(re-exported here).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import logging
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -29,8 +30,27 @@ from mlops_common.errors import (
     GitLabRejected,
     GitLabUnavailable,
 )
+from mlops_common.gitlab_api import (
+    Namespace,
+    Pipeline,
+    ProjectInfo,
+    TreeEntry,
+    TriggerInfo,
+    Variable,
+)
 
 logger = logging.getLogger(__name__)
+
+__all__ = [
+    "GitLab",
+    "GitLabSettings",
+    "Namespace",
+    "Pipeline",
+    "ProjectInfo",
+    "TreeEntry",
+    "TriggerInfo",
+    "Variable",
+]
 
 _REJECTED = frozenset({400, 409, 422})
 _MESSAGE_LIMIT = 120
@@ -55,73 +75,6 @@ class GitLabSettings:
     @property
     def attempts(self) -> int:
         return self.max_retries + 1
-
-
-@dataclass(frozen=True)
-class Namespace:
-    """A group or user namespace; `id` is None for the token owner's own namespace."""
-
-    id: int | None
-    full_path: str
-
-
-@dataclass(frozen=True)
-class ProjectInfo:
-    id: int
-    path_with_namespace: str
-    http_url_to_repo: str
-    web_url: str
-    description: str
-    default_branch: str | None
-    archived: bool
-    topics: tuple[str, ...]
-
-    @classmethod
-    def from_api(cls, attrs: Mapping[str, Any]) -> ProjectInfo:
-        return cls(
-            id=int(attrs["id"]),
-            path_with_namespace=str(attrs["path_with_namespace"]),
-            http_url_to_repo=str(attrs.get("http_url_to_repo") or ""),
-            web_url=str(attrs.get("web_url") or ""),
-            description=str(attrs.get("description") or ""),
-            default_branch=attrs.get("default_branch") or None,
-            archived=bool(attrs.get("archived", False)),
-            topics=tuple(str(t) for t in (attrs.get("topics") or attrs.get("tag_list") or ())),
-        )
-
-
-@dataclass(frozen=True)
-class Variable:
-    """A project CI/CD variable as we want it (or as GitLab has it)."""
-
-    key: str
-    value: str = field(repr=False)
-    masked: bool = False
-    protected: bool = False
-    raw: bool = True
-
-    def payload(self) -> dict[str, Any]:
-        return {
-            "key": self.key,
-            "value": self.value,
-            "masked": self.masked,
-            "protected": self.protected,
-            "raw": self.raw,
-            "variable_type": "env_var",
-        }
-
-
-@dataclass(frozen=True)
-class TreeEntry:
-    path: str
-    blob_id: str
-    mode: str
-
-
-@dataclass(frozen=True)
-class Pipeline:
-    id: int
-    web_url: str
 
 
 class _BoundedGitlab(gitlab.Gitlab):
@@ -244,7 +197,7 @@ def _network_cause(exc: BaseException) -> str:
 
 
 class GitLab:
-    """Domain-level GitLab operations used by both Lambdas. Every call may raise `errors.GitLabError`."""
+    """`GitLabApi` over python-gitlab, for both Lambdas. Every call may raise `errors.GitLabError`."""
 
     def __init__(
         self, settings: GitLabSettings, token: str | None, client: gitlab.Gitlab | None = None
@@ -252,6 +205,10 @@ class GitLab:
         """`token` is the private token every call sends; None for a client that only runs triggers."""
         self.settings = settings
         self._gl = client or _BoundedGitlab(settings, token)
+
+    @property
+    def url(self) -> str:
+        return self.settings.url
 
     @property
     def host(self) -> str:
@@ -590,12 +547,6 @@ class GitLab:
                 ref, token, variables=dict(variables)
             )
         return Pipeline(int(pipeline.id), str(pipeline.attributes.get("web_url") or ""))
-
-
-@dataclass(frozen=True)
-class TriggerInfo:
-    id: int
-    description: str
 
 
 def _min_level(protection: Mapping[str, Any], key: str) -> int:

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 from mlops_common import contract
 from mlops_common.errors import ConfigError, MalformedEvent, NoRollbackTarget
-from mlops_common.gitlab_client import GitLab
+from mlops_common.gitlab_api import GitLabApi
 from mlops_common.secrets import StoredTrigger
 
 from pipeline_trigger.config import TriggerConfig
@@ -51,8 +51,8 @@ class Deployer:
     """What starting a pipeline needs: a client without private token that runs the trigger, one with
     the read-only token that lists pipelines, and the stored trigger token."""
 
-    gitlab: GitLab
-    reader: GitLab
+    gitlab: GitLabApi
+    reader: GitLabApi
     trigger: StoredTrigger
 
 

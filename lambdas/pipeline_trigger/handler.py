@@ -9,16 +9,13 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 from dataclasses import dataclass
 from typing import Any
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import ClientError
-from mlops_common import ca_bundle, contract, logsafe, secrets
-from mlops_common.errors import ConfigError, GitLabAuthError, GitLabNotFound, MlopsError
-from mlops_common.gitlab_client import GitLab, GitLabSettings
+from mlops_common import ca_bundle, contract, logsafe, runtime, secrets
+from mlops_common.errors import ConfigError, MlopsError
+from mlops_common.gitlab_client import GitLabSettings
 
 from pipeline_trigger import core
 from pipeline_trigger.config import TriggerConfig
@@ -30,7 +27,6 @@ logsafe.install()
 
 _lock = threading.Lock()
 _state: dict[str, Any] = {}
-_AWS_CONFIG = Config(connect_timeout=5, read_timeout=20, retries={"max_attempts": 3, "mode": "standard"})
 
 
 def _setup() -> tuple[TriggerConfig, Any, Any]:
@@ -38,8 +34,8 @@ def _setup() -> tuple[TriggerConfig, Any, Any]:
     with _lock:
         if "config" not in _state:
             _state["config"] = TriggerConfig.from_env(os.environ)
-            _state["secrets"] = boto3.client("secretsmanager", config=_AWS_CONFIG)
-            _state["s3"] = boto3.client("s3", config=_AWS_CONFIG)
+            _state["secrets"] = runtime.aws_client("secretsmanager")
+            _state["s3"] = runtime.aws_client("s3")
         return _state["config"], _state["secrets"], _state["s3"]
 
 
@@ -87,8 +83,8 @@ def _registry(cfg: TriggerConfig) -> AwsRegistry | None:
         return None
     with _lock:
         if "cloudformation" not in _state:
-            _state["cloudformation"] = boto3.client("cloudformation", config=_AWS_CONFIG)
-            _state["sagemaker"] = boto3.client("sagemaker", config=_AWS_CONFIG)
+            _state["cloudformation"] = runtime.aws_client("cloudformation")
+            _state["sagemaker"] = runtime.aws_client("sagemaker")
     return AwsRegistry(_state["cloudformation"], _state["sagemaker"], cfg.prod_stack_name)
 
 
@@ -105,15 +101,18 @@ def _gitlab(cfg: TriggerConfig, secrets_client: Any, s3: Any, context: Any) -> c
             "the SageMaker project to run it again"
         )
     verify = ca_bundle.ssl_verify(s3, cfg.ca_bundle_uri, contract.ENV_GITLAB_CA_BUNDLE)
-    deadline = None
-    if context is not None and hasattr(context, "get_remaining_time_in_millis"):
-        deadline = time.monotonic() + context.get_remaining_time_in_millis() / 1000.0 - 2.0
     # retry_posts=False: a POST that may have started a pipeline is never re-sent; Lambda's retry (or the
     # re-drive) comes back through the lookup by name instead.
     settings = GitLabSettings(
-        url=cfg.gitlab_url, token_source=label, ssl_verify=verify, deadline=deadline, retry_posts=False
+        url=cfg.gitlab_url,
+        token_source=label,
+        ssl_verify=verify,
+        deadline=runtime.deadline(context, runtime.RAISE_RESERVE),
+        retry_posts=False,
     )
-    return core.Deployer(GitLab(settings, None), GitLab(settings, trigger.read_token or None), trigger)
+    return core.Deployer(
+        runtime.gitlab(settings, None), runtime.gitlab(settings, trigger.read_token or None), trigger
+    )
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -121,7 +120,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         cfg, secrets_client, s3 = _setup()
         return core.handle(lambda: _gitlab(cfg, secrets_client, s3, context), cfg, event, _registry(cfg))
     except MlopsError as exc:
-        if isinstance(exc, GitLabAuthError | GitLabNotFound) and "config" in _state:
-            secrets.forget(_state["config"].trigger_secret_id)  # a re-created trigger is read again next time
+        if "config" in _state:
+            runtime.forget_rejected_token(exc, _state["config"].trigger_secret_id)
         logger.error("approval trigger failed: %s", exc)
         raise

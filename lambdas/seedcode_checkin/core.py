@@ -1,7 +1,7 @@
 """Lifecycle of the two seeded GitLab repositories: create or adopt, reconcile, apply the deletion policy.
 
-Functions take the GitLab adapter and loaders as parameters; only the handler builds them.
-Every step is safe to repeat: CloudFormation, Lambda and python-gitlab may all retry.
+Functions take a `GitLabApi` (the adapter; a fake in unit tests) and loaders as parameters; only the
+handler builds them. Every step is safe to repeat: CloudFormation, Lambda and python-gitlab may all retry.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from mlops_common.errors import (
     MlopsError,
     ProjectNotOwned,
 )
-from mlops_common.gitlab_client import GitLab, Namespace, ProjectInfo, Variable
+from mlops_common.gitlab_api import GitLabApi, Namespace, ProjectInfo, Variable
 from mlops_common.secrets import AccessKeys, StoredTrigger
 
 from seedcode_checkin.config import ARCHIVE, DELETE, CheckinConfig, RepoTarget
@@ -121,7 +121,7 @@ def resource_topic(resource_id: str) -> str:
     return RESOURCE_TOPIC_PREFIX + hashlib.sha256(resource_id.encode()).hexdigest()[:12]
 
 
-def resolve_namespace(gl: GitLab, group: str) -> Namespace:
+def resolve_namespace(gl: GitLabApi, group: str) -> Namespace:
     return gl.group(group) if group else gl.token_owner_namespace()
 
 
@@ -167,7 +167,7 @@ def ci_variables(cfg: CheckinConfig, repository: str, keys: DutyKeys | None) -> 
     return [Variable(key, value) for key, value in plain.items()] + secret
 
 
-def reconcile_variables(gl: GitLab, project: ProjectInfo, desired: list[Variable]) -> None:
+def reconcile_variables(gl: GitLabApi, project: ProjectInfo, desired: list[Variable]) -> None:
     """Create or update our variables; remove ones we manage that no longer apply (auth mode switch)."""
     current = gl.variables(project.id)
     for variable in desired:
@@ -204,7 +204,7 @@ def _refuse_if_foreign(project: ProjectInfo, project_id: str) -> None:
 
 
 def ensure_project(
-    gl: GitLab,
+    gl: GitLabApi,
     namespace: Namespace,
     name: str,
     role: str,
@@ -251,7 +251,7 @@ def ensure_project(
     return adopted
 
 
-def remove_created(gl: GitLab, created: Sequence[ProjectInfo]) -> list[str]:
+def remove_created(gl: GitLabApi, created: Sequence[ProjectInfo]) -> list[str]:
     """Delete what a failed Create made (whatever the deletion policy); the paths it could not delete."""
     left: list[str] = []
     for project in created:
@@ -266,14 +266,14 @@ def remove_created(gl: GitLab, created: Sequence[ProjectInfo]) -> list[str]:
     return left
 
 
-def _complete(gl: GitLab, created: Sequence[ProjectInfo]) -> None:
+def _complete(gl: GitLabApi, created: Sequence[ProjectInfo]) -> None:
     for project in created:
         gl.update_project(project.id, {"topics": [t for t in project.topics if t != INCOMPLETE_TOPIC]})
 
 
 # --- seed code --------------------------------------------------------------------------------------
 def push_seed(
-    gl: GitLab, project: ProjectInfo, branch: str, seed: Seed, cfg: CheckinConfig, sync: bool
+    gl: GitLabApi, project: ProjectInfo, branch: str, seed: Seed, cfg: CheckinConfig, sync: bool
 ) -> str:
     """One commit with the whole seed on a new branch; with `sync`, one commit with what differs.
 
@@ -304,7 +304,7 @@ def push_seed(
 
 
 # --- lifecycle --------------------------------------------------------------------------------------
-def protect_default_branch(gl: GitLab, project: ProjectInfo, branch: str) -> None:
+def protect_default_branch(gl: GitLabApi, project: ProjectInfo, branch: str) -> None:
     """Only Maintainers may push to or merge into the default branch: it is what deploys to production."""
     result = gl.protect_branch(project.id, branch, MAINTAINER)
     logger.info(
@@ -316,7 +316,7 @@ def protect_default_branch(gl: GitLab, project: ProjectInfo, branch: str) -> Non
 
 
 def ensure_deploy_trigger(
-    gl: GitLab, deploy: ProjectInfo, target: RepoTarget, store: TriggerStore, today: dt.date | None = None
+    gl: GitLabApi, deploy: ProjectInfo, target: RepoTarget, store: TriggerStore, today: dt.date | None = None
 ) -> str:
     """A pipeline trigger token on the deploy repository, and a read-only access token, in the project's
     secret.
@@ -332,13 +332,13 @@ def ensure_deploy_trigger(
     if (
         stored is not None
         and stored.project_id == deploy.id
-        and stored.gitlab_url == gl.settings.url
+        and stored.gitlab_url == gl.url
         and any(t.id == stored.trigger_id for t in ours)
     ):
         keep, result, trigger = stored.trigger_id, "kept", stored
     else:
         info, token = gl.create_trigger(deploy.id, target.trigger_description)
-        trigger = StoredTrigger(token, info.id, deploy.id, gl.settings.url)
+        trigger = StoredTrigger(token, info.id, deploy.id, gl.url)
         keep, result = info.id, "created"
     renew_by = (today + dt.timedelta(days=target.token_warning_days)).isoformat()
     if (
@@ -367,7 +367,7 @@ def ensure_deploy_trigger(
     return result
 
 
-def token_expiry_warning(gl: GitLab, warning_days: int, today: dt.date | None = None) -> str:
+def token_expiry_warning(gl: GitLabApi, warning_days: int, today: dt.date | None = None) -> str:
     """ "" or a warning that the platform token expires within `warning_days`; fails once it expired."""
     today = today or dt.date.today()
     try:
@@ -393,7 +393,7 @@ def token_expiry_warning(gl: GitLab, warning_days: int, today: dt.date | None = 
     return message
 
 
-def revoke_deploy_triggers(gl: GitLab, deploy: ProjectInfo, target: RepoTarget) -> int:
+def revoke_deploy_triggers(gl: GitLabApi, deploy: ProjectInfo, target: RepoTarget) -> int:
     """Revoke this project's pipeline triggers on the deploy repository; returns how many."""
     revoked = 0
     for trigger in gl.triggers(deploy.id):
@@ -405,7 +405,7 @@ def revoke_deploy_triggers(gl: GitLab, deploy: ProjectInfo, target: RepoTarget) 
 
 
 def create(
-    gl: GitLab,
+    gl: GitLabApi,
     cfg: CheckinConfig,
     load_seed: SeedLoader,
     keys: DutyKeys | None,
@@ -466,7 +466,7 @@ def create(
 
 
 def update(
-    gl: GitLab, cfg: CheckinConfig, load_seed: SeedLoader, keys: DutyKeys | None, triggers: TriggerStore
+    gl: GitLabApi, cfg: CheckinConfig, load_seed: SeedLoader, keys: DutyKeys | None, triggers: TriggerStore
 ) -> Outcome:
     """Reconcile settings, variables (rotated keys too), protection and the trigger. Existing branches
     keep the team's code (no seed re-push); new repositories (a rename) are created and seeded, and the
@@ -475,7 +475,7 @@ def update(
     return create(gl, cfg, load_seed, keys, triggers, sync_seed=False)
 
 
-def delete(gl: GitLab, target: RepoTarget, resource_id: str) -> list[str]:
+def delete(gl: GitLabApi, target: RepoTarget, resource_id: str) -> list[str]:
     """Apply the deletion policy to the repositories of `resource_id` that this project created.
 
     Gone already is success; repositories without our owner topic, or now managed by a newer resource
@@ -516,7 +516,7 @@ def delete(gl: GitLab, target: RepoTarget, resource_id: str) -> list[str]:
     return report
 
 
-def _apply_policy(gl: GitLab, project: ProjectInfo, policy: str) -> str:
+def _apply_policy(gl: GitLabApi, project: ProjectInfo, policy: str) -> str:
     try:
         if policy == DELETE:
             gl.delete_project(project.id)

@@ -9,18 +9,16 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from crhelper import CfnResource
-from mlops_common import ca_bundle, contract, logsafe, secrets
-from mlops_common.errors import ConfigError, GitLabAuthError, MlopsError
-from mlops_common.gitlab_client import GitLab, GitLabSettings
+from mlops_common import ca_bundle, contract, logsafe, runtime, secrets
+from mlops_common.errors import ConfigError, MlopsError
+from mlops_common.gitlab_api import GitLabApi
+from mlops_common.gitlab_client import GitLabSettings
 from mlops_common.secrets import AccessKeys, StoredTrigger
 
 from seedcode_checkin import core
@@ -52,10 +50,7 @@ class Clients:
 
 
 def build_clients() -> Clients:
-    config = Config(connect_timeout=5, read_timeout=20, retries={"max_attempts": 3, "mode": "standard"})
-    return Clients(
-        s3=boto3.client("s3", config=config), secrets=boto3.client("secretsmanager", config=config)
-    )
+    return Clients(s3=runtime.aws_client("s3"), secrets=runtime.aws_client("secretsmanager"))
 
 
 CLIENTS: Clients | None = None
@@ -84,10 +79,8 @@ def _answer(
     try:
         return action(event, context)
     except MlopsError as exc:
-        if isinstance(exc, GitLabAuthError):
-            token_secret = event.get("ResourceProperties", {}).get("GitLabTokenSecretArn")
-            if isinstance(token_secret, str):
-                secrets.forget(token_secret)  # a rotated token is read again next time
+        token_secret = event.get("ResourceProperties", {}).get("GitLabTokenSecretArn")
+        runtime.forget_rejected_token(exc, token_secret if isinstance(token_secret, str) else None)
         logger.error("%s failed: %s", event.get("RequestType"), exc)
         helper.Status = FAILED
         helper.Reason = fit_reason(str(exc))
@@ -115,7 +108,7 @@ def same_server(a: str, b: str) -> bool:
     )
 
 
-def _gitlab(target: RepoTarget, context: Any) -> GitLab:
+def _gitlab(target: RepoTarget, context: Any) -> GitLabApi:
     clients = _clients()
     label = secrets.secret_label(target.token_secret_id)
     # The token goes only to the server it was issued for: refuse before reading it.
@@ -135,15 +128,13 @@ def _gitlab(target: RepoTarget, context: Any) -> GitLab:
         label,
     )
     verify = ca_bundle.ssl_verify(clients.s3, target.ca_bundle_uri, "the GitLabCaBundleS3Uri parameter")
-    remaining = context.get_remaining_time_in_millis() / 1000.0
-    margin = max(2.0, min(15.0, remaining * 0.1))
     settings = GitLabSettings(
         url=target.gitlab_url,
         token_source=label,
         ssl_verify=verify,
-        deadline=time.monotonic() + remaining - margin,
+        deadline=runtime.deadline(context, runtime.ANSWER_RESERVE),
     )
-    return GitLab(settings, token)
+    return runtime.gitlab(settings, token)
 
 
 def _access_keys(cfg: CheckinConfig) -> dict[str, AccessKeys] | None:

@@ -13,7 +13,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from mlops_common.errors import ConfigError
-from mlops_common.gitlab_client import TreeEntry
+from mlops_common.gitlab_api import TreeEntry
 
 _MAX_SEED_BYTES = 50 * 1024 * 1024
 EXECUTABLE_MODE = "100755"

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import gitlab
 import pytest
 from crhelper.resource_helper import CfnResource
+from gitlab import Gitlab
 from mlops_common import ca_bundle, secrets
 
 from scripts.gitlab_standin.server import Standin
@@ -68,7 +68,7 @@ class World:
         return self.gitlab.external_url
 
     @property
-    def gl(self) -> gitlab.Gitlab:
+    def gl(self) -> Gitlab:
         return client(self.gitlab)
 
     def event(self, name: str, **props: str) -> dict[str, Any]:
@@ -137,7 +137,7 @@ def checkin(world: World, monkeypatch: pytest.MonkeyPatch) -> Any:
     module = importlib.import_module("seedcode_checkin.handler")
     monkeypatch.setattr(module, "CLIENTS", module.build_clients())  # bound to moto via AWS_ENDPOINT_URL
     monkeypatch.setattr(module.helper, "_sleep_on_delete", 0)
-    original = CfnResource._send
+    original = CfnResource._send  # type: ignore[attr-defined]  # crhelper's private sender, captured
     sent: list[dict[str, Any]] = []
 
     def send(status: str | None = None, reason: str = "", send_response: Any = None) -> None:

@@ -29,8 +29,9 @@ def test_forced_botocore_and_urllib3_debug_output_is_scrubbed(
         logging.getLogger(name).setLevel(logging.DEBUG)
     caplog.set_level(logging.DEBUG)
     client: Any = world.aws_client("secretsmanager")
+    trigger_token = "glptt-not-yet-registered-0123"
     stored = {
-        "token": "glptt-not-yet-registered-0123",
+        "token": trigger_token,
         "trigger_id": 7,
         "project_id": 2,
         "gitlab_url": "https://g",
@@ -45,5 +46,5 @@ def test_forced_botocore_and_urllib3_debug_output_is_scrubbed(
     assert any(r.name.startswith("botocore") and r.levelno == logging.DEBUG for r in caplog.records)
     assert "SecretString" in caplog.text  # the bodies were logged ...
     assert world.gitlab.token not in caplog.text  # ... without the values
-    assert stored["token"] not in caplog.text
+    assert trigger_token not in caplog.text
     assert "X-Amz-Security-Token" not in caplog.text or "X-Amz-Security-Token': b'***'" in caplog.text

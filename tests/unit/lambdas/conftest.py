@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import gitlab.utils
 import pytest
 import responses
 from mlops_common import ca_bundle, secrets
@@ -41,5 +40,5 @@ def _clean_caches() -> Iterator[None]:
 def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     """python-gitlab's retry waits, recorded instead of slept."""
     waits: list[float] = []
-    monkeypatch.setattr(gitlab.utils.time, "sleep", waits.append)
+    monkeypatch.setattr("gitlab.utils.time.sleep", waits.append)
     return waits

@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import requests
+
 EVENTS = Path(__file__).resolve().parents[2] / "fixtures" / "events"
 GITLAB = "https://gitlab.example.com"
 API = f"{GITLAB}/api/v4"
@@ -14,7 +16,27 @@ TOKEN = "glpat-UnitTestToken-0123456789"
 
 def load_event(name: str) -> dict[str, Any]:
     """One JSON fixture per event scenario, from tests/fixtures/events/."""
-    return json.loads((EVENTS / f"{name}.json").read_text())
+    event = json.loads((EVENTS / f"{name}.json").read_text())
+    assert isinstance(event, dict), f"{name}.json must hold a JSON object"
+    return event
+
+
+def sent_json(request: requests.PreparedRequest) -> Any:
+    """The JSON body of a request `responses` recorded (None when it had none)."""
+    body = request.body
+    assert body is None or isinstance(body, bytes | str), f"unexpected body {type(body).__name__}"
+    return json.loads(body or b"null")
+
+
+def sent_url(request: requests.PreparedRequest) -> str:
+    assert request.url is not None
+    return request.url
+
+
+def sent_timeout(request: requests.PreparedRequest) -> float:
+    """The timeout the request was sent with (`responses` records the send's keyword arguments)."""
+    kwargs: dict[str, Any] = request.req_kwargs  # type: ignore[attr-defined]  # set by responses only
+    return float(kwargs["timeout"])
 
 
 class FakeContext:

@@ -27,7 +27,7 @@ def deploy_id(world: World, checkin: Any) -> str:
 
 
 def pipelines(world: World, deploy_id: str) -> list[Any]:
-    return world.gl.projects.get(int(deploy_id)).pipelines.list(get_all=True)
+    return list(world.gl.projects.get(int(deploy_id)).pipelines.list(get_all=True))
 
 
 def served(world: World, deploy_id: str) -> None:

@@ -35,7 +35,8 @@ def rollback_delete(world: World, checkin: Any, failed: dict[str, Any]) -> dict[
     """The Delete CloudFormation sends after a failed Create: the answered id, default policy."""
     event = world.event("cfn_delete", DeletionPolicy="retain")
     event["PhysicalResourceId"] = failed["PhysicalResourceId"]
-    return checkin(event)
+    answer: dict[str, Any] = checkin(event)
+    return answer
 
 
 def wait_idle(world: World, seconds: float) -> None:

@@ -27,7 +27,7 @@ def physical_id(world: World, build: str = BUILD, deploy: str = DEPLOY) -> str:
 
 
 def commits(world: World, path: str) -> list[Any]:
-    return world.gl.projects.get(path).commits.list(get_all=True)
+    return list(world.gl.projects.get(path).commits.list(get_all=True))
 
 
 def test_create_makes_and_seeds_both_repositories(world: World, checkin: Any) -> None:

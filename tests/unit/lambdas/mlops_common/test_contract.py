@@ -90,7 +90,7 @@ def test_deploy_pipelines_are_named_by_the_key_the_trigger_looks_up() -> None:
     assert ci["workflow"].get("name") == f"${contract.PIPELINE_VAR_PIPELINE_NAME}"
 
 
-class _CiLoader(yaml.SafeLoader):
+class _CiLoader(yaml.SafeLoader):  # type: ignore[misc]  # PyYAML is installed without its stubs
     """CI files may use GitLab's `!reference` tag."""
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import requests
 import responses
@@ -16,7 +14,7 @@ from mlops_common.errors import (
 )
 from mlops_common.gitlab_client import GitLab, GitLabSettings, Namespace, Variable
 
-from tests.unit.lambdas.helpers import API, TOKEN, project_json
+from tests.unit.lambdas.helpers import API, TOKEN, project_json, sent_json, sent_timeout
 
 PROJECT = f"{API}/projects/ml-team%2Fabalone-model-build"
 
@@ -26,7 +24,7 @@ def test_every_request_sends_the_token_header_and_a_timeout(gl: GitLab, rsps: re
     project = gl.find_project("ml-team/abalone-model-build")
     assert project is not None and project.id == 7 and project.topics == ("t",)
     assert rsps.calls[0].request.headers["PRIVATE-TOKEN"] == TOKEN
-    assert rsps.calls[0].request.req_kwargs["timeout"] == 5
+    assert sent_timeout(rsps.calls[0].request) == 5
 
 
 def test_missing_project_is_none_not_an_error(gl: GitLab, rsps: responses.RequestsMock) -> None:
@@ -163,17 +161,29 @@ def test_pipeline_is_created_with_ref_and_variables_in_one_call(
     pipeline = gl.create_pipeline(9, "main", {"K": "v"})
     assert (pipeline.id, pipeline.web_url) == (55, "https://g/p/55")
     assert len(rsps.calls) == 1
-    assert json.loads(rsps.calls[0].request.body or b"{}") == {
+    assert sent_json(rsps.calls[0].request) == {
         "ref": "main",
         "variables": [{"key": "K", "value": "v"}],
     }
 
 
 # --- one deadline and safe retries -------------------------------------------------------------------
-def bounded(**changes: object) -> GitLab:
+def bounded(
+    *,
+    deadline: float | None = None,
+    max_retries: int = 2,
+    max_retry_wait: float = 5.0,
+    retry_posts: bool = True,
+) -> GitLab:
     settings = GitLabSettings(
-        url="https://gitlab.example.com", token_source="gitlab-token", timeout=5, **changes
-    )  # type: ignore[arg-type]
+        url="https://gitlab.example.com",
+        token_source="gitlab-token",
+        timeout=5,
+        max_retries=max_retries,
+        max_retry_wait=max_retry_wait,
+        deadline=deadline,
+        retry_posts=retry_posts,
+    )
     return GitLab(settings, TOKEN)
 
 
@@ -193,7 +203,7 @@ def test_each_request_is_cut_to_the_time_left(rsps: responses.RequestsMock) -> N
 
     rsps.get(f"{API}/groups/ml-team", json={"id": 3, "full_path": "ml-team"})
     bounded(deadline=time.monotonic() + 3).group("ml-team")
-    assert 2 < rsps.calls[0].request.req_kwargs["timeout"] <= 3
+    assert 2 < sent_timeout(rsps.calls[0].request) <= 3
 
 
 def test_a_retry_that_would_wait_past_the_deadline_is_not_made(

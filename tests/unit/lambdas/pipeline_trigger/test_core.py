@@ -3,20 +3,28 @@ pipeline per state change (looked up by name before the one POST)."""
 
 from __future__ import annotations
 
-import json
 import logging
+from dataclasses import replace
 from typing import Any
 
 import pytest
 import responses
 from mlops_common import contract
-from mlops_common.errors import ConfigError, GitLabNotFound, GitLabRejected, GitLabUnavailable, MalformedEvent
+from mlops_common.errors import (
+    ConfigError,
+    GitLabNotFound,
+    GitLabRejected,
+    GitLabUnavailable,
+    MalformedEvent,
+    NoRollbackTarget,
+)
 from mlops_common.gitlab_client import GitLab
 from mlops_common.secrets import StoredTrigger
 from pipeline_trigger import core
 from pipeline_trigger.config import TriggerConfig
 
-from tests.unit.lambdas.helpers import API, load_event
+from tests.unit.lambdas.fake_gitlab import FakeGitLab
+from tests.unit.lambdas.helpers import API, load_event, sent_json
 
 CFG = TriggerConfig(
     gitlab_url="https://gitlab.example.com",
@@ -66,7 +74,7 @@ def test_approved_event_starts_the_deploy_pipeline_with_the_package(
     assert responses.matchers.query_param_matcher({"name": name}, strict_match=False)(rsps.calls[0].request)[
         0
     ]
-    sent = json.loads(rsps.calls[1].request.body or b"{}")
+    sent = sent_json(rsps.calls[1].request)
     assert sent["ref"] == "main" and sent["token"] == TRIGGER.token
     assert sent["variables"] == {
         contract.PIPELINE_VAR_MODEL_PACKAGE_ARN: ARN,
@@ -212,7 +220,8 @@ def test_a_400_is_not_retried_and_names_the_cause(
 
 class FakeRegistry:
     def __init__(self, live: str, statuses: dict[int, str]) -> None:
-        self.live, self.statuses, self.described = live, statuses, []  # type: list[str]
+        self.live, self.statuses = live, statuses
+        self.described: list[str] = []
 
     def live_in_production(self) -> str:
         return self.live
@@ -237,7 +246,7 @@ def test_rejecting_the_live_package_redeploys_the_previous_approved_version(
     rsps.post(f"{API}/projects/12/trigger/pipeline", status=201, json={"id": 80, "web_url": "w"})
     result = core.handle(connect(gl), CFG, event, registry)
     assert result["status"] == "started" and result["model_package_arn"] == f"{base}/{version - 2}"
-    sent = json.loads(rsps.calls[-1].request.body or b"{}")["variables"]
+    sent = sent_json(rsps.calls[-1].request)["variables"]
     assert sent[contract.PIPELINE_VAR_MODEL_PACKAGE_ARN] == f"{base}/{version - 2}"
     assert sent[contract.PIPELINE_VAR_DEPLOY_REASON].startswith(f"rollback: {arn} was rejected")
     assert sent[contract.PIPELINE_VAR_PIPELINE_NAME].startswith("rollback ")
@@ -254,5 +263,55 @@ def test_rejecting_a_package_that_is_not_live_changes_nothing() -> None:
 def test_rejecting_the_live_package_without_an_earlier_approval_says_what_to_do() -> None:
     event = rejected()
     registry = FakeRegistry(event["detail"]["ModelPackageArn"], {})
-    with pytest.raises(core.NoRollbackTarget, match="no earlier version is Approved"):
+    with pytest.raises(NoRollbackTarget, match="no earlier version is Approved"):
         core.handle(never, CFG, event, registry)
+
+
+# --- against the in-memory GitLab: one pipeline per state change ----------------------------------------
+APPROVED_NAME = "deploy abalone-p-abc123def456 v3 (Approved at 2026-11-24T12:00:00Z)"
+DEPLOY_PATH = "ml-team/abalone-model-deploy"
+
+
+def deploy_repository() -> tuple[FakeGitLab, TriggerConfig, StoredTrigger]:
+    """A deploy repository with a main branch and the trigger the check-in stored."""
+    fake = FakeGitLab()
+    fake.add_group("ml-team")
+    project = fake.add_project(DEPLOY_PATH).info.id
+    fake.commit(project, "main", "seed", [{"action": "create", "file_path": "deploy.py", "content": "x"}])
+    info, token = fake.create_trigger(project, "approval trigger")
+    stored = StoredTrigger(token, info.id, project, fake.url, "glpat-read", 1, "2099-01-01")
+    return fake, replace(CFG, deploy_project_id=project), stored
+
+
+def deliver(fake: FakeGitLab, cfg: TriggerConfig, stored: StoredTrigger) -> dict[str, Any]:
+    """One delivery of the approval event (SageMaker's, Lambda's retry or the re-drive)."""
+    return core.handle(lambda: core.Deployer(fake, fake, stored), cfg, load_event("model_package_approved"))
+
+
+def test_a_change_delivered_twice_starts_one_pipeline() -> None:
+    fake, cfg, stored = deploy_repository()
+    first, again = deliver(fake, cfg, stored), deliver(fake, cfg, stored)
+    assert (first["status"], again["status"]) == ("started", "already started")
+    assert again["pipeline_id"] == first["pipeline_id"]
+    assert [p.id for p in fake.pipelines_named(cfg.deploy_project_id, APPROVED_NAME)] == [
+        first["pipeline_id"]
+    ]
+    started = fake.project(DEPLOY_PATH).pipelines
+    assert started[0][3][contract.PIPELINE_VAR_MODEL_PACKAGE_ARN] == ARN
+
+
+def test_a_start_whose_answer_was_lost_is_found_by_the_next_delivery() -> None:
+    fake, cfg, stored = deploy_repository()
+    fake.fail("run_trigger", GitLabUnavailable("GitLab failing (HTTP 502) after 1 attempt"), after=True)
+    with pytest.raises(GitLabUnavailable):
+        deliver(fake, cfg, stored)
+    assert deliver(fake, cfg, stored)["status"] == "already started"
+    assert len(fake.project(DEPLOY_PATH).pipelines) == 1
+
+
+def test_a_trigger_token_gitlab_no_longer_has_is_not_found() -> None:
+    fake, cfg, stored = deploy_repository()
+    fake.delete_trigger(cfg.deploy_project_id, stored.trigger_id)
+    with pytest.raises(GitLabNotFound):
+        deliver(fake, cfg, stored)
+    assert fake.project(DEPLOY_PATH).pipelines == []

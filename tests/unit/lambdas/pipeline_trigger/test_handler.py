@@ -13,7 +13,7 @@ import responses
 from mlops_common.errors import ConfigError, GitLabAuthError, MalformedEvent
 from pipeline_trigger.config import TriggerConfig
 
-from tests.unit.lambdas.helpers import API, FakeContext, FakeSecrets, load_event
+from tests.unit.lambdas.helpers import API, FakeContext, FakeSecrets, load_event, sent_json
 
 TOKEN_ARN = (
     "arn:aws:secretsmanager:us-east-1:123456789012:secret:gitlab-mlops/p-abc123def456/deploy-trigger-AbCdEf"
@@ -94,7 +94,7 @@ def test_approval_starts_one_pipeline_and_returns_no_token(
     assert [c.request.method for c in rsps.calls] == ["GET", "POST", "GET"]
     assert secrets.calls == 1  # token read once per container
     post = rsps.calls[1].request
-    assert "PRIVATE-TOKEN" not in post.headers and json.loads(post.body)["token"] == TOKEN
+    assert "PRIVATE-TOKEN" not in post.headers and sent_json(post)["token"] == TOKEN
     assert rsps.calls[0].request.headers["PRIVATE-TOKEN"] == READ_TOKEN
     for secret in (TOKEN, READ_TOKEN):
         assert secret not in json.dumps(result) and secret not in caplog.text

@@ -1,4 +1,5 @@
-"""Core lifecycle against python-gitlab and a `responses` GitLab: exact calls, order and payloads."""
+"""Core lifecycle: exact calls, order and payloads against python-gitlab over a `responses` GitLab, and
+what the repositories end up as against the in-memory `FakeGitLab`."""
 
 from __future__ import annotations
 
@@ -10,13 +11,14 @@ from typing import Any
 import pytest
 import responses
 from mlops_common import contract
-from mlops_common.errors import ProjectNotOwned
+from mlops_common.errors import GitLabRejected, GitLabUnavailable, ProjectNotOwned
 from mlops_common.gitlab_client import GitLab, ProjectInfo
 from mlops_common.secrets import AccessKeys, StoredTrigger
 from seedcode_checkin import core
 from seedcode_checkin.config import CheckinConfig, RepoTarget
 from seedcode_checkin.seed import Seed, read_seed_zip
 
+from tests.unit.lambdas.fake_gitlab import FakeGitLab
 from tests.unit.lambdas.helpers import (
     API,
     BINARY,
@@ -25,6 +27,8 @@ from tests.unit.lambdas.helpers import (
     load_event,
     make_zip,
     project_json,
+    sent_json,
+    sent_url,
 )
 
 OWNER = contract.owner_topic("p-abc123def456")
@@ -67,13 +71,13 @@ def seeds(key: str) -> Seed:
     return read_seed_zip(make_zip(BUILD_FILES if "build" in key else DEPLOY_FILES), key)
 
 
-def body(call: Any) -> Any:
-    return json.loads(call.request.body or b"null")
+def body(call: responses.Call) -> Any:
+    return sent_json(call.request)
 
 
 def calls(rsps: responses.RequestsMock) -> list[str]:
     """'METHOD path' of every request, query string dropped."""
-    return [f"{c.request.method} {c.request.url.split('?')[0].removeprefix(API)}" for c in rsps.calls]
+    return [f"{c.request.method} {sent_url(c.request).split('?')[0].removeprefix(API)}" for c in rsps.calls]
 
 
 def new_world(rsps: responses.RequestsMock) -> None:
@@ -147,7 +151,9 @@ def test_create_makes_both_projects_variables_then_seeds_in_order(
     assert not any("pipeline" in c for c in sequence)  # nothing is triggered by us
 
     created = [
-        body(c) for c in rsps.calls if c.request.method == "POST" and c.request.url.endswith("/projects")
+        body(c)
+        for c in rsps.calls
+        if c.request.method == "POST" and sent_url(c.request).endswith("/projects")
     ]
     assert [p["path"] for p in created] == ["abalone-model-build", "abalone-model-deploy"]
     assert all(p["namespace_id"] == 3 and p["visibility"] == "private" for p in created)
@@ -163,9 +169,9 @@ def test_create_pushes_every_seed_file_in_one_commit_binary_as_base64(
     new_world(rsps)
     core.create(gl, config(), seeds, None, MemoryTriggers())
     commits = {
-        c.request.url.split("/projects/")[1].split("/")[0]: body(c)
+        sent_url(c.request).split("/projects/")[1].split("/")[0]: body(c)
         for c in rsps.calls
-        if "commits" in c.request.url and c.request.method == "POST"
+        if "commits" in sent_url(c.request) and c.request.method == "POST"
     }
     build = commits["11"]
     assert build["branch"] == "main" and "Seed-Sha256:" in build["commit_message"]
@@ -180,7 +186,7 @@ def posted_variables(rsps: responses.RequestsMock, pid: int) -> dict[str, Any]:
     return {
         body(c)["key"]: body(c)
         for c in rsps.calls
-        if c.request.url.endswith(f"/projects/{pid}/variables") and c.request.method == "POST"
+        if sent_url(c.request).endswith(f"/projects/{pid}/variables") and c.request.method == "POST"
     }
 
 
@@ -233,7 +239,7 @@ def test_create_protects_both_default_branches_for_maintainers(
 ) -> None:
     new_world(rsps)
     core.create(gl, config(), seeds, None, MemoryTriggers())
-    protections = [body(c) for c in rsps.calls if c.request.url.endswith("/protected_branches")]
+    protections = [body(c) for c in rsps.calls if sent_url(c.request).endswith("/protected_branches")]
     assert protections == [{"name": "main", "push_access_level": 40, "merge_access_level": 40}] * 2
     sequence = calls(rsps)
     assert sequence.index("POST /projects/12/protected_branches") > sequence.index(
@@ -274,12 +280,12 @@ def test_create_gives_the_deploy_repository_a_trigger_and_stores_it(
         5,
         store.stored.read_token_expires,
     )
-    token_request = next(body(c) for c in rsps.calls if c.request.url.endswith("/access_tokens"))
+    token_request = next(body(c) for c in rsps.calls if sent_url(c.request).endswith("/access_tokens"))
     assert token_request["scopes"] == ["read_api"] and token_request["access_level"] == core.REPORTER
     created = [
         body(c)
         for c in rsps.calls
-        if c.request.url.endswith("/projects/12/triggers") and c.request.method == "POST"
+        if sent_url(c.request).endswith("/projects/12/triggers") and c.request.method == "POST"
     ]
     assert created == [{"description": TRIGGER_DESCRIPTION}]
     assert not any("/projects/11/triggers" in c for c in calls(rsps))
@@ -425,39 +431,9 @@ def test_repeat_create_pushes_one_update_commit_when_files_differ(
 ) -> None:
     owned_world(rsps, seed_in_repo=False)
     core.create(gl, config(), seeds, None, MemoryTriggers(READY))
-    commits = [body(c) for c in rsps.calls if c.request.url.endswith("/commits")]
+    commits = [body(c) for c in rsps.calls if sent_url(c.request).endswith("/commits")]
     assert len(commits) == 2
     assert all(len(c["actions"]) == 1 and c["actions"][0]["action"] == "update" for c in commits)
-
-
-def test_update_does_not_overwrite_existing_code(gl: GitLab, rsps: responses.RequestsMock) -> None:
-    owned_world(rsps, seed_in_repo=False)
-    core.update(gl, config(), seeds, None, MemoryTriggers(READY))
-    assert not any(c.endswith("/commits") or c.endswith("/tree") for c in calls(rsps))
-
-
-def test_foreign_project_with_the_same_path_is_refused(gl: GitLab, rsps: responses.RequestsMock) -> None:
-    rsps.get(f"{API}/groups/ml-team", json={"id": 3, "full_path": "ml-team"})
-    rsps.get(BUILD_URL, json=project_json(11, BUILD, ["someone-else"]))
-    rsps.get(DEPLOY_URL, status=404, json={"message": "404 Project Not Found"})
-    with pytest.raises(ProjectNotOwned) as caught:
-        core.create(gl, config(), seeds, None, MemoryTriggers())
-    assert str(caught.value) == (
-        "GitLab project 'ml-team/abalone-model-build' exists and was not created by this SageMaker project "
-        "(p-abc123def456); choose another repository name or delete it"
-    )
-    assert "POST /projects" not in calls(rsps)
-
-
-def test_both_names_are_checked_before_either_repository_is_created(
-    gl: GitLab, rsps: responses.RequestsMock
-) -> None:
-    rsps.get(f"{API}/groups/ml-team", json={"id": 3, "full_path": "ml-team"})
-    rsps.get(BUILD_URL, status=404, json={"message": "404 Project Not Found"})
-    rsps.get(DEPLOY_URL, json=project_json(12, DEPLOY, ["someone-else"]))
-    with pytest.raises(ProjectNotOwned, match="abalone-model-deploy"):
-        core.create(gl, config(), seeds, None, MemoryTriggers())
-    assert not any(c.startswith("POST") for c in calls(rsps))
 
 
 def test_name_taken_but_invisible_reports_gitlabs_reason(gl: GitLab, rsps: responses.RequestsMock) -> None:
@@ -484,7 +460,9 @@ def test_a_failed_create_removes_what_it_created_whatever_the_policy(
     assert caught.value.physical_id == PHYSICAL_ID
     assert {"DELETE /projects/11", "DELETE /projects/12"} <= set(calls(rsps))
     created = [
-        body(c) for c in rsps.calls if c.request.method == "POST" and c.request.url.endswith("/projects")
+        body(c)
+        for c in rsps.calls
+        if c.request.method == "POST" and sent_url(c.request).endswith("/projects")
     ]
     assert all(core.INCOMPLETE_TOPIC in c["topics"] for c in created)
 
@@ -555,24 +533,6 @@ def test_delete_applies_the_policy_to_our_projects(
     assert f"{method} /projects/11{suffix}" in calls(rsps) and f"{method} /projects/12{suffix}" in calls(rsps)
 
 
-def test_delete_leaves_gone_foreign_and_renamed_projects_alone(
-    gl: GitLab, rsps: responses.RequestsMock
-) -> None:
-    rsps.get(BUILD_URL, json=project_json(11, BUILD, [OWNER, core.resource_topic("another-resource")]))
-    rsps.get(DEPLOY_URL, status=404, json={"message": "404"})
-    report = core.delete(gl, target("delete"), PHYSICAL_ID)
-    assert report == [
-        f"{BUILD}: now used by a renamed resource of this project, left alone",
-        f"{DEPLOY}: already gone",
-    ]
-    rsps.replace(responses.GET, BUILD_URL, json=project_json(11, BUILD, ["not-ours"]))
-    assert (
-        core.delete(gl, target("delete"), PHYSICAL_ID)[0]
-        == f"{BUILD}: not created by this project, left alone"
-    )
-    assert not any(c.startswith("DELETE") for c in calls(rsps))
-
-
 def test_delete_of_a_failed_create_uses_the_planned_paths(gl: GitLab, rsps: responses.RequestsMock) -> None:
     marker = core.resource_topic(PHYSICAL_ID)
     rsps.get(f"{API}/groups/ml-team", json={"id": 3, "full_path": "ml-team"})
@@ -581,13 +541,6 @@ def test_delete_of_a_failed_create_uses_the_planned_paths(gl: GitLab, rsps: resp
     rsps.delete(f"{API}/projects/11", status=202, json={})
     report = core.delete(gl, target("delete"), "SC-stack_SeedRepositories_ABCDEFGH")
     assert report == [f"{BUILD}: deleted", f"{DEPLOY}: already gone"]
-
-
-def test_delete_when_the_group_never_existed_is_success(gl: GitLab, rsps: responses.RequestsMock) -> None:
-    rsps.get(f"{API}/groups/ml-team", status=404, json={"message": "404"})
-    assert core.delete(gl, target("delete"), "random-id") == [
-        "group 'ml-team' not found: nothing was created"
-    ]
 
 
 def test_project_deleted_between_read_and_delete_is_success(gl: GitLab, rsps: responses.RequestsMock) -> None:
@@ -601,3 +554,115 @@ def test_project_deleted_between_read_and_delete_is_success(gl: GitLab, rsps: re
 def test_physical_id_round_trip() -> None:
     assert core.parse_physical_id(PHYSICAL_ID) == ("gitlab.example.com", BUILD, DEPLOY)
     assert core.parse_physical_id("SC-stack_SeedRepositories_ABCDEFGH") is None
+
+
+# --- against the in-memory GitLab: what the repositories end up as ------------------------------------
+@pytest.fixture
+def fake() -> FakeGitLab:
+    """A GitLab with the group ml-team and nothing in it."""
+    gitlab = FakeGitLab()
+    gitlab.add_group("ml-team")
+    return gitlab
+
+
+def test_create_then_delete_leaves_seeded_protected_repositories_then_nothing(fake: FakeGitLab) -> None:
+    store = MemoryTriggers()
+    outcome = core.create(fake, config(), seeds, None, store)
+    assert outcome.physical_id == PHYSICAL_ID
+    build, deploy = fake.project(BUILD), fake.project(DEPLOY)
+    assert fake.files(build.info.id, "main") == {
+        path: content.encode() if isinstance(content, str) else content
+        for path, content in BUILD_FILES.items()
+    }
+    assert set(fake.files(deploy.info.id, "main")) == set(DEPLOY_FILES)
+    assert build.protected == deploy.protected == {"main": core.MAINTAINER}
+    assert all(core.INCOMPLETE_TOPIC not in p.info.topics for p in (build, deploy))
+    assert set(build.variables) == {v.key for v in core.ci_variables(config(), core.BUILD, None)}
+    assert store.stored is not None and store.stored.project_id == deploy.info.id
+    assert [token for _, token in deploy.triggers.values()] == [store.stored.token]
+
+    report = core.delete(fake, target("delete"), outcome.physical_id)
+    assert report == [
+        f"{BUILD}: deleted",
+        f"{DEPLOY}: 1 approval pipeline trigger(s) revoked",
+        f"{DEPLOY}: deleted",
+    ]
+    assert fake.projects == {}
+
+
+def test_update_does_not_overwrite_existing_code(fake: FakeGitLab) -> None:
+    core.create(fake, config(), seeds, None, MemoryTriggers())
+    deploy = fake.project(DEPLOY).info.id
+    fake.commit(
+        deploy, "main", "team", [{"action": "update", "file_path": "deploy.py", "content": "x = 2\n"}]
+    )
+    core.update(fake, config(), seeds, None, MemoryTriggers())
+    assert fake.files(deploy, "main")["deploy.py"] == b"x = 2\n"
+
+
+def test_foreign_project_with_the_same_path_is_refused(fake: FakeGitLab) -> None:
+    fake.add_project(BUILD, topics=["someone-else"])
+    with pytest.raises(ProjectNotOwned) as caught:
+        core.create(fake, config(), seeds, None, MemoryTriggers())
+    assert str(caught.value) == (
+        "GitLab project 'ml-team/abalone-model-build' exists and was not created by this SageMaker project "
+        "(p-abc123def456); choose another repository name or delete it"
+    )
+    assert [p.info.path_with_namespace for p in fake.projects.values()] == [BUILD]
+
+
+def test_both_names_are_checked_before_either_repository_is_created(fake: FakeGitLab) -> None:
+    fake.add_project(DEPLOY, topics=["someone-else"])
+    with pytest.raises(ProjectNotOwned, match="abalone-model-deploy"):
+        core.create(fake, config(), seeds, None, MemoryTriggers())
+    assert "create_project" not in fake.calls
+
+
+def test_a_project_created_by_a_post_whose_answer_was_lost_is_adopted(fake: FakeGitLab) -> None:
+    # python-gitlab's retry of the lost POST meets our own project: "has already been taken".
+    fake.fail(
+        "create_project", GitLabRejected("GitLab refused creating project (400: path taken)"), after=True
+    )
+    core.create(fake, config(), seeds, None, MemoryTriggers())
+    assert sorted(p.info.path_with_namespace for p in fake.projects.values()) == [BUILD, DEPLOY]
+    assert all(core.INCOMPLETE_TOPIC not in p.info.topics for p in fake.projects.values())
+
+
+def test_a_failed_create_removes_what_it_made_even_under_retain(fake: FakeGitLab) -> None:
+    fake.fail("protect_branch", GitLabRejected("GitLab refused protecting branch main (400: bad)"))
+    with pytest.raises(core.CreateFailed, match=rf"; removed {BUILD}, {DEPLOY}$") as caught:
+        core.create(fake, config(DeletionPolicy="retain"), seeds, None, MemoryTriggers())
+    assert caught.value.physical_id == PHYSICAL_ID
+    assert fake.projects == {}
+
+
+def test_what_a_failed_create_could_not_remove_goes_with_the_rollback_delete(fake: FakeGitLab) -> None:
+    fake.fail("commit", GitLabUnavailable("GitLab at https://gitlab.example.com failing (HTTP 502)"))
+    fake.fail("delete_project", GitLabUnavailable("GitLab failing (HTTP 502)"), times=2)
+    with pytest.raises(core.CreateFailed, match=r"the rollback Delete removes them\)$") as caught:
+        core.create(fake, config(), seeds, None, MemoryTriggers())
+    assert all(core.INCOMPLETE_TOPIC in p.info.topics for p in fake.projects.values())
+    report = core.delete(fake, target("retain"), caught.value.physical_id)
+    assert report == [f"{path}: deleted (left by a failed Create)" for path in (BUILD, DEPLOY)]
+    assert fake.projects == {}
+
+
+def test_delete_leaves_gone_foreign_and_renamed_projects_alone(fake: FakeGitLab) -> None:
+    fake.add_project(BUILD, topics=[OWNER, core.resource_topic("another-resource")])
+    fake.add_project("ml-team/other", topics=["not-ours"])
+    assert core.delete(fake, target("delete"), PHYSICAL_ID) == [
+        f"{BUILD}: now used by a renamed resource of this project, left alone",
+        f"{DEPLOY}: already gone",
+    ]
+    other = f"gitlab.example.com|ml-team/other|{DEPLOY}"
+    assert (
+        core.delete(fake, target("delete"), other)[0]
+        == "ml-team/other: not created by this project, left alone"
+    )
+    assert len(fake.projects) == 2 and "delete_project" not in fake.calls
+
+
+def test_delete_when_the_group_never_existed_is_success() -> None:
+    assert core.delete(FakeGitLab(), target("delete"), "random-id") == [
+        "group 'ml-team' not found: nothing was created"
+    ]

@@ -53,7 +53,7 @@ def checkin(monkeypatch: pytest.MonkeyPatch) -> Checkin:
     monkeypatch.setenv("LOG_LEVEL", "DEBUG")
     module = importlib.import_module("seedcode_checkin.handler")
     sent: list[dict[str, Any]] = []
-    original = CfnResource._send
+    original = CfnResource._send  # type: ignore[attr-defined]  # crhelper's private sender, captured
 
     def send(status: str | None = None, reason: str = "", send_response: Any = None) -> None:
         original(module.helper, status, reason, send_response=lambda url, body, verify: sent.append(body))
@@ -194,6 +194,18 @@ def test_rejected_token_fails_with_the_secret_to_check_and_is_read_again_next_ti
     assert not any(r.exc_info for r in caplog.records)  # expected errors: no stack trace
     checkin(load_event("cfn_create"))
     assert checkin.secrets.calls == 2  # the cached token was dropped after the 401
+
+
+def test_a_group_the_token_cannot_see_fails_and_the_token_is_read_again_next_time(
+    checkin: Checkin, rsps: responses.RequestsMock
+) -> None:
+    # GitLab answers 404 for a group the token may not see: a replaced token may fix it.
+    rsps.get(f"{API}/groups/ml-team", status=404, json={"message": "404 Group Not Found"})
+    answer = checkin(load_event("cfn_create"))
+    assert answer["Status"] == "FAILED"
+    assert answer["Reason"] == "GitLab group 'ml-team' not found (404): check the GitLabGroup parameter"
+    checkin(load_event("cfn_create"))
+    assert checkin.secrets.calls == 2
 
 
 def test_bad_properties_fail_readably_without_calling_gitlab(
