@@ -47,9 +47,9 @@ $(NODE_STAMP): package.json | prerequisites
 
 venv: prerequisites $(STAMP) $(IAM_DATA) $(NODE_STAMP) ## Install the Python and Node tools into .venv and node_modules
 
-lint: venv ## ruff, mypy, cfn-lint on every template, GitLab CI schema on the seeds
+lint: venv ## ruff, mypy (code and tests), cfn-lint on every template, GitLab CI schema on the seeds
 	$(VENV)/bin/ruff check lambdas scripts tests seedcode
-	$(VENV)/bin/mypy lambdas scripts
+	$(VENV)/bin/mypy lambdas scripts tests
 	$(VENV)/bin/cfn-lint --regions $(LINT_REGIONS) -- $(TEMPLATES)
 	$(VENV)/bin/check-jsonschema --builtin-schema vendor.gitlab-ci --data-transform gitlab-ci $(wildcard seedcode/*/.gitlab-ci.yml)
 

@@ -7,6 +7,7 @@ import subprocess
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 import gitlab
 import pytest
@@ -23,6 +24,17 @@ from scripts.gitlab_standin.testing import (
 )
 
 __all__ = ["gitlab_standin"]  # the fixture, imported for pytest
+
+
+def _message(raised: pytest.ExceptionInfo[Any]) -> Any:
+    """GitLab's error body as python-gitlab parsed it (typed str, but a dict or list for JSON bodies)."""
+    return raised.value.error_message
+
+
+def _json(answer: Any) -> dict[str, Any]:
+    assert isinstance(answer, dict), answer
+    return answer
+
 
 BINARY = bytes(range(256)) * 4 + b"\x89PNG\r\n\x1a\n\x00"
 
@@ -76,7 +88,7 @@ def test_project_create_get_update_archive_delete(gitlab_standin: Standin) -> No
     assert gitlab_standin.requests("DELETE")[-1]["status"] == 202
     with pytest.raises(gitlab.GitlabGetError) as gone:
         gl.projects.get(project.id)
-    assert gone.value.response_code == 404 and gone.value.error_message == "404 Project Not Found"
+    assert gone.value.response_code == 404 and _message(gone) == "404 Project Not Found"
 
 
 def test_existing_path_is_refused_with_400_has_already_been_taken(gitlab_standin: Standin) -> None:
@@ -85,8 +97,8 @@ def test_existing_path_is_refused_with_400_has_already_been_taken(gitlab_standin
     with pytest.raises(gitlab.GitlabCreateError) as taken:
         make_project(gl)
     assert taken.value.response_code == 400
-    assert taken.value.error_message["path"] == ["has already been taken"]  # type: ignore[index]
-    assert taken.value.error_message["name"] == ["has already been taken"]  # type: ignore[index]
+    assert _message(taken)["path"] == ["has already been taken"]
+    assert _message(taken)["name"] == ["has already been taken"]
 
 
 def test_wrong_or_missing_token_is_401(gitlab_standin: Standin) -> None:
@@ -106,10 +118,10 @@ def test_variables_crud_and_masking_rule(gitlab_standin: Standin) -> None:
     with pytest.raises(gitlab.GitlabCreateError) as unmaskable:
         project.variables.create({"key": "SHORT", "value": "abc", "masked": True})
     assert unmaskable.value.response_code == 400
-    assert unmaskable.value.error_message == {"value": ["is invalid"]}
+    assert _message(unmaskable) == {"value": ["is invalid"]}
     with pytest.raises(gitlab.GitlabCreateError) as duplicate:
         project.variables.create({"key": "AWS_REGION", "value": "eu-west-1"})
-    assert duplicate.value.error_message == {"key": ["(AWS_REGION) has already been taken"]}
+    assert _message(duplicate) == {"key": ["(AWS_REGION) has already been taken"]}
 
     secret = project.variables.get("AWS_SECRET_ACCESS_KEY")
     assert (secret.masked, secret.protected, secret.variable_type) == (True, True, "env_var")
@@ -122,7 +134,7 @@ def test_variables_crud_and_masking_rule(gitlab_standin: Standin) -> None:
     assert [v.key for v in project.variables.list(get_all=True)] == ["AWS_SECRET_ACCESS_KEY"]
     with pytest.raises(gitlab.GitlabGetError) as missing:
         project.variables.get("AWS_REGION")
-    assert missing.value.error_message == "404 Variable Not Found"
+    assert _message(missing) == "404 Variable Not Found"
 
 
 def test_binary_commit_reads_back_byte_exact_and_clones(gitlab_standin: Standin, tmp_path: Path) -> None:
@@ -137,7 +149,7 @@ def test_binary_commit_reads_back_byte_exact_and_clones(gitlab_standin: Standin,
     assert project.files.raw("assets/logo.png", ref="main") == BINARY
     with pytest.raises(gitlab.GitlabGetError) as missing:
         project.files.get("nope.txt", ref="main")
-    assert missing.value.error_message == "404 File Not Found"
+    assert _message(missing) == "404 File Not Found"
 
     second = project.commits.create({"branch": "main", "commit_message": "Update", "actions": [
         {"action": "update", "file_path": "README.md", "content": "# changed\n"},
@@ -165,7 +177,7 @@ def test_tree_pagination_gets_every_entry_without_warning(gitlab_standin: Standi
         tree = project.repository_tree(recursive=True, get_all=True)
     assert sorted(e["path"] for e in tree) == sorted([*files, "src"])
     first_page = requests.get(f"{gitlab_standin.api_url}/projects/{project_id}/repository/tree",
-                              params={"recursive": "true", "per_page": 20},
+                              params={"recursive": "true", "per_page": "20"},
                               headers={"PRIVATE-TOKEN": gitlab_standin.token}, timeout=5)
     assert first_page.headers["X-Total"] == "46" and first_page.headers["X-Next-Page"] == "2"
     assert 'rel="next"' in first_page.headers["Link"] and len(first_page.json()) == 20
@@ -197,7 +209,7 @@ def test_fault_after_processing_makes_a_retried_create_meet_its_own_project(gitl
     gitlab_standin.add_fault(r"/api/v4/projects$", 502, method="POST", after=True)
     with pytest.raises(gitlab.GitlabCreateError) as retried:
         make_project(client(gitlab_standin, retry_transient_errors=True))
-    assert retried.value.error_message["path"] == ["has already been taken"]  # type: ignore[index]
+    assert _message(retried)["path"] == ["has already been taken"]
     assert [r["status"] for r in gitlab_standin.requests("POST", r"/projects$")] == [502, 400]
     assert client(gitlab_standin).projects.get("ml-team/model-build").name == "model-build"
 
@@ -237,10 +249,10 @@ def test_pipeline_variables_refused_until_project_allows_them(gitlab_standin: St
     with pytest.raises(gitlab.GitlabCreateError) as refused:
         project.pipelines.create({"ref": "main", "variables": variables})
     assert refused.value.response_code == 400
-    assert refused.value.error_message == {"base": ["Insufficient permissions to set pipeline variables"]}
+    assert _message(refused) == {"base": ["Insufficient permissions to set pipeline variables"]}
     with pytest.raises(gitlab.GitlabCreateError) as bad_ref:
         project.pipelines.create({"ref": "nope"})
-    assert bad_ref.value.error_message == {"base": ["Reference not found"]}
+    assert _message(bad_ref) == {"base": ["Reference not found"]}
 
     project.ci_pipeline_variables_minimum_override_role = "developer"
     project.save()
@@ -318,13 +330,13 @@ def test_personal_access_tokens_self_shows_the_expiry_and_an_expired_token_is_40
 ) -> None:
     gl = client(gitlab_standin)
     gitlab_standin.backend.token_expires_at = "2099-01-31"
-    assert gl.http_get("/personal_access_tokens/self")["expires_at"] == "2099-01-31"
+    assert _json(gl.http_get("/personal_access_tokens/self"))["expires_at"] == "2099-01-31"
     project = make_project(gl)
     read = project.access_tokens.create(
         {"name": "reader", "scopes": ["read_api"], "access_level": 20, "expires_at": "2098-12-31"}
     )
     reader = gitlab.Gitlab(gitlab_standin.url, private_token=read.token, timeout=5)
-    assert reader.http_get("/personal_access_tokens/self")["expires_at"] == "2098-12-31"
+    assert _json(reader.http_get("/personal_access_tokens/self"))["expires_at"] == "2098-12-31"
     gitlab_standin.backend.token_expires_at = "2020-01-01"
     with pytest.raises(gitlab.GitlabAuthenticationError):
         gl.auth()

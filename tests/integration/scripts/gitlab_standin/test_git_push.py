@@ -14,6 +14,7 @@ import pytest
 import requests
 
 from scripts.gitlab_standin import GitlabCiLocalRunner, Standin
+from scripts.gitlab_standin.models import Pipeline
 from scripts.gitlab_standin.runner import DEFAULT_GITLAB_CI_LOCAL
 from scripts.gitlab_standin.testing import client, seed_project, standin, with_token
 
@@ -56,7 +57,7 @@ def git(*args: str, cwd: Path | None = None, check: bool = True) -> subprocess.C
                           text=True, timeout=60, check=check)
 
 
-def settled(server: Standin, project_id: int, count: int, timeout: float = 90) -> list[object]:
+def settled(server: Standin, project_id: int, count: int, timeout: float = 90) -> list[Pipeline]:
     """The project's pipelines once `count` exist and none is still running, newest first."""
     backend = server.backend
     deadline = time.monotonic() + timeout
@@ -72,8 +73,8 @@ def settled(server: Standin, project_id: int, count: int, timeout: float = 90) -
     raise AssertionError(f"fewer than {count} pipelines after {timeout}s")
 
 
-def job_log(server: Standin, pipeline: object, job: str) -> str:
-    return next(j.log for j in pipeline.jobs if j.name == job)  # type: ignore[attr-defined]
+def job_log(server: Standin, pipeline: Pipeline, job: str) -> str:
+    return next(j.log for j in pipeline.jobs if j.name == job)
 
 
 @pytest.fixture(scope="module")
@@ -177,6 +178,7 @@ def test_the_merge_request_workflow_end_to_end(running: Standin, tmp_path: Path)
     note.body = "<!-- marker -->\nmse 3.9"
     note.save()
     [listed] = mr.notes.list(get_all=True)
+    assert as_bot.user is not None
     assert (listed.body, listed.author["username"]) == ("<!-- marker -->\nmse 3.9", as_bot.user.username)
     with pytest.raises(gitlab.GitlabError) as denied:
         bot_mr.merge()  # a Reporter may comment but not merge

@@ -22,6 +22,7 @@ from scripts.gitlab_standin.models import (
     NO_JOBS,
     REPORTER,
     Backend,
+    Project,
     Variable,
     default_merge_message,
     expand_variables,
@@ -249,7 +250,7 @@ def test_reset_forgets_projects_but_keeps_seeded_groups(tmp_path: Path) -> None:
     assert b.namespace("ml-team", kind="group").kind == "group"
 
 
-def project_with_feature(b: Backend) -> tuple[object, str, str]:
+def project_with_feature(b: Backend) -> tuple[Project, str, str]:
     """A project with CI on main and a branch `feature` one commit ahead: (project, main sha, feature sha)."""
     project = b.create_project(name="p", path="p", namespace_id="ml-team")
     main = b.commit(project, branch="main", message="ci", actions=[CI, FileAction("create", "a.txt", b"1\n")])
@@ -377,7 +378,8 @@ def test_project_access_tokens_are_bound_to_their_project_scopes_and_lifetime(tm
     assert pusher is not None and pusher.may_push_code()
     expired = b.create_access_token(project, "old", ["api"], REPORTER, "2000-01-01")
     assert b.authenticate(expired.token) is None
-    assert b.authenticate("t") is not None and b.authenticate("t").project_id is None  # the admin token
+    admin = b.authenticate("t")
+    assert admin is not None and admin.project_id is None  # the admin token
     b.delete_project(project)
     assert b.authenticate(reader.token) is None
 

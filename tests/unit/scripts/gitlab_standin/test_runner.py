@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from pathlib import Path
 
 from scripts.gitlab_standin.runner import _dotenv, _job_spec, _starting_job, kill_leftover_runs
@@ -30,6 +31,11 @@ def test_leftover_runs_of_a_dead_host_are_killed_by_their_recorded_ids_only(tmp_
     run = subprocess.Popen(["bash", "-c", "exec -a gitlab-ci-local sleep 30"], start_new_session=True)
     other = subprocess.Popen(["sleep", "30"], start_new_session=True)
     try:
+        cmdline = Path(f"/proc/{run.pid}/cmdline")
+        for _ in range(200):  # until bash has exec'd: before that the process is still `bash -c ...`
+            if cmdline.read_bytes().startswith(b"gitlab-ci-local"):
+                break
+            time.sleep(0.01)
         live = tmp_path / "live-runs.json"
         live.write_text(json.dumps([run.pid, other.pid, 999999]))
         assert kill_leftover_runs(live) == [run.pid]

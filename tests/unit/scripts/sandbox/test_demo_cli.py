@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from scripts.sandbox import demo
+from scripts.sandbox import background, demo
 from scripts.sandbox.lab import DemoError
 
 
@@ -69,7 +69,7 @@ def test_a_server_that_is_gone_is_reported_with_the_way_out(tmp_path: Path) -> N
     root = tmp_path / ".sandbox"
     sandbox_left_behind(root)
     with pytest.raises(DemoError, match="run `demo down` to clean up, then `demo up`"):
-        demo.load_state(root)
+        background.load_state(root)
 
 
 class FakeLab:

@@ -26,7 +26,7 @@ def _members(archive: bytes) -> dict[str, bytes]:
         return {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}  # type: ignore[union-attr]
 
 
-def test_the_biased_copy_predicts_the_shift_more_and_keeps_the_code():
+def test_the_biased_copy_predicts_the_shift_more_and_keeps_the_code() -> None:
     rng = np.random.default_rng(0)
     features = rng.random((100, 3))
     booster = xgboost.train(
@@ -44,7 +44,7 @@ def test_the_biased_copy_predicts_the_shift_more_and_keeps_the_code():
     np.testing.assert_allclose(biased.predict(sample), booster.predict(sample) + 1.0, rtol=1e-5)
 
 
-def test_the_demo_stage_configs_of_every_mode_pass_the_deploy_seeds_own_checks():
+def test_the_demo_stage_configs_of_every_mode_pass_the_deploy_seeds_own_checks() -> None:
     import sys
     from pathlib import Path
 
@@ -67,7 +67,7 @@ def test_the_demo_stage_configs_of_every_mode_pass_the_deploy_seeds_own_checks()
         hosting_configs("realtime", "bucket")
 
 
-def test_demo_takes_a_hosting_mode_anywhere_and_defaults_to_realtime():
+def test_demo_takes_a_hosting_mode_anywhere_and_defaults_to_realtime() -> None:
     from scripts.sandbox import demo
 
     assert demo.build_parser().parse_args([]).hosting == "realtime"
