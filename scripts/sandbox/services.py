@@ -131,6 +131,12 @@ def id_token_for(gitlab_url: str) -> Callable[[RunContext], str]:
     return token
 
 
+# The local inference server shares the machine's CPUs with the CI jobs and the test workers: its latency
+# says nothing about a SageMaker endpoint's, so the staging test's p95 bound (1 s for real endpoints) is
+# one a loaded CI machine keeps; the check itself still runs.
+SANDBOX_STAGING_TEST = {"STAGING_TEST_MAX_P95_LATENCY_MS": "15000"}
+
+
 def runner_environment(moto_url: str, inference_url: str, gitlab_url: str, ca_file: str) -> dict[str, str]:
     """What CI jobs get on top of the project's variables: the sandbox's switches and this venv first."""
     venv_bin = REPO_ROOT / ".venv" / "bin"
@@ -142,6 +148,7 @@ def runner_environment(moto_url: str, inference_url: str, gitlab_url: str, ca_fi
         "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": inference_url,
         "SAGEMAKER_VALIDATE_ROLE": "false",
         "PIP_NO_INDEX": "1",  # a job that would install something fails fast instead of downloading
+        **SANDBOX_STAGING_TEST,
         "CI_SERVER_TLS_CA_FILE": ca_file,  # a runner's tls-ca-file: jobs verify the stand-in's HTTPS
     }
 

@@ -21,6 +21,7 @@ import xgboost
 
 from scripts.sandbox.inference import InferenceServer, serve_transform_jobs, stop_serving_transform_jobs
 from scripts.sandbox.lab import shifted_archive
+from scripts.sandbox.services import SANDBOX_STAGING_TEST
 
 from .test_inference import IMAGE, SCRIPT_MODE, abalone_booster, artifact, seed_code, seed_features
 
@@ -49,6 +50,7 @@ ENV = {
     "ARTIFACT_BUCKET": PROJECT.artifact_bucket,
     "SAGEMAKER_EXECUTION_ROLE_ARN": PROJECT.execution_role_arn,
     "CI_PIPELINE_ID": "42",
+    **SANDBOX_STAGING_TEST,
 }
 HOSTING = {
     "realtime": {"Mode": "realtime"},
