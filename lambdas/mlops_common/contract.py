@@ -120,6 +120,20 @@ TAG_DEPLOYED_PREFIX: Final = "deployed-to:"
 # api scope) that posts the model note on merge requests. Set by the user (the sandbox sets one).
 VAR_MR_NOTE_TOKEN: Final = "MR_NOTE_TOKEN"  # noqa: S105 - a variable name, not a secret
 
+# --- What the seed check-in custom resource answers (GetAtt SeedRepositories.<key>) ---------------
+CHECKIN_DATA_TOKEN_WARNING: Final = "GitLabTokenWarning"  # noqa: S105 - a key name, not a secret
+CHECKIN_DATA_KEYS: Final = frozenset(
+    {
+        "ModelBuildProjectId",
+        "ModelBuildPath",
+        "ModelBuildCloneUrl",
+        "ModelDeployProjectId",
+        "ModelDeployPath",
+        "ModelDeployCloneUrl",
+        CHECKIN_DATA_TOKEN_WARNING,
+    }
+)
+
 # --- CI jobs other parts start, play or read (the seeds' .gitlab-ci.yml define them) ----------------
 BUILD_JOB_RUN_PIPELINE: Final = "run-pipeline"
 DEPLOY_JOB_BUILD: Final = "build"

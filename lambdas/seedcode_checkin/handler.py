@@ -195,7 +195,7 @@ def _run(event: dict[str, Any], context: Any, action: Callable[..., core.Outcome
     if outcome.physical_id != event.get("PhysicalResourceId") and event.get("RequestType") == "Update":
         logger.info("repositories moved: CloudFormation will delete %s next", event.get("PhysicalResourceId"))
     helper.Data.update(outcome.data())
-    helper.Data["GitLabTokenWarning"] = warning or "none"
+    helper.Data[contract.CHECKIN_DATA_TOKEN_WARNING] = warning or "none"
     if warning:
         helper.Reason = fit_reason(warning)
     return outcome.physical_id

@@ -371,28 +371,81 @@ def test_ca_bundle_object_is_readable_only_when_configured() -> None:
 
 # --- the seed check-in custom resource -----------------------------------------------------------------
 
-CUSTOM_RESOURCE_PROPERTIES = {
-    "ServiceToken", "ProjectName", "ProjectId", "ProjectArn", "Region",
-    "GitLabUrl", "GitLabGroup", "GitLabTokenSecretArn", "GitLabCaBundleS3Uri",
-    "ModelBuildRepositoryName", "ModelDeployRepositoryName", "DeletionPolicy", "DefaultBranch",
-    "SeedBucket", "ModelBuildSeedKey", "ModelDeploySeedKey",
-    "ArtifactBucket", "ModelPackageGroupName", "SageMakerExecutionRoleArn", "DeployTriggerSecretArn",
-    "CiAuthMode", "CiBuildRoleArn", "CiStagingRoleArn", "CiProdRoleArn",
-    "CiBuildAccessKeySecretArn", "CiStagingAccessKeySecretArn", "CiProdAccessKeySecretArn",
-    "CiAccessKeySerial", "TokenExpiryWarningDays",
-}  # fmt: skip
+class _ReadKeys(dict[str, object]):
+    """Resource properties that remember which keys the check-in's config classes read."""
+
+    def __init__(self, values: dict[str, object]) -> None:
+        super().__init__(values)
+        self.read: set[str] = set()
+
+    def get(self, key: str, default: object = None) -> object:
+        self.read.add(key)
+        return super().get(key, default)
 
 
-def test_custom_resource_properties_are_exactly_the_agreed_ones() -> None:
+def _properties_the_checkin_reads() -> set[str]:
+    """The keys CheckinConfig and RepoTarget read, in both CI auth modes (each mode reads its own)."""
+    from seedcode_checkin.config import CheckinConfig, RepoTarget
+
+    from tests.unit.lambdas.helpers import load_event
+
+    read: set[str] = set()
+    for mode in contract.AUTH_MODES:
+        values = {**load_event("cfn_create")["ResourceProperties"], "CiAuthMode": mode}
+        for key in [k for k in values if k.endswith("AccessKeySecretArn") and not values[k]]:
+            values[key] = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{key}-AbCdEf"
+        props = _ReadKeys(values)
+        CheckinConfig.from_properties(props)
+        RepoTarget.from_properties(props)
+        read |= props.read
+    return read
+
+
+# Sent so that a change of access keys reaches the check-in as an Update; no code reads its value.
+UPDATE_TRIGGERS = {"CiAccessKeySerial"}
+
+
+def test_the_custom_resource_passes_exactly_what_the_checkins_config_reads() -> None:
     resource = RESOURCES["SeedRepositories"]
     assert resource["Type"] == "Custom::GitLabSeedRepositories"
-    assert set(resource["Properties"]) - {"ServiceTimeout"} == CUSTOM_RESOURCE_PROPERTIES
+    passed = set(resource["Properties"]) - {"ServiceToken", "ServiceTimeout"}
+    assert passed - UPDATE_TRIGGERS == _properties_the_checkin_reads()
 
 
 def test_the_fixture_events_carry_the_templates_properties() -> None:
     from tests.unit.lambdas.helpers import load_event
 
-    assert set(load_event("cfn_create")["ResourceProperties"]) == CUSTOM_RESOURCE_PROPERTIES
+    template = set(RESOURCES["SeedRepositories"]["Properties"]) - {"ServiceTimeout"}
+    assert set(load_event("cfn_create")["ResourceProperties"]) == template
+
+
+def _getatt_keys(node: object, resource: str) -> set[str]:
+    if isinstance(node, dict):
+        found = set()
+        for key, value in node.items():
+            if key == "Fn::GetAtt":
+                target = value.split(".", 1) if isinstance(value, str) else list(value)
+                if target[0] == resource:
+                    found.add(target[1])
+            else:
+                found |= _getatt_keys(value, resource)
+        return found
+    if isinstance(node, list):
+        return set().union(*(_getatt_keys(item, resource) for item in node))
+    return set()
+
+
+def test_every_checkin_attribute_the_template_reads_is_one_the_checkin_answers() -> None:
+    from mlops_common.gitlab_api import ProjectInfo
+    from seedcode_checkin.core import Outcome
+
+    info = ProjectInfo(1, "g/p", "https://h/g/p.git", "https://h/g/p", "", "main", False, ())
+    answered = set(Outcome("id", info, info).data()) | {contract.CHECKIN_DATA_TOKEN_WARNING}
+    assert answered == contract.CHECKIN_DATA_KEYS
+    read = _getatt_keys(TEMPLATE, "SeedRepositories")
+    assert read and read <= contract.CHECKIN_DATA_KEYS
+    # Every answer is visible somewhere: as a stack output or used by another resource.
+    assert read == contract.CHECKIN_DATA_KEYS
 
 
 def test_custom_resource_values() -> None:
