@@ -114,10 +114,15 @@ def allow_cloudwatch_alarms_in_stacks() -> None:
         def delete_from_cloudformation_json(
             cls, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str
         ) -> None:
-            props = cloudformation_json.get("Properties", {})
+            name = cloudformation_json.get("Properties", {}).get("AlarmName")
             cloudwatch_backends[account_id][region_name].delete_alarms(
-                [props.get("AlarmName") or resource_name]
+                [name if isinstance(name, str) else resource_name]
             )
+
+        def delete(self, account_id: str, region_name: str) -> None:
+            """What moto's stack deletion calls first: the alarm by the name it was created with (the
+            class method below only sees the template's unresolved AlarmName, e.g. a Fn::Sub)."""
+            cloudwatch_backends[account_id][region_name].delete_alarms([self.name])
 
         def is_created(self) -> bool:
             return True

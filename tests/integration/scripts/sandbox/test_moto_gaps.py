@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from scripts.sandbox.moto_gaps import allow_model_package_tags
+from scripts.sandbox.moto_gaps import allow_cloudwatch_alarms_in_stacks, allow_model_package_tags
 
 
 def test_model_package_versions_can_be_tagged_listed_and_untagged(aws_client: Callable[[str], Any]) -> None:
@@ -32,3 +32,29 @@ def test_model_package_versions_can_be_tagged_listed_and_untagged(aws_client: Ca
     sm.create_model_package_group(ModelPackageGroupName="tagged", Tags=[{"Key": "k", "Value": "v"}])
     group_arn = sm.describe_model_package_group(ModelPackageGroupName="tagged")["ModelPackageGroupArn"]
     assert sm.list_tags(ResourceArn=group_arn)["Tags"] == [{"Key": "k", "Value": "v"}]  # others unchanged
+
+
+ALARM_STACK = """
+Resources:
+  Alarm:
+    Type: AWS::CloudWatch::Alarm
+    Properties:
+      AlarmName: !Sub ${AWS::StackName}-errors
+      Namespace: AWS/Lambda
+      MetricName: Errors
+      ComparisonOperator: GreaterThanOrEqualToThreshold
+      EvaluationPeriods: 1
+      Period: 60
+      Threshold: 1
+      Statistic: Sum
+"""
+
+
+def test_alarms_in_stacks_are_created_and_deleted_with_their_stack(aws_client: Callable[[str], Any]) -> None:
+    """Deleting a stack whose alarm name is computed (Fn::Sub) deletes that alarm (it raised in moto)."""
+    allow_cloudwatch_alarms_in_stacks()
+    cfn, cloudwatch = aws_client("cloudformation"), aws_client("cloudwatch")
+    cfn.create_stack(StackName="alarms", TemplateBody=ALARM_STACK)
+    assert [a["AlarmName"] for a in cloudwatch.describe_alarms()["MetricAlarms"]] == ["alarms-errors"]
+    cfn.delete_stack(StackName="alarms")
+    assert cloudwatch.describe_alarms()["MetricAlarms"] == []
