@@ -159,3 +159,34 @@ def test_the_ci_jobs_other_parts_run_or_read_are_the_seeds_jobs() -> None:
     assert {rule.get("when") for rule in deploy[contract.DEPLOY_JOB_PROD]["rules"]} == {"manual"}
     reports = deploy[contract.DEPLOY_JOB_STAGING]["artifacts"]["reports"]
     assert reports["junit"].endswith("/" + contract.STAGING_TEST_REPORT)
+
+
+def test_the_deploy_seed_names_its_stacks_and_endpoints_as_the_contract_does() -> None:
+    """The project's delete, the trigger's rollback and the IAM policies find what the seed created."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location(
+        "_deploy_seed_common", SEEDS / "model-deploy" / "steps" / "common.py"
+    )
+    assert spec is not None and spec.loader is not None
+    common = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = common  # its dataclasses look their module up there
+    try:
+        spec.loader.exec_module(common)
+    finally:
+        del sys.modules[spec.name]
+    project = common.Project.from_env(
+        {
+            contract.VAR_PROJECT_NAME: "abalone",
+            contract.VAR_PROJECT_ID: "p-abc123",
+            contract.VAR_REGION: "eu-west-1",
+            contract.VAR_ARTIFACT_BUCKET: "b",
+            contract.VAR_MODEL_PACKAGE_GROUP: "abalone-p-abc123",
+            contract.VAR_SAGEMAKER_EXECUTION_ROLE: "arn:aws:iam::123456789012:role/x",
+        }
+    )
+    assert tuple(common.STAGES) == contract.STAGES
+    for stage in contract.STAGES:
+        assert project.stack_name(stage) == contract.deploy_stack_name("abalone", "p-abc123", stage)
+        assert project.endpoint_name(stage) == contract.endpoint_name("abalone", "p-abc123", stage)
