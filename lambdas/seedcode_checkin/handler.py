@@ -23,7 +23,7 @@ from mlops_common.errors import ConfigError, GitLabAuthError, MlopsError
 from mlops_common.gitlab_client import GitLab, GitLabSettings
 from mlops_common.secrets import AccessKeys, StoredTrigger
 
-from seedcode_checkin import core
+from seedcode_checkin import core, deploy_stacks
 from seedcode_checkin.config import RETAIN, CheckinConfig, RepoTarget
 from seedcode_checkin.seed import Seed, read_seed_zip
 
@@ -49,12 +49,15 @@ helper = CfnResource(
 class Clients:
     s3: Any
     secrets: Any
+    cloudformation: Any
 
 
 def build_clients() -> Clients:
     config = Config(connect_timeout=5, read_timeout=20, retries={"max_attempts": 3, "mode": "standard"})
     return Clients(
-        s3=boto3.client("s3", config=config), secrets=boto3.client("secretsmanager", config=config)
+        s3=boto3.client("s3", config=config),
+        secrets=boto3.client("secretsmanager", config=config),
+        cloudformation=boto3.client("cloudformation", config=config),
     )
 
 
@@ -220,6 +223,9 @@ def _update(event: dict[str, Any], context: Any) -> str | None:
 
 def _delete(event: dict[str, Any], context: Any) -> str | None:
     props = event.get("ResourceProperties", {})
+    # Endpoints first: a stack that cannot be deleted fails the Delete before any repository is touched.
+    remaining = context.get_remaining_time_in_millis() / 1000.0
+    helper.Reason = fit_reason(deploy_stacks.on_delete(_clients().cloudformation, event, remaining))
     policy = props.get("DeletionPolicy") or RETAIN
     try:
         target = RepoTarget.from_properties(props)
