@@ -45,6 +45,10 @@ class DeployStack:
     def describe(self) -> str:
         return f"{self.name} ({', '.join(self.billing) or 'no endpoint'})"
 
+    @property
+    def endpoint(self) -> str:
+        return next((b.split("=", 1)[1] for b in self.billing if b.startswith("EndpointName=")), "")
+
 
 @dataclass(frozen=True)
 class Result:
@@ -55,15 +59,22 @@ class Result:
     retained: tuple[DeployStack, ...]
 
     def summary(self) -> str:
+        """Short enough for CloudFormation's reason (endpoints only); `details` is the full log line."""
         if self.retained:
-            listed = "; ".join(s.describe() for s in self.retained)
-            return (
-                f"deploy stacks retained and still billing: {listed}: delete them with "
-                "`aws cloudformation delete-stack --stack-name NAME` when no longer needed"
-            )
+            listed = "; ".join(f"{s.name} ({s.endpoint or 'no endpoint'})" for s in self.retained)
+            return f"deploy stacks retained, still billing: {listed}"
         if self.deleted:
             return f"deploy stacks deleted: {', '.join(self.deleted)}"
         return "no deploy stacks to delete"
+
+    def details(self) -> str:
+        if not self.retained:
+            return self.summary()
+        listed = "; ".join(s.describe() for s in self.retained)
+        return (
+            f"deploy stacks retained, still billing: {listed}: delete them with "
+            "`aws cloudformation delete-stack --stack-name NAME` when no longer needed"
+        )
 
 
 def policy_from_properties(props: Mapping[str, object]) -> str:
@@ -196,5 +207,5 @@ def on_delete(
         logger.info("resource replaced by an update (%s): deploy stacks kept", project_stack.status)
         return "resource replaced: deploy stacks kept"
     result = apply(cfn, project_name, project_id, policy, clock() + remaining_seconds - RESERVE_SECONDS)
-    (logger.warning if result.retained else logger.info)("%s", result.summary())
+    (logger.warning if result.retained else logger.info)("%s", result.details())
     return result.summary()

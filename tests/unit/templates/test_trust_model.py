@@ -947,7 +947,8 @@ def test_the_checkin_holds_every_delete_handler_permission_of_its_deploy_stacks(
     assert not denied, "\n".join(denied)
     assert not leaked, "\n".join(leaked)
     # Deleting a target-tracking policy deletes its alarms with the same session.
-    alarm = f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:TargetTracking-endpoint/{A.name}-{A.project_id}-{stage}/x"
+    endpoint_name = f"{A.name}-{A.project_id}-{stage}"
+    alarm = f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:TargetTracking-endpoint/{endpoint_name}/x"
     assert decide(world, checkin, "cloudwatch:DeleteAlarms", alarm)
     assert not decide(world, foreign, "cloudwatch:DeleteAlarms", alarm)
 
@@ -966,11 +967,11 @@ def test_the_checkin_deletes_its_own_deploy_stacks_only(world: Installation, sta
 def test_the_checkin_reads_its_own_project_stack_only(world: Installation) -> None:
     """On Delete it tells a project deletion from an update replacing the resource by the stack's status."""
     own = f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/SC-{ACCOUNT}-pp-{A.project_id}/1"  # AWS::StackId
-    tag = "aws:ResourceTag/sagemaker:project-id"
-    assert decide(world, role(A, "seed-checkin"), "cloudformation:DescribeStacks", own, **{tag: A.project_id})
-    assert not decide(world, role(B, "seed-checkin"), "cloudformation:DescribeStacks", own, **{tag: A.project_id})
+    tag, describe = "aws:ResourceTag/sagemaker:project-id", "cloudformation:DescribeStacks"
+    assert decide(world, role(A, "seed-checkin"), describe, own, **{tag: A.project_id})
+    assert not decide(world, role(B, "seed-checkin"), describe, own, **{tag: A.project_id})
     other = f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/SC-{ACCOUNT}-pp-{B.project_id}/1"
-    assert not decide(world, role(A, "seed-checkin"), "cloudformation:DescribeStacks", other, **{tag: B.project_id})
+    assert not decide(world, role(A, "seed-checkin"), describe, other, **{tag: B.project_id})
 
 # --- what services may do ------------------------------------------------------------------------------
 

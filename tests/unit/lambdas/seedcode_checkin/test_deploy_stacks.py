@@ -9,9 +9,9 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 from mlops_common.errors import ConfigError
-
 from seedcode_checkin import deploy_stacks
 from seedcode_checkin.deploy_stacks import DeployStacksNotDeleted
+
 from tests.unit.lambdas.helpers import load_event
 
 NAME, PID = "abalone", "p-abc123def456"
@@ -61,7 +61,11 @@ def cfn() -> Iterator[tuple[Any, Stubber]]:
 
 def missing(stubber: Stubber, name: str) -> None:
     stubber.add_client_error(
-        "describe_stacks", "ValidationError", f"Stack with id {name} does not exist", 400, {"StackName": name}
+        "describe_stacks",
+        "ValidationError",
+        f"Stack with id {name} does not exist",
+        400,
+        expected_params={"StackName": name},
     )
 
 
@@ -159,10 +163,15 @@ def test_retain_deletes_nothing_and_lists_every_stack_and_endpoint(cfn: tuple[An
     client, stubber = cfn
     found(stubber, STAGING, "UPDATE_COMPLETE")
     found(stubber, PROD, "CREATE_COMPLETE", endpoint=False)  # batch mode: a model only
-    summary = run(client, policy="retain").summary()
-    assert summary.startswith("deploy stacks retained and still billing: ")
-    assert f"{STAGING} (EndpointName={NAME}-{PID}-staging, ModelName=gitlab-mlops-{PID}-staging-abc)" in summary
-    assert f"{PROD} (ModelName=gitlab-mlops-{PID}-prod-abc)" in summary
+    result = run(client, policy="retain")
+    assert result.summary() == (
+        f"deploy stacks retained, still billing: {STAGING} ({NAME}-{PID}-staging); {PROD} (no endpoint)"
+    )
+    details = result.details()
+    model = f"gitlab-mlops-{PID}-staging-abc"
+    assert f"{STAGING} (EndpointName={NAME}-{PID}-staging, ModelName={model})" in details
+    assert f"{PROD} (ModelName=gitlab-mlops-{PID}-prod-abc)" in details
+    assert details.endswith("when no longer needed")
 
 
 def test_a_denied_describe_is_an_actionable_error(cfn: tuple[Any, Stubber]) -> None:
@@ -195,7 +204,8 @@ def test_on_delete_keeps_the_stacks_when_an_update_replaced_the_resource(cfn: tu
         },
         {"StackName": PROJECT_STACK},
     )
-    assert deploy_stacks.on_delete(client, load_event("cfn_delete"), 300) == "resource replaced: deploy stacks kept"
+    summary = deploy_stacks.on_delete(client, load_event("cfn_delete"), 300)
+    assert summary == "resource replaced: deploy stacks kept"
 
 
 def test_on_delete_of_the_project_applies_the_policy(cfn: tuple[Any, Stubber]) -> None:
@@ -205,4 +215,4 @@ def test_on_delete_of_the_project_applies_the_policy(cfn: tuple[Any, Stubber]) -
     missing(stubber, PROD)
     event = load_event("cfn_delete")
     event["ResourceProperties"]["DeployStackDeletionPolicy"] = "retain"
-    assert deploy_stacks.on_delete(client, event, 300).startswith("deploy stacks retained and still billing")
+    assert deploy_stacks.on_delete(client, event, 300).startswith("deploy stacks retained, still billing")

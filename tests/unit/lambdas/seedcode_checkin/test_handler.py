@@ -274,7 +274,9 @@ def test_a_deploy_stack_that_cannot_be_deleted_fails_before_any_repository_is_to
     assert not rsps.calls  # the repositories are kept for the retry
 
 
-def test_retained_deploy_stacks_are_listed_in_the_answer(checkin: Checkin, rsps: responses.RequestsMock) -> None:
+def test_retained_deploy_stacks_are_listed_in_the_answer(
+    checkin: Checkin, rsps: responses.RequestsMock
+) -> None:
     rsps.get(BUILD_URL, status=404, json={"message": "404"})
     rsps.get(DEPLOY_URL, status=404, json={"message": "404"})
     checkin.cfn.stacks[PROD_STACK] = "UPDATE_COMPLETE"
@@ -282,7 +284,7 @@ def test_retained_deploy_stacks_are_listed_in_the_answer(checkin: Checkin, rsps:
     event["ResourceProperties"]["DeployStackDeletionPolicy"] = "retain"
     answer = checkin(event)
     assert answer["Status"] == "SUCCESS" and not checkin.cfn.deleted
-    assert answer["Reason"].startswith(f"deploy stacks retained and still billing: {PROD_STACK}")
+    assert answer["Reason"].startswith(f"deploy stacks retained, still billing: {PROD_STACK}")
 
 
 def test_delete_with_retain_succeeds_when_gitlab_is_unreachable(
