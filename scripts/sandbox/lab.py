@@ -404,9 +404,27 @@ class Lab:
             try:
                 return str(self.cfn.describe_stacks(StackName=name)["Stacks"][0]["StackId"])
             except self.cfn.exceptions.ClientError:
-                return name
+                pass
+            # Deleted already (project delete removes the deploy stacks): the newest stack of that name.
+            for page in self.cfn.get_paginator("list_stacks").paginate():
+                for summary in page["StackSummaries"]:
+                    if summary["StackName"] == name:
+                        return str(summary["StackId"])
+            return name
 
-        lookups = Lookups(secret_arn=secret_arn, stack_of_change_set=stack_of_change_set, stack_arn=stack_arn)
+        def stack_tags(arn: str) -> dict[str, str]:
+            try:
+                tags = self.cfn.describe_stacks(StackName=arn)["Stacks"][0].get("Tags", [])
+            except self.cfn.exceptions.ClientError:
+                return {}
+            return {str(t["Key"]): str(t["Value"]) for t in tags}
+
+        lookups = Lookups(
+            secret_arn=secret_arn,
+            stack_of_change_set=stack_of_change_set,
+            stack_arn=stack_arn,
+            stack_tags=stack_tags,
+        )
         return judge(iam_recorder.read(self.root / IAM_CALLS_FILE), world, lookups)
 
     def set_review_token(self, project: Project) -> None:
