@@ -98,11 +98,11 @@ def describe(cfn: Any, name_or_id: str) -> DeployStack | None:
         if _code(exc) == "ValidationError":
             return None
         raise MlopsError(
-            f"cannot describe deploy stack {name_or_id} ({_code(exc)}): "
+            f"cannot describe stack {name_or_id} ({_code(exc)}): "
             "check the seed check-in role's cloudformation:DescribeStacks permission"
         ) from None
     except BotoCoreError as exc:
-        raise MlopsError(f"cannot describe deploy stack {name_or_id}: {type(exc).__name__}") from None
+        raise MlopsError(f"cannot describe stack {name_or_id}: {type(exc).__name__}") from None
     if not stacks:
         return None
     stack = stacks[0]

@@ -836,6 +836,13 @@ class Lab:
 
     # --- 6. delete -----------------------------------------------------------------------------------
 
+    def _stack_is_live(self, name: str) -> bool:
+        try:
+            status = self.cfn.describe_stacks(StackName=name)["Stacks"][0]["StackStatus"]
+        except self.cfn.exceptions.ClientError:
+            return False
+        return str(status) != "DELETE_COMPLETE"
+
     def delete_project(self, project: Project) -> tuple[Deletion, dict[str, str]]:
         """Delete the project stack (custom resource Delete first) and check the deletion policy."""
         endpoint = self._endpoint()
@@ -864,6 +871,10 @@ class Lab:
         wrong = {k: v for k, v in states.items() if v != expected}
         if wrong:
             raise DemoError(f"RepositoryDeletionPolicy {project.deletion_policy} not applied: {wrong}")
+        # DeployStackDeletionPolicy is left at its default (delete): nothing of the project may still bill.
+        left = [n for n in map(project.endpoint_stack, contract.STAGES) if self._stack_is_live(n)]
+        if left:
+            raise DemoError(f"deploy stacks left after the project was deleted: {', '.join(left)}")
         current = self.root / "project.json"
         if current.exists() and json.loads(current.read_text()).get("id") == project.id:
             current.rename(self.root / f"project-deleted-{project.id}.json")
