@@ -158,6 +158,11 @@ def apply(
                 f"deploy stack {stack.name} is {stack.status} and could not be deleted ({_code(exc)}): "
                 "wait for its CI job to finish, then delete the project again"
             ) from None
+        except BotoCoreError as exc:
+            raise DeployStacksNotDeleted(
+                f"deploy stack {stack.name} could not be deleted ({type(exc).__name__}): "
+                "delete the project again"
+            ) from None
         logger.info("deleting deploy stack %s (%s)", stack.describe(), stack.status)
     pending = {s.stack_id: s for s in found}
     deleted: list[str] = []

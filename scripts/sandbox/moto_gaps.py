@@ -119,6 +119,10 @@ def allow_cloudwatch_alarms_in_stacks() -> None:
                 [props.get("AlarmName") or resource_name]
             )
 
+        def delete(self, account_id: str, region_name: str) -> None:
+            # moto's stack delete calls this first; its fallback passes the unresolved AlarmName (!Sub).
+            cloudwatch_backends[account_id][region_name].delete_alarms([self.name])
+
         def is_created(self) -> bool:
             return True
 
