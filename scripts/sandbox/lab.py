@@ -416,6 +416,14 @@ class Lab:
             try:
                 tags = self.cfn.describe_stacks(StackName=arn)["Stacks"][0].get("Tags", [])
             except self.cfn.exceptions.ClientError:
+                # moto forgets a deleted project stack: its tags are the ones create_project gave it.
+                for path in self.root.glob("project*.json"):
+                    record = json.loads(path.read_text())
+                    if record.get("stack_id") == arn:
+                        return {
+                            "sagemaker:project-name": record["name"],
+                            "sagemaker:project-id": record["id"],
+                        }
                 return {}
             return {str(t["Key"]): str(t["Value"]) for t in tags}
 

@@ -966,11 +966,12 @@ def test_the_checkin_deletes_its_own_deploy_stacks_only(world: Installation, sta
 
 def test_the_checkin_reads_its_own_project_stack_only(world: Installation) -> None:
     """On Delete it tells a project deletion from an update replacing the resource by the stack's status."""
-    own = f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/SC-{ACCOUNT}-pp-{A.project_id}/1"  # AWS::StackId
+    own = stack(f"SC-{ACCOUNT}-pp-{A.project_id}")
     tag, describe = "aws:ResourceTag/sagemaker:project-id", "cloudformation:DescribeStacks"
     assert decide(world, role(A, "seed-checkin"), describe, own, **{tag: A.project_id})
     assert not decide(world, role(B, "seed-checkin"), describe, own, **{tag: A.project_id})
-    other = f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/SC-{ACCOUNT}-pp-{B.project_id}/1"
+    assert not decide(world, role(A, "seed-checkin"), describe, own)  # an untagged stack is not its own
+    other = stack(f"SC-{ACCOUNT}-pp-{B.project_id}")
     assert not decide(world, role(A, "seed-checkin"), describe, other, **{tag: B.project_id})
 
 # --- what services may do ------------------------------------------------------------------------------
