@@ -21,7 +21,7 @@ from mlops_common.gitlab_api import GitLabApi
 from mlops_common.gitlab_client import GitLabSettings
 from mlops_common.secrets import AccessKeys, StoredTrigger
 
-from seedcode_checkin import core
+from seedcode_checkin import core, deploy_stacks
 from seedcode_checkin.config import RETAIN, CheckinConfig, RepoTarget
 from seedcode_checkin.seed import Seed, read_seed_zip
 
@@ -47,10 +47,15 @@ helper = CfnResource(
 class Clients:
     s3: Any
     secrets: Any
+    cloudformation: Any
 
 
 def build_clients() -> Clients:
-    return Clients(s3=runtime.aws_client("s3"), secrets=runtime.aws_client("secretsmanager"))
+    return Clients(
+        s3=runtime.aws_client("s3"),
+        secrets=runtime.aws_client("secretsmanager"),
+        cloudformation=runtime.aws_client("cloudformation"),
+    )
 
 
 CLIENTS: Clients | None = None
@@ -211,6 +216,9 @@ def _update(event: dict[str, Any], context: Any) -> str | None:
 
 def _delete(event: dict[str, Any], context: Any) -> str | None:
     props = event.get("ResourceProperties", {})
+    # Endpoints first: a stack that cannot be deleted fails the Delete before any repository is touched.
+    remaining = context.get_remaining_time_in_millis() / 1000.0
+    helper.Reason = fit_reason(deploy_stacks.on_delete(_clients().cloudformation, event, remaining))
     policy = props.get("DeletionPolicy") or RETAIN
     try:
         target = RepoTarget.from_properties(props)

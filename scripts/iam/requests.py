@@ -67,6 +67,8 @@ class Lookups:
     secret_arn: Callable[[str], str] = lambda name: name
     stack_of_change_set: Callable[[str], str] = lambda arn: ""
     stack_arn: Callable[[str], str] = lambda name: name
+    # A stack's tags, which a policy may read as aws:ResourceTag/<key> (the check-in's own project stack).
+    stack_tags: Callable[[str], Mapping[str, str]] = lambda arn: {}
 
 
 @dataclass(frozen=True)
@@ -206,10 +208,11 @@ def authorize(
         )
     action = catalog.canonical(action)
     context: Context = context_for(action, params)
-    requests = [
-        Request(action, arn, context)
-        for arn in resources_for(action, params, account, region, lookups, s3_resource)
-    ]
+    requests = []
+    for arn in resources_for(action, params, account, region, lookups, s3_resource):
+        tags = lookups.stack_tags(arn) if action.startswith("cloudformation:") and ":stack/" in arn else {}
+        resource_tags = {f"aws:ResourceTag/{k}": v for k, v in tags.items()}
+        requests.append(Request(action, arn, {**context, **resource_tags}))
     flat = _flat(params)
     for name in PASSED_ROLE_PARAMETERS:
         role = flat.get(name, "")

@@ -404,9 +404,35 @@ class Lab:
             try:
                 return str(self.cfn.describe_stacks(StackName=name)["Stacks"][0]["StackId"])
             except self.cfn.exceptions.ClientError:
-                return name
+                pass
+            # Deleted already (project delete removes the deploy stacks): the newest stack of that name.
+            for page in self.cfn.get_paginator("list_stacks").paginate():
+                for summary in page["StackSummaries"]:
+                    if summary["StackName"] == name:
+                        return str(summary["StackId"])
+            return name
 
-        lookups = Lookups(secret_arn=secret_arn, stack_of_change_set=stack_of_change_set, stack_arn=stack_arn)
+        def stack_tags(arn: str) -> dict[str, str]:
+            try:
+                tags = self.cfn.describe_stacks(StackName=arn)["Stacks"][0].get("Tags", [])
+            except self.cfn.exceptions.ClientError:
+                # moto forgets a deleted project stack: its tags are the ones create_project gave it.
+                for path in self.root.glob("project*.json"):
+                    record = json.loads(path.read_text())
+                    if record.get("stack_id") == arn:
+                        return {
+                            "sagemaker:project-name": record["name"],
+                            "sagemaker:project-id": record["id"],
+                        }
+                return {}
+            return {str(t["Key"]): str(t["Value"]) for t in tags}
+
+        lookups = Lookups(
+            secret_arn=secret_arn,
+            stack_of_change_set=stack_of_change_set,
+            stack_arn=stack_arn,
+            stack_tags=stack_tags,
+        )
         return judge(iam_recorder.read(self.root / IAM_CALLS_FILE), world, lookups)
 
     def set_review_token(self, project: Project) -> None:
@@ -818,6 +844,13 @@ class Lab:
 
     # --- 6. delete -----------------------------------------------------------------------------------
 
+    def _stack_is_live(self, name: str) -> bool:
+        try:
+            status = self.cfn.describe_stacks(StackName=name)["Stacks"][0]["StackStatus"]
+        except self.cfn.exceptions.ClientError:
+            return False
+        return str(status) != "DELETE_COMPLETE"
+
     def delete_project(self, project: Project) -> tuple[Deletion, dict[str, str]]:
         """Delete the project stack (custom resource Delete first) and check the deletion policy."""
         endpoint = self._endpoint()
@@ -846,6 +879,10 @@ class Lab:
         wrong = {k: v for k, v in states.items() if v != expected}
         if wrong:
             raise DemoError(f"RepositoryDeletionPolicy {project.deletion_policy} not applied: {wrong}")
+        # DeployStackDeletionPolicy is left at its default (delete): nothing of the project may still bill.
+        left = [n for n in map(project.endpoint_stack, contract.STAGES) if self._stack_is_live(n)]
+        if left:
+            raise DemoError(f"deploy stacks left after the project was deleted: {', '.join(left)}")
         current = self.root / "project.json"
         if current.exists() and json.loads(current.read_text()).get("id") == project.id:
             current.rename(self.root / f"project-deleted-{project.id}.json")

@@ -121,7 +121,7 @@ def allow_cloudwatch_alarms_in_stacks() -> None:
 
         def delete(self, account_id: str, region_name: str) -> None:
             """What moto's stack deletion calls first: the alarm by the name it was created with (the
-            class method below only sees the template's unresolved AlarmName, e.g. a Fn::Sub)."""
+            class method only sees the template's unresolved AlarmName, e.g. a Fn::Sub)."""
             cloudwatch_backends[account_id][region_name].delete_alarms([self.name])
 
         def is_created(self) -> bool:

@@ -144,3 +144,28 @@ class FakeS3:
         if Key not in self.objects:
             raise ClientError({"Error": {"Code": "NoSuchKey", "Message": "m"}}, "GetObject")
         return {"Body": io.BytesIO(self.objects[Key])}
+
+
+class FakeCloudFormation:
+    """CloudFormation double: named stacks with a status; a deleted stack is gone at once."""
+
+    def __init__(self, stacks: dict[str, str] | None = None) -> None:
+        self.stacks = dict(stacks or {})
+        self.deleted: list[str] = []
+
+    def describe_stacks(self, StackName: str) -> dict[str, Any]:  # noqa: N803 - boto3's names
+        from botocore.exceptions import ClientError
+
+        name = StackName.split("/")[1] if StackName.startswith("arn:") else StackName
+        if name not in self.stacks:
+            raise ClientError({"Error": {"Code": "ValidationError", "Message": "m"}}, "DescribeStacks")
+        stack_id = f"arn:aws:cloudformation:us-east-1:123456789012:stack/{name}/1"
+        return {"Stacks": [{"StackName": name, "StackId": stack_id, "StackStatus": self.stacks[name]}]}
+
+    def delete_stack(self, StackName: str) -> None:  # noqa: N803 - boto3's names
+        name = StackName.split("/")[1]
+        self.deleted.append(name)
+        del self.stacks[name]
+
+    def describe_stack_events(self, StackName: str) -> dict[str, Any]:  # noqa: N803 - boto3's names
+        return {"StackEvents": []}

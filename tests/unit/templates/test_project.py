@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from mlops_common import contract
 from pipeline_trigger.config import TriggerConfig
+from seedcode_checkin import deploy_stacks
 
 from scripts.iam.bundle import PlatformSpec, ProjectSpec, build_installation
 from tests.unit.templates.cfn import ACCOUNT, REGION, Evaluator, load, parameter_values
@@ -77,7 +78,7 @@ def matches(parameter: str, value: str) -> bool:
 PROJECT_PARAMETERS = {
     "SageMakerProjectName", "SageMakerProjectId", "GitLabGroup", "ModelBuildRepositoryName",
     "ModelDeployRepositoryName", "CiAuthMode", "CiAccessKeySerial", "RepositoryDeletionPolicy",
-    "OperationsAlarmEmail", "GitLabTokenExpiryWarningDays",
+    "DeployStackDeletionPolicy", "OperationsAlarmEmail", "GitLabTokenExpiryWarningDays",
 }  # fmt: skip
 PLATFORM_PARAMETERS = {
     "GitLabServerUrl", "GitLabTokenSecretArn", "GitLabCaBundleS3Uri", "GitLabOidcProviderArn",
@@ -222,6 +223,8 @@ def test_choices_and_their_defaults() -> None:
     assert PARAMS["CiAuthMode"]["Default"] == contract.AUTH_MODE_OIDC
     assert PARAMS["RepositoryDeletionPolicy"]["AllowedValues"] == ["retain", "archive", "delete"]
     assert PARAMS["RepositoryDeletionPolicy"]["Default"] == "retain"
+    assert PARAMS["DeployStackDeletionPolicy"]["AllowedValues"] == list(deploy_stacks.POLICIES)
+    assert PARAMS["DeployStackDeletionPolicy"]["Default"] == deploy_stacks.DELETE
     assert PARAMS["CiAccessKeySerial"]["Type"] == "Number" and PARAMS["CiAccessKeySerial"]["MinValue"] == 1
     for name in ("LambdaSubnetIds", "LambdaSecurityGroupIds", "DataAccessPrincipalArns"):
         assert PARAMS[name]["Type"] == "CommaDelimitedList"
@@ -384,7 +387,9 @@ class _ReadKeys(dict[str, object]):
 
 
 def _properties_the_checkin_reads() -> set[str]:
-    """The keys CheckinConfig and RepoTarget read, in both CI auth modes (each mode reads its own)."""
+    """The keys the check-in's parsers read (CheckinConfig, RepoTarget, the deploy-stack deletion policy),
+    in both CI auth modes (each mode reads its own)."""
+    from seedcode_checkin import deploy_stacks
     from seedcode_checkin.config import CheckinConfig, RepoTarget
 
     from tests.unit.lambdas.helpers import load_event
@@ -397,6 +402,7 @@ def _properties_the_checkin_reads() -> set[str]:
         props = _ReadKeys(values)
         CheckinConfig.from_properties(props)
         RepoTarget.from_properties(props)
+        deploy_stacks.policy_from_properties(props)
         read |= props.read
     return read
 
@@ -461,6 +467,18 @@ def test_custom_resource_values() -> None:
     assert props["ModelPackageGroupName"] == contract.model_package_group_name("abalone", "p-abc123def456")
     assert props["DeployTriggerSecretArn"] == SEED_DATA["DeployTriggerSecret"]
     assert props["ServiceToken"] == "<SeedCheckinFunction.Arn>"
+
+
+@pytest.mark.parametrize("policy", ["delete", "retain"])
+def test_the_deploy_stack_deletion_policy_reaches_the_custom_resource(policy: str) -> None:
+    props = evaluator(DeployStackDeletionPolicy=policy).properties("SeedRepositories")
+    assert props[deploy_stacks.PROPERTY] == policy
+    assert evaluator().properties("SeedRepositories")[deploy_stacks.PROPERTY] == "delete"
+
+
+def test_deleting_the_deploy_stacks_leaves_time_for_the_repositories_and_the_answer() -> None:
+    lambda_timeout = RESOURCES["SeedCheckinFunction"]["Properties"]["Timeout"]
+    assert lambda_timeout - deploy_stacks.RESERVE_SECONDS >= 300  # SageMaker endpoints take minutes
 
 
 def test_a_stuck_custom_resource_fails_in_minutes_and_not_before_the_lambda_can_answer() -> None:

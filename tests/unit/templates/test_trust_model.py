@@ -922,6 +922,58 @@ def test_every_hosting_mode_deploys_with_its_stage_duty_alone(
     assert not denied, "\n".join(denied)
 
 
+@pytest.mark.parametrize("hosting", ["realtime", *HOSTING_SETTINGS])
+@pytest.mark.parametrize("stage", ["staging", "prod"])
+def test_the_checkin_holds_every_delete_handler_permission_of_its_deploy_stacks(
+    world: Installation, stage: str, hosting: str
+) -> None:
+    """Project delete removes the deploy stacks with the check-in's session (they have no service role)."""
+    checkin, foreign = world.principal(role(A, "seed-checkin")), world.principal(role(B, "seed-checkin"))
+    denied, leaked, checked = [], [], 0
+    settings = HOSTING_SETTINGS.get(hosting, {})
+    for item in handler_calls(_deploy_stack(A, stage, **settings), handlers=("delete",)):
+        if isinstance(item, Skipped):
+            continue
+        for request in item.requests:
+            checked += 1
+            decision = evaluate(checkin, request, world.resource_policy_for(request.resource))
+            if not decision:
+                denied.append(f"{item.logical_id} {request.action} {request.resource}: {decision.reason}")
+            if request.resource != "*" and "scalable-target" not in request.resource and evaluate(
+                foreign, request
+            ):
+                leaked.append(f"{B.name}'s check-in may {request.action} {request.resource}")
+    assert checked >= 2  # batch: the model alone
+    assert not denied, "\n".join(denied)
+    assert not leaked, "\n".join(leaked)
+    # Deleting a target-tracking policy deletes its alarms with the same session.
+    endpoint_name = f"{A.name}-{A.project_id}-{stage}"
+    alarm = f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:TargetTracking-endpoint/{endpoint_name}/x"
+    assert decide(world, checkin, "cloudwatch:DeleteAlarms", alarm)
+    assert not decide(world, foreign, "cloudwatch:DeleteAlarms", alarm)
+
+
+@pytest.mark.parametrize("stage", ["staging", "prod"])
+@pytest.mark.parametrize("action", ["cloudformation:DeleteStack", "cloudformation:DescribeStacks"])
+def test_the_checkin_deletes_its_own_deploy_stacks_only(world: Installation, stage: str, action: str) -> None:
+    own = stack(f"{A.name}-{A.project_id}-deploy-{stage}")
+    assert decide(world, role(A, "seed-checkin"), action, own)
+    assert not decide(world, role(B, "seed-checkin"), action, own)
+    assert not decide(world, role(A, "seed-checkin"), action, stack(f"{A.name}-{A.project_id}-other"))
+    assert not decide(world, role(A, "seed-checkin"), "cloudformation:UpdateStack", own)
+
+
+
+def test_the_checkin_reads_its_own_project_stack_only(world: Installation) -> None:
+    """On Delete it tells a project deletion from an update replacing the resource by the stack's status."""
+    own = stack(f"SC-{ACCOUNT}-pp-{A.project_id}")
+    tag, describe = "aws:ResourceTag/sagemaker:project-id", "cloudformation:DescribeStacks"
+    assert decide(world, role(A, "seed-checkin"), describe, own, **{tag: A.project_id})
+    assert not decide(world, role(B, "seed-checkin"), describe, own, **{tag: A.project_id})
+    assert not decide(world, role(A, "seed-checkin"), describe, own)  # an untagged stack is not its own
+    other = stack(f"SC-{ACCOUNT}-pp-{B.project_id}")
+    assert not decide(world, role(A, "seed-checkin"), describe, other, **{tag: B.project_id})
+
 # --- what services may do ------------------------------------------------------------------------------
 
 
@@ -1074,6 +1126,7 @@ def test_no_project_parameter_names_a_secret_bucket_or_server(rendered: dict[str
         "CiAuthMode",
         "CiAccessKeySerial",
         "RepositoryDeletionPolicy",
+        "DeployStackDeletionPolicy",
         "OperationsAlarmEmail",  # where the project's failure alarms go: the creator's choice
         "GitLabTokenExpiryWarningDays",
     }

@@ -18,6 +18,7 @@ from tests.unit.lambdas.helpers import (
     BUILD_FILES,
     DEPLOY_FILES,
     TOKEN,
+    FakeCloudFormation,
     FakeContext,
     FakeS3,
     FakeSecrets,
@@ -39,6 +40,7 @@ PHYSICAL_ID = "gitlab.example.com|ml-team/abalone-model-build|ml-team/abalone-mo
 class Checkin:
     def __init__(self, module: ModuleType, sent: list[dict[str, Any]], secrets: FakeSecrets) -> None:
         self.module, self.sent, self.secrets = module, sent, secrets
+        self.cfn = FakeCloudFormation()
 
     def __call__(self, event: dict[str, Any]) -> dict[str, Any]:
         self.module.handler(event, FakeContext(60))
@@ -71,8 +73,9 @@ def checkin(monkeypatch: pytest.MonkeyPatch) -> Checkin:
         {TOKEN_ARN: json.dumps({"token": TOKEN}), TRIGGER_ARN: PENDING},
         {TOKEN_ARN: {"gitlab-mlops:gitlab-url": "https://gitlab.example.com"}},
     )
-    monkeypatch.setattr(module, "CLIENTS", module.Clients(s3=s3, secrets=secrets))
-    return Checkin(module, sent, secrets)
+    checkin = Checkin(module, sent, secrets)
+    monkeypatch.setattr(module, "CLIENTS", module.Clients(s3=s3, secrets=secrets, cloudformation=checkin.cfn))
+    return checkin
 
 
 def fresh_gitlab(rsps: responses.RequestsMock) -> None:
@@ -256,6 +259,44 @@ def test_delete_with_retain_keeps_the_repositories_and_revokes_the_trigger(
     assert (answer["Status"], answer["PhysicalResourceId"]) == ("SUCCESS", PHYSICAL_ID)
     methods = [c.request.method for c in rsps.calls]
     assert methods.count("DELETE") == 1 and "POST" not in methods and "PUT" not in methods
+
+
+STAGING_STACK = "abalone-p-abc123def456-deploy-staging"
+PROD_STACK = "abalone-p-abc123def456-deploy-prod"
+
+
+def test_delete_removes_the_deploy_stacks_and_says_so(checkin: Checkin, rsps: responses.RequestsMock) -> None:
+    rsps.get(BUILD_URL, status=404, json={"message": "404"})
+    rsps.get(DEPLOY_URL, status=404, json={"message": "404"})
+    checkin.cfn.stacks.update({STAGING_STACK: "UPDATE_COMPLETE", PROD_STACK: "CREATE_COMPLETE"})
+    answer = checkin(load_event("cfn_delete"))
+    assert answer["Status"] == "SUCCESS", answer["Reason"]
+    assert checkin.cfn.deleted == [STAGING_STACK, PROD_STACK]
+    assert answer["Reason"] == f"deploy stacks deleted: {STAGING_STACK}, {PROD_STACK}"
+
+
+def test_a_deploy_stack_that_cannot_be_deleted_fails_before_any_repository_is_touched(
+    checkin: Checkin, rsps: responses.RequestsMock
+) -> None:
+    checkin.cfn.stacks[PROD_STACK] = "DELETE_FAILED"
+    checkin.cfn.delete_stack = lambda StackName: None  # type: ignore[method-assign]  # noqa: ARG005, N803
+    answer = checkin(load_event("cfn_delete"))
+    assert answer["Status"] == "FAILED"
+    assert f"deploy stack {PROD_STACK} failed to delete" in answer["Reason"]
+    assert not rsps.calls  # the repositories are kept for the retry
+
+
+def test_retained_deploy_stacks_are_listed_in_the_answer(
+    checkin: Checkin, rsps: responses.RequestsMock
+) -> None:
+    rsps.get(BUILD_URL, status=404, json={"message": "404"})
+    rsps.get(DEPLOY_URL, status=404, json={"message": "404"})
+    checkin.cfn.stacks[PROD_STACK] = "UPDATE_COMPLETE"
+    event = load_event("cfn_delete")
+    event["ResourceProperties"]["DeployStackDeletionPolicy"] = "retain"
+    answer = checkin(event)
+    assert answer["Status"] == "SUCCESS" and not checkin.cfn.deleted
+    assert answer["Reason"].startswith(f"deploy stacks retained, still billing: {PROD_STACK}")
 
 
 def test_delete_with_retain_succeeds_when_gitlab_is_unreachable(

@@ -81,6 +81,14 @@ def test_stacks_and_secrets_are_resolved_to_their_full_arns_through_lookups() ->
                        lookups=lookups) == [("secretsmanager:GetSecretValue", secret_arn)]  # fmt: skip
 
 
+def test_a_stacks_tags_are_resource_tag_condition_keys() -> None:
+    stack_arn = f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/SP-abalone-p-1/1234-abcd"
+    lookups = Lookups(stack_tags=lambda arn: {"sagemaker:project-id": "p-1"} if arn == stack_arn else {})
+    auth = authorize("cloudformation", "DescribeStacks", {"StackName": stack_arn}, ACCOUNT, REGION, lookups)
+    (describe,) = auth.requests
+    assert describe.context["aws:ResourceTag/sagemaker:project-id"] == "p-1"
+
+
 def test_tag_keys_and_request_tags_come_from_the_request() -> None:
     arn = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package/g-p-1/3"
     tags = [{"Key": "deployed-to:prod", "Value": "x"}]
