@@ -124,7 +124,11 @@ class Project:
     hosting: str = "realtime"  # model-deploy's Hosting.Mode, set by set_hosting
 
     def save(self, root: Path) -> None:
-        (root / "project.json").write_text(json.dumps(asdict(self), indent=2))
+        """The current project, and a record per project that outlives a later project's save (the IAM
+        check reads a deleted project stack's tags from it: moto forgets deleted stacks)."""
+        text = json.dumps(asdict(self), indent=2)
+        (root / "project.json").write_text(text)
+        (root / f"project-{self.id}.json").write_text(text)
 
     @classmethod
     def load(cls, root: Path) -> Project:
