@@ -139,7 +139,7 @@ def test_with_a_token_the_note_is_posted_on_the_merge_request(tmp_path: Path, mo
     notes = FakeNotes([])
     monkeypatch.setattr(review, "_gitlab_notes", lambda env: (notes, 7))
     registry = FakeRegistry({1: {"mse": 5.0}}, prod=1)
-    env = {"MODEL_PACKAGE_GROUP_NAME": "g", "CI_MERGE_REQUEST_IID": "2", "MR_NOTE_TOKEN": "glpat-x"}
+    env = {"MODEL_PACKAGE_GROUP_NAME": "g", "CI_MERGE_REQUEST_IID": "2", "MR_NOTE_TOKEN": "test-only-token"}
     assert review.post_from_ci(tmp_path / "r", env, registry, registry) == 0
     (posted,) = notes.created
     assert table(posted["body"])["mse"] == ["4.1000", "5.0000", "-0.9000 (better)"]
@@ -149,7 +149,7 @@ class FakeGitLab(BaseHTTPRequestHandler):
     """Just the REST calls the note needs, answered as GitLab does (python-gitlab talks to it for real)."""
 
     notes: list[dict[str, Any]] = []
-    token = "glpat-review-bot"
+    token = "test-only-review-bot-token"  # noqa: S105 - a fake, never a real GitLab token
 
     def _send(self, status: int, body: Any) -> None:
         data = json.dumps(body).encode()
@@ -213,7 +213,7 @@ def test_a_token_gitlab_rejects_fails_with_what_to_do(tmp_path: Path, fake_gitla
                                                       capsys: pytest.CaptureFixture[str]):
     write_reports(tmp_path / "r")
     registry = FakeRegistry({}, prod=None)
-    env = {"MODEL_PACKAGE_GROUP_NAME": "g", "CI_MERGE_REQUEST_IID": "2", "MR_NOTE_TOKEN": "glpat-expired",
+    env = {"MODEL_PACKAGE_GROUP_NAME": "g", "CI_MERGE_REQUEST_IID": "2", "MR_NOTE_TOKEN": "test-only-expired-token",
            "CI_SERVER_URL": fake_gitlab, "CI_PROJECT_ID": "1"}
     assert review.post_from_ci(tmp_path / "r", env, registry, registry) == 1
     assert "MR_NOTE_TOKEN was rejected (401)" in capsys.readouterr().err
