@@ -77,17 +77,17 @@ test-seeds: venv
 test: lint checkov test-bundle test-seeds ## Run every test: lint, security scan, bundle and seed tests
 
 package: venv ## Build the Lambda zips and seed zips into build/ (reproducible)
-	$(PY) scripts/package.py --out build
+	$(PY) -m scripts.admin.package --out build
 
 bench: venv ## Model quality benchmark on ABALONE_DATA (default ../shared/data/abalone.csv)
-	$(PY) scripts/bench_model.py --data $${ABALONE_DATA:-../shared/data/abalone.csv}
+	$(PY) -m scripts.bench_model --data $${ABALONE_DATA:-../shared/data/abalone.csv}
 
 demo: venv ## Run the whole lifecycle on the local sandbox (moto + GitLab stand-in + real CI runs)
 	$(PY) -m scripts.sandbox.demo $(ARGS)
 
 .PHONY: redrive
 redrive: venv ## Dead-lettered approvals: ARGS="list --queue-url URL" or ARGS="redrive --queue-url URL --function NAME"
-	$(PY) scripts/redrive.py $(ARGS)
+	$(PY) -m scripts.admin.redrive $(ARGS)
 
 clean: ## Remove build output and virtualenvs
 	rm -rf build $(VENV) $(CHECKOV_VENV) node_modules .sandbox

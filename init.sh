@@ -6,7 +6,7 @@
 #   ./init.sh --help
 #
 # This wrapper checks the prerequisites (Python 3.11+, the AWS CLI), finds or makes a Python environment
-# with boto3 and the bundle installed, and hands over to `python -m scripts.bootstrap`, which checks the
+# with boto3 and the bundle installed, and hands over to `python -m scripts.admin.bootstrap`, which checks the
 # arguments, then the credentials (telling an unreachable endpoint from bad credentials), then does the AWS
 # work with boto3 (testable with stubbed clients; it honours AWS_REGION, AWS_DEFAULT_REGION, AWS_PROFILE and
 # AWS_ENDPOINT_URL).
@@ -42,7 +42,7 @@ done
 # --- Python with boto3 and PyYAML ----------------------------------------------------------------------
 python_ok() { "$1" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' 2>/dev/null; }
 # The bundle itself is installed (editable) in that Python, so it imports from any directory.
-has_deps() { "$1" -P -c 'import boto3, yaml, scripts.bootstrap' 2>/dev/null; }
+has_deps() { "$1" -P -c 'import boto3, yaml, scripts.admin.bootstrap' 2>/dev/null; }
 
 PY=""
 if [ -n "${BOOTSTRAP_PYTHON:-}" ]; then
@@ -76,11 +76,11 @@ if [ -z "$PY" ]; then
 fi
 
 if [ "$want_help" -eq 1 ]; then
-  exec "$PY" -P -m scripts.bootstrap --help
+  exec "$PY" -P -m scripts.admin.bootstrap --help
 fi
 
 # --- AWS CLI --------------------------------------------------------------------------------------------
-# The next steps init.sh prints are AWS CLI commands. The credentials are checked by scripts.bootstrap with boto3,
+# The next steps init.sh prints are AWS CLI commands. The credentials are checked by scripts.admin.bootstrap with boto3,
 # which reads AWS_REGION as well as AWS_DEFAULT_REGION (AWS CLI v1 ignores AWS_REGION).
 command -v aws >/dev/null 2>&1 ||
   die "the AWS CLI is required (the next steps init.sh prints use it): install it from" \
@@ -92,4 +92,4 @@ if [ -n "$region" ] && ! [[ "$region" =~ ^[a-z]{2}(-[a-z]+)+-[0-9]+$ ]]; then
 fi
 
 echo "Checking the arguments, then AWS credentials ..."
-exec "$PY" -P -m scripts.bootstrap "$@"
+exec "$PY" -P -m scripts.admin.bootstrap "$@"

@@ -24,14 +24,14 @@ from typing import Any
 
 import numpy as np
 
-SEED_DIR = Path(__file__).resolve().parent.parent / "seedcode" / "model-build"
+from scripts.seed_packages import MODEL_BUILD_SEED, import_seed_package
+
 SPLIT_SEEDS = tuple(range(20))
 SAMPLE_FEATURES = 10  # the AWS sample's columns: 7 measurements + one-hot sex (3)
 
 
 def _seed_modules() -> tuple[Any, Any, Any, Any]:
-    if str(SEED_DIR) not in sys.path:
-        sys.path.insert(0, str(SEED_DIR))
+    import_seed_package(MODEL_BUILD_SEED, "pipelines")
     from pipelines.abalone import evaluate, hyperparameters, preprocess
     from pipelines.local import builtin_xgboost
 
@@ -40,9 +40,9 @@ def _seed_modules() -> tuple[Any, Any, Any, Any]:
 
 def _package(booster: Any, workdir: Path) -> Path:
     """model.tar.gz as the pipeline's package step writes it: the model and the model code."""
+    _, _, _, xgb_local = _seed_modules()
     from pipelines.abalone import package_model, pipeline
 
-    _, _, _, xgb_local = _seed_modules()
     trained = workdir / "trained.tar.gz"
     trained.write_bytes(xgb_local.model_tarball(booster, workdir))
     code = [pipeline.BASE_DIR / name for name in pipeline.MODEL_CODE]

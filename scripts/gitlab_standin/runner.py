@@ -45,7 +45,8 @@ from typing import Any, Protocol
 
 import yaml
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from scripts import REPO_ROOT
+
 DEFAULT_GITLAB_CI_LOCAL = REPO_ROOT / "node_modules" / ".bin" / "gitlab-ci-local"
 
 

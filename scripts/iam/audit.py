@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from scripts.cfn_yaml import load_template
+from scripts.admin.cfn_yaml import load_template
 
 from .bundle import Installation, OfflineStack
 from .engine import evaluate, evaluate_trust

@@ -20,12 +20,12 @@ from typing import Any
 
 from mlops_common import contract
 
-from scripts.cfn_yaml import load_template
+from scripts import REPO_ROOT
+from scripts.admin.cfn_yaml import load_template
 from scripts.sandbox.cfn_template import Resolver
 
 from .engine import Policy, Principal
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 SECRET_SUFFIX = "AbCdEf"  # noqa: S105 - not a secret. Secrets Manager appends 6 random characters to every secret's ARN
 
 
@@ -435,7 +435,7 @@ def build_installation(
     platform: PlatformSpec, projects: list[ProjectSpec], project_template: str | None = None
 ) -> Installation:
     """The bootstrap stack and one project stack per spec, from the rendered repository templates."""
-    from scripts.render_template import Platform, render_project
+    from scripts.admin.render_template import Platform, render_project
 
     world = Installation()
     world.add(

@@ -21,10 +21,10 @@ import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
-from pathlib import Path
 from typing import Any, Final
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from scripts import REPO_ROOT
+
 SCHEMAS_WHEEL: Final = REPO_ROOT / ".venv" / "share" / "iam-data" / "cfn_lint-1.12.3-py3-none-any.whl"
 _SCHEMA_DIR = "cfnlint/data/schemas/providers/{region}/"
 HANDLERS: Final = ("create", "update", "delete")

@@ -13,8 +13,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from scripts import REPO_ROOT
+
 from .lab import DemoError
-from .services import REPO_ROOT, Services, State
+from .services import Services, State
 
 
 def process_alive(pid: int) -> bool:

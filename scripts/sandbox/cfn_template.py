@@ -19,8 +19,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from scripts.cfn_yaml import TemplateFormatError
-from scripts.cfn_yaml import load_template as _load_template
+from scripts.admin.cfn_yaml import TemplateFormatError
+from scripts.admin.cfn_yaml import load_template as _load_template
 
 from .exceptions import TemplateResolutionError
 

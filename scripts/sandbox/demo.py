@@ -32,6 +32,7 @@ from typing import Any
 
 from mlops_common import contract
 
+from scripts import REPO_ROOT
 from scripts.gitlab_standin.runner import kill_leftover_runs
 
 from .background import (
@@ -47,7 +48,7 @@ from .exceptions import SandboxError
 from .lab import BUILD_REPO, DEPLOY_REPO, HOSTING_MODES, DemoError, Lab, Project
 from .lifecycle import ENVIRONMENT_STAGES, full_run, missing_prerequisites
 from .report import Report, failure_reason
-from .services import REPO_ROOT, State
+from .services import State
 from .steps import (
     PREDICTION_ROWS,
     show_repositories,

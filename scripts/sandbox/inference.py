@@ -124,7 +124,7 @@ def network_isolation(cfn: Any | None, model: dict[str, Any]) -> bool:
     """The model's EnableNetworkIsolation: moto's answer, or its stack template's property (moto drops it)."""
     if model.get("EnableNetworkIsolation") or cfn is None:
         return bool(model.get("EnableNetworkIsolation"))
-    from scripts.cfn_yaml import load_template
+    from scripts.admin.cfn_yaml import load_template
 
     for stack in cfn.describe_stacks()["Stacks"]:
         resources = cfn.describe_stack_resources(StackName=stack["StackName"])["StackResources"]

@@ -31,6 +31,7 @@ from typing import Any
 import gitlab
 from mlops_common import contract
 
+from scripts import REPO_ROOT
 from scripts.iam.audit import Audit, StackSnapshot, installation, judge, load_snapshots, save_snapshots
 from scripts.iam.requests import Lookups
 
@@ -40,7 +41,7 @@ from .events import Emission, EventBridge, emit_model_package_change, set_approv
 from .exceptions import SandboxError
 from .inference import describe_model
 from .lambda_runner import LambdaRunner
-from .services import GROUP, IAM_CALLS_FILE, REPO_ROOT, State
+from .services import GROUP, IAM_CALLS_FILE, State
 from .stack_gaps import fill_gaps
 from .tls import LocalCA
 

@@ -10,12 +10,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from scripts import REPO_ROOT
 from scripts.iam.audit import Audit
 
 from .background import fresh_root
 from .lab import DemoError, Lab, Project
 from .report import Report, failure_reason
-from .services import REPO_ROOT, Services, State
+from .services import Services, State
 from .steps import (
     PREDICTION_ROWS,
     Build,

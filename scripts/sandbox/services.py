@@ -35,13 +35,13 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+from scripts import REPO_ROOT
 from scripts.gitlab_standin.runner import RunContext
 
 from . import iam_recorder, moto_fidelity
 from .lambda_runner import moto_environment
 from .moto_gaps import allow_cloudwatch_alarms_in_stacks, allow_model_package_tags
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
 ACCOUNT = "123456789012"  # moto's default account
 GROUP = "ml-team"

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from scripts import bootstrap
+from scripts.admin import bootstrap
 
 REPO = Path(__file__).resolve().parents[2]
 INIT = REPO / "init.sh"

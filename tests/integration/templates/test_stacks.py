@@ -16,7 +16,7 @@ import pytest
 import requests
 from mlops_common.contract import TRIGGER_ENVIRONMENT
 
-from scripts.render_template import Platform, bundle_values, render_project
+from scripts.admin.render_template import Platform, bundle_values, render_project
 from tests.unit.templates.cfn import TEMPLATES
 
 PROVIDER = "arn:aws:iam::123456789012:oidc-provider/gitlab.example.com"

@@ -71,7 +71,7 @@ def project_json(
 
 
 def make_zip(files: dict[str, bytes | str], executable: frozenset[str] = frozenset()) -> bytes:
-    """A seed zip with files at its root, as scripts/package.py builds them."""
+    """A seed zip with files at its root, as scripts/admin/package.py builds them."""
     import io
     import zipfile
 

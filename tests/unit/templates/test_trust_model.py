@@ -26,9 +26,9 @@ import pytest
 import yaml
 from parliament import analyze_policy_string
 
+from scripts import REPO_ROOT
 from scripts.iam import catalog
 from scripts.iam.bundle import (
-    REPO_ROOT,
     Installation,
     OfflineStack,
     PlatformSpec,

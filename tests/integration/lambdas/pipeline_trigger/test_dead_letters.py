@@ -1,5 +1,5 @@
 """Failures are seen and recoverable: a GitLab outage dead-letters an approval, the template's DLQ alarm
-fires, and the re-drive (scripts/redrive.py) starts the deployment once GitLab is back.
+fires, and the re-drive (scripts/admin/redrive.py) starts the deployment once GitLab is back.
 
 Lambda's asynchronous retries and its DLQ are emulated here as Lambda performs them (three attempts, then
 the event as the message body); the queue is moto's SQS. moto evaluates no CloudWatch alarm, so the
@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from mlops_common.errors import GitLabError
 
-from scripts import redrive
+from scripts.admin import redrive
 from scripts.sandbox.alarms import sqs_alarm_state
 from tests.integration.lambdas.conftest import World
 from tests.unit.lambdas.helpers import load_event

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from mlops_common import contract
 
-from scripts.iam.bundle import REPO_ROOT
+from scripts import REPO_ROOT
 from tests.integration.lambdas.conftest import World
 
 NAME, PID = "abalone", "p-abc123def456"

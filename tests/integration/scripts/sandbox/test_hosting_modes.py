@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,12 +21,11 @@ import xgboost
 from scripts.sandbox.inference import InferenceServer, serve_transform_jobs, stop_serving_transform_jobs
 from scripts.sandbox.lab import shifted_archive
 from scripts.sandbox.services import SANDBOX_STAGING_TEST
+from scripts.seed_packages import MODEL_DEPLOY_SEED, import_seed_package
 
 from .test_inference import IMAGE, SCRIPT_MODE, abalone_booster, artifact, seed_code, seed_features
 
-DEPLOY_SEED = Path(__file__).resolve().parents[4] / "seedcode" / "model-deploy"
-if str(DEPLOY_SEED) not in sys.path:
-    sys.path.insert(0, str(DEPLOY_SEED))
+import_seed_package(MODEL_DEPLOY_SEED, "steps")
 
 from steps import staging_test  # noqa: E402
 from steps.build import build  # noqa: E402
@@ -149,8 +147,8 @@ def deploy_and_test(
 ) -> tuple[int, str, str]:
     repo = tmp_path / "repo"
     repo.mkdir()
-    shutil.copy(DEPLOY_SEED / "endpoint-config-template.yml", repo)
-    prod = json.loads((DEPLOY_SEED / "prod-config.json").read_text())
+    shutil.copy(MODEL_DEPLOY_SEED / "endpoint-config-template.yml", repo)
+    prod = json.loads((MODEL_DEPLOY_SEED / "prod-config.json").read_text())
     (repo / "prod-config.json").write_text(json.dumps(prod))
     parameters = {} if mode in ("serverless", "batch") else {"EnableDataCapture": False}
     (repo / "staging-config.json").write_text(

@@ -12,7 +12,6 @@ import json
 import pickle
 import tarfile
 from collections.abc import Callable, Iterator, Mapping
-from pathlib import Path
 from typing import Any
 
 import boto3
@@ -22,13 +21,14 @@ import xgboost
 from botocore.exceptions import ClientError
 
 from scripts.sandbox.inference import InferenceServer
+from scripts.seed_packages import MODEL_BUILD_SEED
 
 from .conftest import REGION
 
 BUCKET = "sandbox-artifacts"
 ROLE = "arn:aws:iam::123456789012:role/sagemaker"
 IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:3.0-5"
-SEED_CODE = Path(__file__).resolve().parents[4] / "seedcode" / "model-build" / "pipelines" / "abalone"
+SEED_CODE = MODEL_BUILD_SEED / "pipelines" / "abalone"
 # As the model-build pipeline registers it (pipelines/abalone/pipeline.py SERVING_ENVIRONMENT).
 SCRIPT_MODE = {
     "SAGEMAKER_PROGRAM": "inference.py",

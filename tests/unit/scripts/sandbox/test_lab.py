@@ -45,16 +45,12 @@ def test_the_biased_copy_predicts_the_shift_more_and_keeps_the_code() -> None:
 
 
 def test_the_demo_stage_configs_of_every_mode_pass_the_deploy_seeds_own_checks() -> None:
-    import sys
-    from pathlib import Path
-
     import pytest
 
     from scripts.sandbox.lab import HOSTING_MODES, hosting_configs
+    from scripts.seed_packages import MODEL_DEPLOY_SEED, import_seed_package
 
-    seed = str(Path(__file__).resolve().parents[4] / "seedcode" / "model-deploy")
-    if seed not in sys.path:
-        sys.path.insert(0, seed)
+    import_seed_package(MODEL_DEPLOY_SEED, "steps")
     from steps.hosting import parse_hosting, parse_rollout
 
     for mode in HOSTING_MODES[1:]:

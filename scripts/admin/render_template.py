@@ -12,7 +12,7 @@ The template is parsed into a YAML node tree (CloudFormation short-form tags suc
 string-replaced, and each value is checked against the parameter's own constraints (AllowedPattern,
 MaxLength) so a bad bundle fails here rather than in Studio.
 
-    python scripts/render_template.py --manifest build/manifest.json --bucket BUCKET \
+    python -m scripts.admin.render_template --manifest build/manifest.json --bucket BUCKET \
         --gitlab-url URL --token-secret-arn ARN --data-access-principal-arn ARN [...] --out build/project.yml
 """
 
@@ -30,7 +30,8 @@ from typing import Any
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from scripts import REPO_ROOT
+
 DEFAULT_TEMPLATE = REPO_ROOT / "templates" / "project.yml"
 DEFAULT_PREFIX = "bundle"
 STR_TAG = "tag:yaml.org,2002:str"
@@ -44,7 +45,7 @@ MANIFEST_KEYS: dict[str, tuple[str, str]] = {
 }
 BUCKET_PARAMETER = "BundleBucket"
 RENDERED_HEADER = (
-    "# Rendered by scripts/render_template.py from templates/project.yml: edit the source, not this file.\n"
+    "# Rendered by scripts/admin/render_template.py from templates/project.yml; edit that, not this file.\n"
 )
 OIDC_PARAMETER = "GitLabOidcProviderArn"
 AUTH_MODE_PARAMETER = "CiAuthMode"
@@ -205,7 +206,7 @@ def bundle_values(manifest: Mapping[str, Any], bucket: str, prefix: str = DEFAUL
         if not isinstance(file_name, str) or not file_name:
             raise RenderError(
                 f"manifest has no {section}.{entry}.file (needed for {parameter}): "
-                "rebuild it with `make package` (scripts/package.py --out build)"
+                "rebuild it with `make package` (scripts/admin/package.py --out build)"
             )
         values[parameter] = f"{clean_prefix}/{file_name}" if clean_prefix else file_name
     return values
@@ -223,7 +224,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         description="Pin the administrator's parameters of the project template."
     )
     parser.add_argument(
-        "--manifest", required=True, type=Path, help="build/manifest.json from scripts/package.py"
+        "--manifest", required=True, type=Path, help="build/manifest.json from scripts/admin/package.py"
     )
     parser.add_argument("--bucket", required=True, help="bucket the bundle is uploaded to (BundleBucket)")
     parser.add_argument(

@@ -6,14 +6,14 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from scripts.bootstrap.errors import BootstrapError
+from scripts.admin.bootstrap.errors import BootstrapError
 
 CAPABILITIES = ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM"]
 
 
 def template_parameters(body: str) -> dict[str, dict[str, Any]]:
     """The Parameters section of a CloudFormation YAML/JSON template (short-form tags tolerated)."""
-    from scripts.cfn_yaml import TemplateFormatError, load_template
+    from scripts.admin.cfn_yaml import TemplateFormatError, load_template
 
     try:
         document = load_template(body)

@@ -1,4 +1,4 @@
-"""scripts/bootstrap (the package behind init.sh): pure parts and AWS call shapes, with botocore's Stubber."""
+"""scripts/admin/bootstrap (the package behind init.sh): pure parts and AWS call shapes (botocore Stubber)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import boto3
 import pytest
 from botocore.stub import ANY, Stubber
 
-from scripts import bootstrap
+from scripts.admin import bootstrap
 
 TOKEN = "glpat-unit-test-token-123"
 REGION = "eu-west-1"

@@ -8,7 +8,7 @@ Lambda dependencies are resolved for the Lambda runtime (python3.13) but must be
 zip runs on Lambda arm64 and in the local sandbox (x86_64, python3.11). Wheels are cached under
 <out>/.wheel-cache, so repeat builds are fast and work offline.
 
-Usage: python scripts/package.py --out build
+Usage: python -m scripts.admin.package --out build
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from scripts import REPO_ROOT
 
 # The artifacts the manifest promises (see the team brief); directories under lambdas/ and seedcode/.
 LAMBDAS: tuple[str, ...] = ("seedcode_checkin", "pipeline_trigger")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from scripts.bootstrap.settings import Settings
-from scripts.bootstrap.stacks import current_stack_parameters
+from scripts.admin.bootstrap.settings import Settings
+from scripts.admin.bootstrap.stacks import current_stack_parameters
 
 
 def find_oidc_provider(iam: Any, gitlab_url: str) -> str | None:

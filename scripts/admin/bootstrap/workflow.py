@@ -14,19 +14,20 @@ from typing import Any
 
 from mlops_common import contract
 
-from scripts.bootstrap.artifacts import (
+from scripts import REPO_ROOT
+from scripts.admin.bootstrap.artifacts import (
     object_url,
     put_if_changed,
     sha256_hex,
     template_argument,
     upload_artifacts,
 )
-from scripts.bootstrap.aws import Clients, principal_arn
-from scripts.bootstrap.errors import BootstrapError
-from scripts.bootstrap.oidc import oidc_choice, oidc_provider_arn_for
-from scripts.bootstrap.settings import REPO_ROOT, STUDIO_ROLE_REQUIRED, TOKEN_ENV, Settings
-from scripts.bootstrap.stacks import deploy_stack, stack_parameters
-from scripts.bootstrap.token_secret import ensure_token_secret, secret_server
+from scripts.admin.bootstrap.aws import Clients, principal_arn
+from scripts.admin.bootstrap.errors import BootstrapError
+from scripts.admin.bootstrap.oidc import oidc_choice, oidc_provider_arn_for
+from scripts.admin.bootstrap.settings import STUDIO_ROLE_REQUIRED, TOKEN_ENV, Settings
+from scripts.admin.bootstrap.stacks import deploy_stack, stack_parameters
+from scripts.admin.bootstrap.token_secret import ensure_token_secret, secret_server
 
 TEMPLATES_PREFIX = contract.PROJECT_TEMPLATES_PREFIX
 S3_TEMPLATE_NAME = contract.S3_TEMPLATE_NAME
@@ -77,7 +78,7 @@ CATALOG_TEMPLATE_PATH = TEMPLATES_DIR / CATALOG_TEMPLATE
 
 def render_project_template(build_dir: Path, bucket: str, prefix: str, platform: Any) -> bytes:
     """templates/project.yml with the bundle objects and the administrator's settings pinned."""
-    from scripts.render_template import RenderError, render_project
+    from scripts.admin.render_template import RenderError, render_project
 
     try:
         manifest = json.loads((build_dir / "manifest.json").read_text(encoding="utf-8"))
@@ -95,7 +96,7 @@ def run(
     settings: Settings, clients: Clients, console: Console, package: Callable[[Path], Any]
 ) -> dict[str, str]:
     """The whole bootstrap; returns what the next-steps text needs."""
-    from scripts.render_template import Platform
+    from scripts.admin.render_template import Platform
 
     region = clients.s3.meta.region_name
     names = stack_names(settings.stack_prefix)

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from scripts.bootstrap.errors import BootstrapError, describe_aws_error
+from scripts.admin.bootstrap.errors import BootstrapError, describe_aws_error
 
 
 def principal_arn(iam: Any, caller_arn: str) -> str:

@@ -8,8 +8,8 @@ from typing import Any
 
 from mlops_common import contract
 
-from scripts.bootstrap.errors import BootstrapError, error_code
-from scripts.bootstrap.settings import TOKEN_ENV
+from scripts.admin.bootstrap.errors import BootstrapError, error_code
+from scripts.admin.bootstrap.settings import TOKEN_ENV
 
 TOKEN_SERVER_TAG = contract.TOKEN_SERVER_TAG
 

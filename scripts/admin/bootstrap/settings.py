@@ -11,10 +11,8 @@ from pathlib import Path
 
 from mlops_common import contract
 
-from scripts.bootstrap.errors import BootstrapError
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
+from scripts import REPO_ROOT
+from scripts.admin.bootstrap.errors import BootstrapError
 
 MODES = ("service-catalog", "s3-template")
 DEFAULT_PREFIX = "bundle"

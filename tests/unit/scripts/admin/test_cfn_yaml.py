@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from scripts.cfn_yaml import TemplateFormatError, load_template
+from scripts.admin.cfn_yaml import TemplateFormatError, load_template
 
 
 def test_short_forms_become_long_forms() -> None:

@@ -1,4 +1,4 @@
-"""scripts/package.py: reproducible, hashed, junk-free zips; pure-Python dependencies only."""
+"""scripts/admin/package.py: reproducible, hashed, junk-free zips; pure-Python dependencies only."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from scripts import package
+from scripts.admin import package
 
 pytestmark = pytest.mark.slow  # runs pip to build the zips
 

@@ -1,4 +1,4 @@
-"""Bootstrap the bundle into an AWS account (init.sh runs `python -m scripts.bootstrap`).
+"""Bootstrap the bundle into an AWS account (init.sh runs `python -m scripts.admin.bootstrap`).
 
 One module per job: `settings` (arguments), `aws` (clients, identity), `artifacts` (bundle bucket
 uploads), `token_secret`, `stacks` (change sets and boto3 waiters), `oidc`, `workflow` (the run in order
@@ -6,11 +6,11 @@ and the next steps), `__main__` (the command). boto3 honours AWS_ENDPOINT_URL, s
 against moto. The names below are the package's public surface.
 """
 
-from scripts.bootstrap.artifacts import object_url, put_if_changed, sha256_hex, upload_artifacts
-from scripts.bootstrap.aws import Clients, check_identity, make_clients, principal_arn
-from scripts.bootstrap.errors import BootstrapError
-from scripts.bootstrap.oidc import find_oidc_provider, oidc_choice, oidc_provider_arn_for
-from scripts.bootstrap.settings import (
+from scripts.admin.bootstrap.artifacts import object_url, put_if_changed, sha256_hex, upload_artifacts
+from scripts.admin.bootstrap.aws import Clients, check_identity, make_clients, principal_arn
+from scripts.admin.bootstrap.errors import BootstrapError
+from scripts.admin.bootstrap.oidc import find_oidc_provider, oidc_choice, oidc_provider_arn_for
+from scripts.admin.bootstrap.settings import (
     DEFAULT_PREFIX,
     DEFAULT_SECRET_NAME,
     DEFAULT_STACK_PREFIX,
@@ -21,9 +21,9 @@ from scripts.bootstrap.settings import (
     parse_settings,
     read_token,
 )
-from scripts.bootstrap.stacks import deploy_stack, stack_outputs, stack_parameters, template_parameters
-from scripts.bootstrap.token_secret import TOKEN_SERVER_TAG, ensure_token_secret, secret_server
-from scripts.bootstrap.workflow import (
+from scripts.admin.bootstrap.stacks import deploy_stack, stack_outputs, stack_parameters, template_parameters
+from scripts.admin.bootstrap.token_secret import TOKEN_SERVER_TAG, ensure_token_secret, secret_server
+from scripts.admin.bootstrap.workflow import (
     BOOTSTRAP_TEMPLATE_PATH,
     CATALOG_TEMPLATE_PATH,
     PROJECT_TEMPLATE_PATH,

@@ -1,7 +1,7 @@
 """List and re-drive approvals that could not start the deploy pipeline (the trigger's dead-letter queue).
 
-    python scripts/redrive.py list    --queue-url URL
-    python scripts/redrive.py redrive --queue-url URL --function NAME [--dry-run]
+    python -m scripts.admin.redrive list    --queue-url URL
+    python -m scripts.admin.redrive redrive --queue-url URL --function NAME [--dry-run]
 
 Both values are outputs of the project stack (TriggerDeadLetterQueueUrl, TriggerFunctionName). Re-driving
 invokes the trigger synchronously with each dead-lettered event and deletes the message only when the

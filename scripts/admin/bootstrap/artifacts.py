@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from scripts.bootstrap.errors import BootstrapError, error_code
+from scripts.admin.bootstrap.errors import BootstrapError, error_code
 
 SHA_METADATA = "sha256"
 MAX_TEMPLATE_BODY = 51_200  # CloudFormation's limit for an inline TemplateBody, in bytes

@@ -1,4 +1,4 @@
-"""scripts/render_template.py: platform settings pinned through the YAML tree, the rest unchanged.
+"""scripts/admin/render_template.py: platform settings pinned through the YAML tree, the rest unchanged.
 
 The rendered template stays cfn-lint clean."""
 
@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from cfnlint.api import ManualArgs, lint
 
-from scripts import render_template
-from scripts.render_template import (
+from scripts.admin import render_template
+from scripts.admin.render_template import (
     Platform,
     RenderError,
     bundle_values,
@@ -197,7 +197,7 @@ def test_cli_writes_the_rendered_template(tmp_path: Path) -> None:
     assert params["BundleBucket"]["Default"] == "my-bundle-bucket"
     assert params["TriggerLambdaKey"]["Default"] == "bundle/pipeline_trigger-0123456789ab.zip"
     assert params["GitLabOidcProviderArn"]["Default"] == OIDC
-    assert out.read_text(encoding="utf-8").startswith("# Rendered by scripts/render_template.py")
+    assert out.read_text(encoding="utf-8").startswith("# Rendered by scripts/admin/render_template.py")
 
 
 def test_cli_explains_a_missing_manifest_without_a_traceback(

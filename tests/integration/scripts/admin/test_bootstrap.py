@@ -15,8 +15,8 @@ import boto3
 import pytest
 from botocore.stub import ANY, Stubber
 
-from scripts import bootstrap
-from scripts import package as packaging
+from scripts.admin import bootstrap
+from scripts.admin import package as packaging
 
 REGION = "us-east-1"
 STUDIO_ROLE = "arn:aws:iam::123456789012:role/StudioUser"

@@ -1,4 +1,4 @@
-"""`python -m scripts.bootstrap` (what init.sh runs): parse, check the identity, run, print next steps."""
+"""`python -m scripts.admin.bootstrap` (init.sh runs it): parse, check identity, run, print next steps."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from scripts.bootstrap.aws import check_identity, make_clients
-from scripts.bootstrap.errors import BootstrapError, aws_errors, describe_aws_error
-from scripts.bootstrap.settings import parse_settings
-from scripts.bootstrap.workflow import STEPS, Console, next_steps, run
+from scripts.admin.bootstrap.aws import check_identity, make_clients
+from scripts.admin.bootstrap.errors import BootstrapError, aws_errors, describe_aws_error
+from scripts.admin.bootstrap.settings import parse_settings
+from scripts.admin.bootstrap.workflow import STEPS, Console, next_steps, run
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -20,7 +20,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = parse_settings(args, os.environ, sys.stdin.read)
         clients = make_clients(settings.region)
         check_identity(clients.sts)
-        from scripts import package as packaging
+        from scripts.admin import package as packaging
 
         def package(build_dir: Path) -> Any:
             try:
