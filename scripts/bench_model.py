@@ -121,6 +121,7 @@ def time_local_pipeline(data: Path) -> float:
             started = time.perf_counter()
             code = run_pipeline(
                 ["--local", "--input-data", str(data), "--workdir", workdir, "--artifacts-dir", workdir]
+                + ["--report-dir", workdir]
             )
             elapsed = time.perf_counter() - started
         if code != 0:
