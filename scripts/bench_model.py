@@ -120,8 +120,13 @@ def time_local_pipeline(data: Path) -> float:
         with tempfile.TemporaryDirectory() as workdir:
             started = time.perf_counter()
             code = run_pipeline(
-                ["--local", "--input-data", str(data), "--workdir", workdir, "--artifacts-dir", workdir]
-                + ["--report-dir", workdir]
+                [
+                    "--local",
+                    "--input-data", str(data),
+                    "--workdir", workdir,
+                    "--artifacts-dir", workdir,
+                    "--report-dir", workdir,
+                ]
             )
             elapsed = time.perf_counter() - started
         if code != 0:

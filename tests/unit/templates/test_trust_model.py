@@ -46,6 +46,7 @@ from scripts.iam.engine import (
     evaluate_trust,
 )
 from scripts.iam.handlers import HandlerCall, Skipped, handler_calls
+from scripts.seed_packages import MODEL_DEPLOY_SEED
 
 pytestmark = pytest.mark.slow  # evaluates every IAM probe with AWS's data
 
@@ -62,7 +63,7 @@ BOUNDARY = f"arn:aws:iam::{ACCOUNT}:policy/gitlab-mlops-platform/gitlab-mlops-pr
 BUNDLE = PLATFORM.bundle_bucket
 TOKEN = PLATFORM.token_secret_arn
 PUBLISHED = f"https://{BUNDLE}.s3.{REGION}.amazonaws.com/project-templates/gitlab-mlops.yml"
-DEPLOY_TEMPLATE = REPO_ROOT / "seedcode" / "model-deploy" / "endpoint-config-template.yml"
+DEPLOY_TEMPLATE = MODEL_DEPLOY_SEED / "endpoint-config-template.yml"
 
 
 @pytest.fixture(scope="module")

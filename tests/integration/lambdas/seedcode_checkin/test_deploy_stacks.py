@@ -7,11 +7,11 @@ from typing import Any
 import pytest
 from mlops_common import contract
 
-from scripts import REPO_ROOT
+from scripts.seed_packages import MODEL_DEPLOY_SEED
 from tests.integration.lambdas.conftest import World
 
 NAME, PID = "abalone", "p-abc123def456"
-DEPLOY_TEMPLATE = REPO_ROOT / "seedcode" / "model-deploy" / "endpoint-config-template.yml"
+DEPLOY_TEMPLATE = MODEL_DEPLOY_SEED / "endpoint-config-template.yml"
 ACCOUNT, REGION = "123456789012", "us-east-1"
 EXECUTION_ROLE = f"arn:aws:iam::{ACCOUNT}:role/gitlab-mlops/gitlab-mlops-{PID}-sagemaker-execution"
 
